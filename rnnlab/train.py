@@ -1,0 +1,220 @@
+"""train(config) -> a stream of events; the caller decides what to do with them.
+
+    for event in train(RunConfig(task="adding", cell="lstm")):
+        print(event.to_dict())
+
+The stream is Started, then Step after every optimisation step with an Evaluation on
+the held-out set every `eval_every` steps, and Finished with the run's summary last.
+A run ends `completed`, `stopped` (cancelled from another thread) or `diverged` (the
+loss or the gradient became NaN/inf — a result to show, not an error).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+
+from .config import ConfigError, RunConfig
+from .models import build_model
+from .tasks import Task, make_task
+
+OPTIMIZERS = {
+    "adam": lambda parameters, lr: torch.optim.Adam(parameters, lr=lr),
+    "sgd": lambda parameters, lr: torch.optim.SGD(parameters, lr=lr),
+}
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' is cuda if present, then mps, then cpu; an absent device is an error."""
+    cuda, mps = torch.cuda.is_available(), torch.backends.mps.is_available()
+    if name == "auto":
+        name = "cuda" if cuda else "mps" if mps else "cpu"
+    if (name == "cuda" and not cuda) or (name == "mps" and not mps):
+        raise ConfigError(f"device={name!r} is not available on this machine; use auto", "device")
+    return torch.device(name)
+
+
+def available_devices() -> list[str]:
+    return ["auto", "cpu"] + [
+        name
+        for name, present in (
+            ("cuda", torch.cuda.is_available()),
+            ("mps", torch.backends.mps.is_available()),
+        )
+        if present
+    ]
+
+
+@dataclass(frozen=True)
+class Event:
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, **asdict(self)}
+
+
+@dataclass(frozen=True)
+class Started(Event):
+    kind = "started"
+    config: dict[str, Any]
+    device: str
+    parameters: int
+    input_shape: tuple[int, int, int]  # (batch, seq_len, input_dim)
+    metric_name: str
+    baseline: float
+    baseline_label: str
+    metric_baseline: float
+    solved_rule: str
+
+
+@dataclass(frozen=True)
+class Step(Event):
+    kind = "step"
+    step: int
+    loss: float
+    grad_norm: float
+    elapsed_s: float
+
+
+@dataclass(frozen=True)
+class Evaluation(Event):
+    kind = "eval"
+    step: int
+    loss: float
+    metric: float
+    solved: bool
+    elapsed_s: float
+
+
+@dataclass(frozen=True)
+class Finished(Event):
+    kind = "finished"
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+def _finite_or_none(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
+
+
+def evaluate(model: torch.nn.Module, task: Task, device: torch.device) -> tuple[float, float]:
+    """Held-out loss and metric."""
+    x, y = task.held_out()
+    model.eval()
+    with torch.no_grad():
+        output = model(x.to(device))
+        y = y.to(device)
+        loss, metric = task.loss(output, y).item(), task.metric(output, y)
+    model.train()
+    return loss, metric
+
+
+def train(
+    config: RunConfig,
+    *,
+    cancel: threading.Event | None = None,
+    task: Task | None = None,
+) -> Iterator[Event]:
+    """Train the model `config` describes; yield events as it goes (see module doc)."""
+    start = time.perf_counter()
+    device = resolve_device(config.device)
+    task = task or make_task(config)
+    model = build_model(config, task).to(device)
+    optimizer = OPTIMIZERS[config.optimizer](model.parameters(), config.lr)
+    data_generator = torch.Generator().manual_seed(config.seed)
+    parameters = list(model.parameters())
+    eval_every = config.eval_every or max(1, config.steps // 100)
+
+    x, _ = task.sample(config.batch_size, torch.Generator().manual_seed(config.seed))
+    yield Started(
+        config=config.to_dict(),
+        device=str(device),
+        parameters=sum(p.numel() for p in parameters),
+        input_shape=tuple(x.shape),
+        metric_name=task.metric_name,
+        baseline=task.baseline,
+        baseline_label=task.baseline_label,
+        metric_baseline=task.metric_baseline,
+        solved_rule=task.solved_rule,
+    )
+
+    status, step = "completed", 0
+    losses: list[float] = []
+    solved_at: int | None = None
+    best_loss = math.inf
+    last_eval: Evaluation | None = None
+
+    def evaluation(step: int) -> Evaluation:
+        nonlocal best_loss, solved_at
+        loss, metric = evaluate(model, task, device)
+        solved = math.isfinite(loss) and task.is_solved(loss, metric)
+        if solved and solved_at is None:
+            solved_at = step
+        if math.isfinite(loss):
+            best_loss = min(best_loss, loss)
+        return Evaluation(step, loss, metric, solved, time.perf_counter() - start)
+
+    while step < config.steps:
+        if cancel is not None and cancel.is_set():
+            status = "stopped"
+            break
+        x, y = task.sample(config.batch_size, data_generator)
+        x, y = x.to(device), y.to(device)
+        loss = task.loss(model(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if config.clip > 0:
+            grad_norm = torch.nn.utils.clip_grad_norm_(parameters, config.clip)
+        else:
+            grad_norm = torch.nn.utils.get_total_norm([p.grad for p in parameters])
+        loss_value, grad_norm_value = loss.item(), grad_norm.item()
+        if not (math.isfinite(loss_value) and math.isfinite(grad_norm_value)):
+            status = "diverged"
+            yield Step(step + 1, loss_value, grad_norm_value, time.perf_counter() - start)
+            break
+        optimizer.step()
+        step += 1
+        losses.append(loss_value)
+        yield Step(step, loss_value, grad_norm_value, time.perf_counter() - start)
+        if step % eval_every == 0 or step == config.steps:
+            last_eval = evaluation(step)
+            yield last_eval
+            if last_eval.solved and config.stop_when_solved:
+                break
+
+    if last_eval is None or last_eval.step != step:
+        last_eval = evaluation(step)
+        yield last_eval
+    wall = time.perf_counter() - start
+    yield Finished(
+        summary={
+            "status": status,
+            "steps": step,
+            "final_loss": _finite_or_none(last_eval.loss),
+            "best_loss": _finite_or_none(best_loss),
+            "final_train_loss": _finite_or_none(losses[-1]) if losses else None,
+            "metric_name": task.metric_name,
+            "metric": _finite_or_none(last_eval.metric),
+            "baseline": task.baseline,
+            "metric_baseline": task.metric_baseline,
+            "solved": last_eval.solved,
+            "solved_at_step": solved_at,
+            "wall_s": round(wall, 3),
+            "steps_per_s": round(step / wall, 2) if wall > 0 else None,
+            "seed": config.seed,
+            "device": str(device),
+            "config": config.to_dict(),
+        }
+    )
+
+
+def run(config: RunConfig, **options: Any) -> dict[str, Any]:
+    """Train to the end and return the summary (for notebooks and scripts)."""
+    summary: dict[str, Any] = {}
+    for event in train(config, **options):
+        if isinstance(event, Finished):
+            summary = event.summary
+    return summary
