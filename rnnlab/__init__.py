@@ -7,23 +7,39 @@
 
 from .config import ConfigError, RunConfig
 from .models import Recurrent, RecurrentNet, build_model
+from .probe import Probe, gradients_through_time, probe, saturation, spectral_radius
 from .tasks import TASKS, Task, make_task
-from .train import Evaluation, Finished, Started, Step, available_devices, run, train
+from .train import (
+    Evaluation,
+    Finished,
+    Snapshot,
+    Started,
+    Step,
+    available_devices,
+    run,
+    train,
+)
 
 __all__ = [
     "ConfigError",
     "Evaluation",
     "Finished",
+    "Probe",
     "Recurrent",
     "RecurrentNet",
     "RunConfig",
+    "Snapshot",
     "Started",
     "Step",
     "TASKS",
     "Task",
     "available_devices",
     "build_model",
+    "gradients_through_time",
     "make_task",
+    "probe",
     "run",
+    "saturation",
+    "spectral_radius",
     "train",
 ]

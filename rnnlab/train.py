@@ -4,7 +4,8 @@
         print(event.to_dict())
 
 The stream is Started, then Step after every optimisation step with an Evaluation on
-the held-out set every `eval_every` steps, and Finished with the run's summary last.
+the held-out set every `eval_every` steps, a Snapshot of the network's insides every
+`snapshot_every_s` seconds and at the end, and Finished with the run's summary last.
 A run ends `completed`, `stopped` (cancelled from another thread) or `diverged` (the
 loss or the gradient became NaN/inf — a result to show, not an error).
 """
@@ -22,6 +23,7 @@ import torch
 
 from .config import ConfigError, RunConfig
 from .models import build_model
+from .probe import SnapshotSchedule
 from .tasks import Task, make_task
 
 OPTIMIZERS = {
@@ -96,6 +98,33 @@ class Finished(Event):
     summary: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Snapshot(Event):
+    """Gates, states and gradients through time on a fixed probe batch at `step`.
+
+    Computed by rnnlab.probe.snapshot (which documents every field); plain lists,
+    rounded, with long runs and wide layers cut to the steps and units listed in `kept`.
+    """
+
+    kind = "snapshot"
+    step: int
+    elapsed_s: float
+    probe_loss: float | None  # the task's loss on the probe batch
+    kept: dict[str, Any]  # sequence, steps and units the heatmaps and curves keep
+    layers: list[dict[str, Any]]  # per layer: gate/state name -> [step][unit], sequence 0
+    gate_means: list[dict[str, float | None]]  # per layer: sigmoid gate -> mean
+    state_norms: list[list[float | None]]  # per layer: mean ‖h_t‖ per kept step
+    gradient_norms: list[list[float | None]]  # per layer: ‖∂L/∂h_t‖ per kept step
+    gradient_contributions: list[list[float | None]]  # ‖step t's share of ∂L/∂W_hh‖
+    saturation: list[dict[str, dict[str, Any]]]  # per layer and gate: left/right fractions
+    spectral_radius: list[dict[str, float | None]]  # per layer: W_hh block -> radius
+    predictions: dict[str, Any]  # top-k next symbols, or predicted vs true values
+
+    def to_dict(self) -> dict[str, Any]:
+        """Shallow: the fields are already plain lists, and deep-copying them is slow."""
+        return {"kind": self.kind, **vars(self)}
+
+
 def _finite_or_none(value: float | None) -> float | None:
     return value if value is not None and math.isfinite(value) else None
 
@@ -117,8 +146,14 @@ def train(
     *,
     cancel: threading.Event | None = None,
     task: Task | None = None,
+    snapshot_every_s: float | None = 0.5,
 ) -> Iterator[Event]:
-    """Train the model `config` describes; yield events as it goes (see module doc)."""
+    """Train the model `config` describes; yield events as it goes (see module doc).
+
+    snapshot_every_s: seconds between Snapshot events (stretched if snapshots would take
+    more than about 8 % of the run); 0 for one after every step, math.inf for only the
+    final one, None for none.
+    """
     start = time.perf_counter()
     device = resolve_device(config.device)
     task = task or make_task(config)
@@ -157,6 +192,14 @@ def train(
             best_loss = min(best_loss, loss)
         return Evaluation(step, loss, metric, solved, time.perf_counter() - start)
 
+    schedule = None
+    if snapshot_every_s is not None:
+        schedule = SnapshotSchedule(task, device, snapshot_every_s)
+
+    def snapshot() -> Snapshot:
+        fields = schedule.take(model)
+        return Snapshot(step=step, elapsed_s=time.perf_counter() - start, **fields)
+
     while step < config.steps:
         if cancel is not None and cancel.is_set():
             status = "stopped"
@@ -184,10 +227,14 @@ def train(
             yield last_eval
             if last_eval.solved and config.stop_when_solved:
                 break
+        if schedule is not None and schedule.due():
+            yield snapshot()
 
     if last_eval is None or last_eval.step != step:
         last_eval = evaluation(step)
         yield last_eval
+    if schedule is not None:
+        yield snapshot()
     wall = time.perf_counter() - start
     yield Finished(
         summary={

@@ -1,0 +1,356 @@
+"""The probe against PyTorch's own modules, and snapshots as train() emits them.
+
+Gates and states are recomputed from the weights, so they are checked against the
+model's own output; gradients through time are checked against finite differences
+through PyTorch's nn.*Cell modules and against the model's own backward pass.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+from rnnlab import (
+    Probe,
+    RunConfig,
+    Snapshot,
+    build_model,
+    gradients_through_time,
+    make_task,
+    probe,
+    saturation,
+    spectral_radius,
+    train,
+)
+from rnnlab.config import ACTIVATION_NAMES, CELL_NAMES
+from rnnlab.probe import STATE_NAMES, probe_batch, snapshot
+
+COMBINATIONS = [(cell, activation) for cell in CELL_NAMES for activation in ACTIVATION_NAMES]
+FUSED = [("rnn", "tanh"), ("rnn", "relu"), ("lstm", "tanh"), ("gru", "tanh")]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """These tensors are tiny; on a busy two-core machine a second intra-op thread
+    only adds hand-offs that make each operation many times slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def small_model(cell: str, activation: str, layers: int = 1, task: str = "adding", **options):
+    config = RunConfig(
+        task=task,
+        cell=cell,
+        activation=activation,
+        num_layers=layers,
+        hidden_size=options.pop("hidden_size", 8),
+        seq_len=options.pop("seq_len", 12),
+        **options,
+    )
+    task_ = make_task(config)
+    return build_model(config, task_), task_
+
+
+def random_input(model, batch: int, T: int, seed: int = 0) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    return 2 * torch.randn(batch, T, model.rnn.input_size, generator=generator)
+
+
+@pytest.mark.parametrize("layers", [1, 2])
+@pytest.mark.parametrize(("cell", "activation"), COMBINATIONS)
+def test_recomputed_states_equal_the_models_output(cell, activation, layers):
+    model, _ = small_model(cell, activation, layers)
+    x = random_input(model, batch=3, T=12)
+    result = probe(model, x)
+    assert isinstance(result, Probe) and len(result.layers) == layers
+    for layer in result.layers:
+        assert tuple(layer) == STATE_NAMES[cell]
+        assert all(t.shape == (3, 12, 8) for t in layer.values())
+    with torch.no_grad():
+        expected = model.features(x)
+    torch.testing.assert_close(result.layers[-1]["h"], expected, rtol=0, atol=1e-5)
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    cell=st.sampled_from(CELL_NAMES),
+    activation=st.sampled_from(ACTIVATION_NAMES),
+    layers=st.integers(1, 3),
+    batch=st.integers(1, 4),
+    T=st.integers(1, 20),
+    hidden=st.integers(1, 12),
+    seed=st.integers(0, 2**16),
+)
+def test_recomputed_states_equal_the_models_output_for_any_shape(
+    cell, activation, layers, batch, T, hidden, seed
+):
+    model, _ = small_model(cell, activation, layers, hidden_size=hidden, seed=seed)
+    x = random_input(model, batch, T, seed)
+    with torch.no_grad():
+        expected = model.features(x)
+    torch.testing.assert_close(probe(model, x).layers[-1]["h"], expected, rtol=0, atol=1e-5)
+
+
+def test_gates_lie_in_their_ranges_and_the_lstm_cell_state_adds_up():
+    model, _ = small_model("lstm", "relu", 2)
+    layers = probe(model, random_input(model, 2, 10)).layers
+    for layer in layers:
+        for gate in ("i", "f", "o"):
+            assert layer[gate].min() >= 0 and layer[gate].max() <= 1
+        assert layer["g"].min() >= 0  # relu candidate
+        c_prev = torch.cat([torch.zeros_like(layer["c"][:, :1]), layer["c"][:, :-1]], 1)
+        torch.testing.assert_close(layer["c"], layer["f"] * c_prev + layer["i"] * layer["g"])
+        torch.testing.assert_close(layer["h"], layer["o"] * layer["c"].relu())
+
+
+@pytest.mark.parametrize(("cell", "activation"), [("lstm", "tanh"), ("gru", "sigmoid")])
+def test_probing_changes_neither_parameters_nor_gradients(cell, activation):
+    model, task = small_model(cell, activation, 2)
+    x, y = probe_batch(task, size=4)
+    task.loss(model(x), y).backward()
+    before = {name: (p.detach().clone(), p.grad.clone()) for name, p in model.named_parameters()}
+    probe(model, x)
+    gradients_through_time(model, x, y, task.loss)
+    snapshot(model, task, x, y)
+    for name, p in model.named_parameters():
+        assert torch.equal(p, before[name][0]) and torch.equal(p.grad, before[name][1]), name
+        assert p.requires_grad
+
+    fresh, _ = small_model(cell, activation, 2)
+    gradients_through_time(fresh, x, y, task.loss)
+    assert all(p.grad is None for p in fresh.parameters())
+
+
+def reference_hidden_gradients(model, x, y, loss, eps=1e-6) -> torch.Tensor:
+    """∂L/∂h_t of every layer and step by central differences, in float64, through
+    PyTorch's own nn.RNNCell / nn.LSTMCell / nn.GRUCell with the model's weights.
+
+    A perturbation added to h_t of layer k flows on to layer k at t + 1 and to layer
+    k + 1 at t, so the difference quotient is the total derivative. (layers, B, T, H).
+    """
+    rnn, H = model.rnn, model.rnn.hidden_size
+    cells = []
+    for layer in range(rnn.num_layers):
+        size = rnn.input_size if layer == 0 else H
+        if model.cell == "rnn":
+            cell = nn.RNNCell(size, H, nonlinearity=model.activation)
+        else:
+            cell = {"lstm": nn.LSTMCell, "gru": nn.GRUCell}[model.cell](size, H)
+        cell = cell.double()
+        with torch.no_grad():
+            for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+                getattr(cell, name).copy_(getattr(rnn, f"{name}_l{layer}"))
+        cells.append(cell)
+    head = copy.deepcopy(model.head).double()
+    B, T = x.shape[:2]
+
+    def loss_with(delta: torch.Tensor) -> float:
+        inputs = x
+        for layer, cell in enumerate(cells):
+            h = c = x.new_zeros(B, H)
+            outputs = []
+            for t in range(T):
+                if model.cell == "lstm":
+                    h, c = cell(inputs[:, t], (h, c))
+                else:
+                    h = cell(inputs[:, t], h)
+                h = h + delta[layer, :, t]
+                outputs.append(h)
+            inputs = torch.stack(outputs, dim=1)
+        out = head(inputs if model.every_step else inputs[:, -1])
+        return loss(out, y).item()
+
+    delta = x.new_zeros(rnn.num_layers, B, T, H)
+    grads = torch.empty_like(delta)
+    with torch.no_grad():
+        for index in range(delta.numel()):
+            flat = delta.view(-1)
+            flat[index] = eps
+            up = loss_with(delta)
+            flat[index] = -eps
+            down = loss_with(delta)
+            flat[index] = 0.0
+            grads.view(-1)[index] = (up - down) / (2 * eps)
+    return grads
+
+
+@pytest.mark.parametrize("task", ["adding", "hello"])
+@pytest.mark.parametrize(("cell", "activation"), FUSED)
+def test_gradients_through_time_equal_finite_differences(cell, activation, task):
+    model, task_ = small_model(cell, activation, 2, task=task, hidden_size=3, seq_len=5)
+    model = model.double()
+    x, y = probe_batch(task_, size=2)
+    x = x.double()
+    if task == "adding":
+        y = y.double()
+    result = gradients_through_time(model, x, y, task_.loss)
+    expected = reference_hidden_gradients(model, x, y, task_.loss)
+    for layer in range(2):
+        torch.testing.assert_close(result.hidden[layer], expected[layer], rtol=1e-6, atol=1e-9)
+        norms = expected[layer].square().sum((0, 2)).sqrt()  # ‖∂L/∂h_t‖ over batch, units
+        torch.testing.assert_close(result.norms[layer], norms, rtol=1e-6, atol=1e-9)
+    assert result.loss == pytest.approx(task_.loss(model(x), y).item())
+
+
+@pytest.mark.parametrize(("cell", "activation"), COMBINATIONS)
+def test_per_step_contributions_add_up_to_the_models_own_weight_gradient(cell, activation):
+    model, task = small_model(cell, activation, 2, seq_len=7)
+    model = model.double()
+    x, y = probe_batch(task, size=3)
+    x, y = x.double(), y.double()
+    result = gradients_through_time(model, x, y, task.loss)
+
+    reference = copy.deepcopy(model)
+    task.loss(reference(x), y).backward()  # the model's own backward: fused or hand-written
+    for layer in range(2):
+        h = result.probe.layers[layer]["h"]
+        h_prev = torch.cat([torch.zeros_like(h[:, :1]), h[:, :-1]], dim=1)  # (B, T, H)
+        terms = torch.einsum("btg,bth->tgh", result.recurrent[layer], h_prev)  # (T, G·H, H)
+        torch.testing.assert_close(
+            terms.sum(0), getattr(reference.rnn, f"weight_hh_l{layer}").grad, rtol=1e-9, atol=1e-12
+        )
+        torch.testing.assert_close(
+            result.recurrent[layer].sum((0, 1)),
+            getattr(reference.rnn, f"bias_hh_l{layer}").grad,
+            rtol=1e-9,
+            atol=1e-12,
+        )
+        torch.testing.assert_close(
+            result.contributions[layer], terms.flatten(1).norm(dim=1), rtol=1e-9, atol=1e-12
+        )
+        assert result.contributions[layer][0] == 0  # h_{-1} = 0
+
+
+@pytest.mark.parametrize("cell", CELL_NAMES)
+def test_spectral_radius_per_gate_block(cell):
+    model, _ = small_model(cell, "tanh", 2, init="orthogonal")
+    radii = spectral_radius(model)
+    blocks = {
+        "rnn": ["W_hh"],
+        "lstm": ["W_hi", "W_hf", "W_hg", "W_ho"],
+        "gru": ["W_hr", "W_hz", "W_hn"],
+    }
+    assert [list(r) for r in radii] == [blocks[cell]] * 2
+    for layer in radii:  # every eigenvalue of an orthogonal matrix has modulus 1
+        assert all(value == pytest.approx(1.0, abs=1e-5) for value in layer.values())
+
+    with torch.no_grad():
+        weight = model.rnn.weight_hh_l0
+        weight.zero_()
+        weight[:8].copy_(torch.diag(torch.linspace(-3, 2, 8)))
+    assert spectral_radius(model)[0][blocks[cell][0]] == pytest.approx(3.0)
+
+
+def test_saturation_counts_steps_below_and_above_the_thresholds():
+    f = torch.tensor([[[0.05, 0.5], [0.95, 0.5], [0.5, 0.99], [0.09, 0.91]]])  # (1, 4, 2)
+    half = torch.full_like(f, 0.5)
+    layer = {"i": half, "f": f, "g": half, "o": half, "c": half, "h": half}
+    result = saturation(Probe("lstm", "tanh", [layer]))
+    assert list(result[0]) == ["i", "f", "o"]
+    torch.testing.assert_close(result[0]["f"]["left"], torch.tensor([0.5, 0.0]))
+    torch.testing.assert_close(result[0]["f"]["right"], torch.tensor([0.25, 0.5]))
+    assert result[0]["i"]["left"].sum() == 0 and result[0]["i"]["right"].sum() == 0
+    assert saturation(Probe("rnn", "tanh", [{"pre": half, "h": half}])) == [{}]
+
+
+def snapshots(events) -> list[Snapshot]:
+    return [event for event in events if event.kind == "snapshot"]
+
+
+def test_train_snapshots_at_the_cadence_and_always_at_the_end():
+    config = RunConfig(task="hello", cell="lstm", hidden_size=8, steps=6)
+    events = list(train(config, snapshot_every_s=0.0))
+    taken = snapshots(events)
+    assert [s.step for s in taken] == [1, 2, 3, 4, 5, 6, 6]
+    assert events[-2] is taken[-1] and events[-1].kind == "finished"
+    assert all(isinstance(s, Snapshot) for s in taken)
+
+    assert snapshots(train(config, snapshot_every_s=None)) == []
+    only_final = snapshots(events := list(train(config, snapshot_every_s=math.inf)))
+    assert len(only_final) == 1 and events[-2] is only_final[0]
+    assert len(snapshots(train(config))) >= 1
+    with pytest.raises(ValueError, match="snapshot_every_s"):
+        list(train(config, snapshot_every_s=-1.0))
+
+
+def test_snapshot_is_plain_json_and_uses_the_same_probe_batch_every_time():
+    config = RunConfig(task="text", cell="gru", hidden_size=16, seq_len=20, batch_size=4, steps=3)
+    taken = snapshots(train(config, snapshot_every_s=0.0))
+    first, last = taken[0].to_dict(), taken[-1].to_dict()
+    assert first["kind"] == "snapshot"
+    text = json.dumps(last, allow_nan=False)
+    assert json.loads(text) == last
+
+    assert first["predictions"]["input"] == last["predictions"]["input"]
+    assert first["predictions"]["target"] == last["predictions"]["target"]
+    assert first["layers"] != last["layers"]  # trained in between
+    predictions = last["predictions"]
+    assert predictions["kind"] == "next_symbol" and len(predictions["top"]) == 20
+    for step in predictions["top"]:
+        probabilities = [p for _, p in step]
+        assert len(step) == 3 and probabilities == sorted(probabilities, reverse=True)
+        assert sum(probabilities) <= 1.0 + 1e-3
+
+    task = make_task(config)
+    x, y = probe_batch(task)
+    assert "".join(predictions["input"]) == task.decode(x[0].argmax(-1))
+    assert "".join(predictions["target"]) == task.decode(y[0])
+    assert last["kept"]["sequences"] == 8
+    assert list(last["layers"][0]) == ["r", "z", "n", "h"]
+    assert list(last["saturation"][0]) == ["r", "z"]
+    assert list(last["spectral_radius"][0]) == ["W_hr", "W_hz", "W_hn"]
+
+
+def test_snapshot_of_the_hello_word_lists_its_characters():
+    config = RunConfig(task="hello", cell="rnn", hidden_size=4, steps=1)
+    (last,) = snapshots(train(config, snapshot_every_s=math.inf))
+    predictions = last.predictions
+    assert predictions["input"] == list("hell") and predictions["target"] == list("ello")
+    assert {char for step in predictions["top"] for char, _ in step} <= set("helo")
+
+
+def test_long_and_wide_runs_are_downsampled_and_say_what_was_kept():
+    config = RunConfig(
+        task="adding",
+        cell="lstm",
+        hidden_size=100,
+        num_layers=2,
+        seq_len=300,
+        batch_size=2,
+        steps=1,
+    )
+    (last,) = snapshots(train(config, snapshot_every_s=math.inf))
+    kept = last.kept
+    assert (kept["seq_len"], kept["hidden_size"]) == (300, 100)
+    assert len(kept["steps"]) == 200 and kept["steps"][0] == 0 and kept["steps"][-1] == 299
+    assert len(kept["units"]) == 64 and kept["units"][0] == 0 and kept["units"][-1] == 99
+    assert len(set(kept["steps"])) == 200 and len(set(kept["units"])) == 64
+    for layer in last.layers:
+        assert list(layer) == ["i", "f", "g", "o", "c", "h"]
+        assert all(len(rows) == 200 and len(rows[0]) == 64 for rows in layer.values())
+    for curves in (last.gradient_norms, last.gradient_contributions, last.state_norms):
+        assert [len(curve) for curve in curves] == [200, 200]
+    assert all(len(gate["left"]) == 64 for gate in last.saturation[1].values())
+    assert last.predictions["kind"] == "last_value" and len(last.predictions["predicted"]) == 8
+    assert len(json.dumps(last.to_dict(), allow_nan=False)) < 2_000_000
+
+
+def test_snapshot_of_a_blown_up_network_is_still_valid_json():
+    model, task = small_model("rnn", "relu", hidden_size=4, task="sine", seq_len=30)
+    with torch.no_grad():
+        model.rnn.weight_hh_l0.fill_(1e30)
+    x, y = probe_batch(task)
+    fields = snapshot(model, task, x, y)
+    json.dumps(fields, allow_nan=False)
+    assert fields["probe_loss"] is None
+    assert fields["predictions"]["kind"] == "series"
+    assert None in fields["layers"][0]["h"][-1]
