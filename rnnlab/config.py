@@ -99,9 +99,7 @@ class RunConfig:
             )
         word = self.word
         if not 2 <= len(word) <= 40 or not word.isprintable():
-            raise ConfigError(
-                f"word must be 2 to 40 printable characters, got {word!r}", "word"
-            )
+            raise ConfigError(f"word must be 2 to 40 printable characters, got {word!r}", "word")
 
     def time_steps(self) -> int:
         """Length of the sequences the network actually sees."""
@@ -132,7 +130,11 @@ class RunConfig:
             )
         batch = 1 if self.task == "hello" else self.batch_size
         saved = (
-            4 * batch * self.time_steps() * self.num_layers * self.hidden_size
+            4
+            * batch
+            * self.time_steps()
+            * self.num_layers
+            * self.hidden_size
             * (GATE_CHUNKS[self.cell] + 3)
         )
         if saved > MAX_ACTIVATION_BYTES:

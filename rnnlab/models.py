@@ -23,7 +23,6 @@ from torch import Tensor, nn
 from .config import GATE_CHUNKS, RunConfig
 from .tasks import Task, make_task
 
-
 # name -> (apply in place, derivative expressed through the output y = f(x))
 ACTIVATIONS = {
     "tanh": (Tensor.tanh_, lambda y: 1 - y * y),
@@ -298,8 +297,12 @@ def make_recurrent(
         return Recurrent(cell, activation, input_size, hidden_size, num_layers, device=device)
     if cell == "rnn":
         return nn.RNN(
-            input_size, hidden_size, num_layers, nonlinearity=activation,
-            batch_first=True, device=device,
+            input_size,
+            hidden_size,
+            num_layers,
+            nonlinearity=activation,
+            batch_first=True,
+            device=device,
         )
     module = {"lstm": nn.LSTM, "gru": nn.GRU}[cell]
     return module(input_size, hidden_size, num_layers, batch_first=True, device=device)

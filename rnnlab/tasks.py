@@ -341,7 +341,8 @@ def read_text_file(path: str | Path) -> str:
     try:
         data = Path(path).read_bytes()
     except OSError as error:
-        raise ConfigError(f"cannot read text file {str(path)!r}: {error.strerror}", "text_file")
+        message = f"cannot read text file {str(path)!r}: {error.strerror}"
+        raise ConfigError(message, "text_file") from None
     return decode_text(data)
 
 

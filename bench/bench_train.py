@@ -1,0 +1,114 @@
+"""Training speed of rnnlab against a plain hand-written PyTorch loop, in one process.
+
+    python bench/bench_train.py            # step-time ratios (about a minute)
+    python bench/bench_train.py --rounds 9 # steadier numbers
+
+Adding problem, batch 64, T = 100, hidden 64, Adam 3e-3, clipping 1.0. Blocks of steps
+alternate between the two loops, and medians over blocks are compared, so background
+load on a shared machine hits both alike. Targets: fused LSTM ≤ 1.05x plain PyTorch;
+the custom cells (sigmoid RNN, relu LSTM) ≤ 3x the fused LSTM step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+from torch import nn
+
+from rnnlab import RunConfig, train
+from rnnlab.tasks import AddingTask
+
+BASE = dict(task="adding", hidden_size=64, batch_size=64, seq_len=100, lr=3e-3, clip=1.0)
+
+
+def rnnlab_block(config: RunConfig) -> float:
+    """Seconds per step of train(), from the first step event to the last."""
+    first = last = None
+    for event in train(config):
+        if event.kind == "step":
+            if first is None:
+                first = time.perf_counter()
+            last = time.perf_counter()
+    return (last - first) / (config.steps - 1)
+
+
+class PlainLSTM(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lstm = nn.LSTM(2, 64, batch_first=True)
+        self.head = nn.Linear(64, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.lstm(x)[0][:, -1])
+
+
+def adding_batch(batch: int, T: int, generator: torch.Generator):
+    values = torch.rand(batch, T, generator=generator)
+    markers = torch.zeros(batch, T)
+    rows = torch.arange(batch)
+    markers[rows, torch.randint(0, T // 2, (batch,), generator=generator)] = 1.0
+    markers[rows, torch.randint(T // 2, T, (batch,), generator=generator)] = 1.0
+    return torch.stack([values, markers], -1), (values * markers).sum(1, keepdim=True)
+
+
+def plain_block(steps: int, eval_every: int) -> float:
+    """The same training written directly in PyTorch, evaluated as often as train()."""
+    torch.manual_seed(0)
+    model = PlainLSTM()
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    generator = torch.Generator().manual_seed(0)
+    held_x, held_y = AddingTask(100).held_out()
+    first = None
+    for step in range(1, steps + 1):
+        x, y = adding_batch(64, 100, generator)
+        loss = nn.functional.mse_loss(model(x), y)
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        loss.item()
+        if step % eval_every == 0:
+            with torch.no_grad():
+                nn.functional.mse_loss(model(held_x), held_y).item()
+        if first is None:
+            first = time.perf_counter()
+    return (time.perf_counter() - first) / (steps - 1)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=150, help="steps per block")
+    args = parser.parse_args()
+    steps = args.steps
+    eval_every = max(1, steps // 100)
+    configs = {
+        "lstm tanh (fused)": RunConfig(**BASE, cell="lstm", steps=steps),
+        "rnn sigmoid (custom)": RunConfig(**BASE, cell="rnn", activation="sigmoid", steps=steps),
+        "lstm relu (custom)": RunConfig(**BASE, cell="lstm", activation="relu", steps=steps),
+        "gru relu (custom)": RunConfig(**BASE, cell="gru", activation="relu", steps=steps),
+    }
+    times: dict[str, list[float]] = {name: [] for name in ["plain PyTorch LSTM", *configs]}
+    for block in range(args.rounds + 1):  # the first round warms up and is dropped
+        sample = {"plain PyTorch LSTM": plain_block(steps, eval_every)}
+        sample.update({name: rnnlab_block(config) for name, config in configs.items()})
+        if block:
+            for name, seconds in sample.items():
+                times[name].append(seconds)
+
+    median = {name: statistics.median(values) for name, values in times.items()}
+    plain, fused = median["plain PyTorch LSTM"], median["lstm tanh (fused)"]
+    print(f"adding, batch 64, T=100, hidden 64; median of {args.rounds} blocks of {steps} steps")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    for name, seconds in median.items():
+        print(f"  {name:22s} {seconds * 1e3:7.2f} ms/step")
+    print(f"fused path: rnnlab / plain PyTorch = {fused / plain:.3f}  (target <= 1.05)")
+    for name in ("rnn sigmoid (custom)", "lstm relu (custom)", "gru relu (custom)"):
+        print(f"{name}: / fused LSTM step = {median[name] / fused:.2f}  (target <= 3)")
+
+
+if __name__ == "__main__":
+    main()
