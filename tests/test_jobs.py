@@ -1,0 +1,269 @@
+import collections
+import json
+import logging
+import os
+import threading
+import time
+
+import pytest
+import torch
+
+from rnnlab.config import RunConfig
+from rnnlab.jobs import JobError, JobManager, QueueFull, default_workers, get_manager
+from rnnlab.store import RunStore
+
+
+def tiny(**changes) -> RunConfig:
+    return RunConfig(**{"task": "hello", "cell": "rnn", "hidden_size": 4, "steps": 12, **changes})
+
+
+# Runs long enough to be caught running; every test stops it.
+ENDLESS = tiny(steps=200_000, eval_every=25)
+
+
+def until(predicate, timeout: float = 120.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch):
+    monkeypatch.setenv("RNNLAB_HOME", str(tmp_path))
+    with RunStore() as opened:
+        yield opened
+
+
+@pytest.fixture
+def make_manager(store):
+    threads = torch.get_num_threads()
+    managers: list[JobManager] = []
+
+    def make(**options) -> JobManager:
+        manager = JobManager(store=store, **{"workers": 2, **options})
+        managers.append(manager)
+        return manager
+
+    yield make
+    for manager in managers:
+        manager.shutdown(timeout=60)
+    torch.set_num_threads(threads)
+
+
+def running(manager: JobManager, run_id: str):
+    progress = manager.progress(run_id)
+    return progress if progress.status == "running" and progress.step > 0 else None
+
+
+def test_fifty_jobs_from_ten_threads_all_land_in_the_store(make_manager, store, caplog):
+    manager = make_manager(workers=2, max_queued_per_owner=None)
+    submitted: list[str] = []
+    submitted_lock = threading.Lock()
+    positions: dict[str, list[int]] = collections.defaultdict(list)
+    done = threading.Event()
+
+    def submit_five(owner: int) -> None:
+        for seed in range(5):
+            run_id = manager.submit(tiny(seed=seed, steps=10 + owner), owner=f"user{owner}")
+            with submitted_lock:
+                submitted.append(run_id)
+
+    def watch_queue() -> None:
+        while not done.is_set():
+            queue = manager.queue()
+            waiting = [p for p in queue if p.status == "queued"]
+            assert [p.queue_position for p in waiting] == list(range(1, len(waiting) + 1))
+            assert all(p.queue_position is None for p in queue if p.status == "running")
+            for progress in waiting:
+                positions[progress.run_id].append(progress.queue_position)
+            time.sleep(0.005)
+
+    watcher = threading.Thread(target=watch_queue)
+    watcher.start()
+    with caplog.at_level(logging.ERROR):
+        threads = [threading.Thread(target=submit_five, args=(i,)) for i in range(10)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        finals = [manager.wait(run_id, timeout=300) for run_id in submitted]
+    done.set()
+    watcher.join()
+
+    assert len(set(submitted)) == 50
+    assert [p.status for p in finals] == ["completed"] * 50
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    for run_id in submitted:
+        run = store.get_run(run_id)
+        assert run.status == "completed" and run.error is None
+        steps = run.config["steps"]
+        assert store.history(run_id)["step"].tolist() == list(range(1, steps + 1))
+        assert store.evaluations(run_id)["step"].iloc[-1] == steps
+        assert store.snapshot(run_id) is not None
+    assert positions, "the watcher saw no queue"
+    for seen in positions.values():
+        assert seen == sorted(seen, reverse=True)  # a job only moves up the queue
+    assert manager.queue() == []
+
+
+def test_cancel_a_waiting_and_a_running_job(make_manager, store):
+    manager = make_manager(workers=1)
+    first = manager.submit(ENDLESS, owner="ana")
+    second = manager.submit(tiny(), owner="ana")
+    until(lambda: running(manager, first), what="the first job to run")
+    assert manager.progress(second).queue_position == 1
+
+    with pytest.raises(JobError, match="someone else"):
+        manager.cancel(second, owner="ben")
+    assert manager.cancel(second, owner="ana") is True
+    assert manager.progress(second).status == "stopped"
+    assert store.get_run(second).status == "stopped"
+    assert manager.progress(first).status == "running"  # the worker was not disturbed
+
+    assert manager.cancel(first) is True
+    final = manager.wait(first, timeout=120)
+    assert final.status == "stopped" and final.summary["status"] == "stopped"
+    assert 0 < final.step < ENDLESS.steps
+    run = store.get_run(first)
+    assert run.status == "stopped" and len(store.history(first)) == run.step == final.step
+    assert manager.cancel(first) is False  # already finished
+    assert manager.cancel("0123456789ab") is False  # unknown
+
+
+def test_an_owner_cannot_fill_the_queue(make_manager):
+    manager = make_manager(workers=1, max_queued_per_owner=2)
+    blocker = manager.submit(ENDLESS, owner="instructor")
+    until(lambda: running(manager, blocker), what="the blocker to run")
+    waiting = [manager.submit(tiny(seed=i), owner="ana") for i in range(2)]
+    with pytest.raises(QueueFull, match="You already have 2 runs waiting") as refused:
+        manager.submit(tiny(seed=2), owner="ana")
+    assert "cancel one" in str(refused.value)
+    other = manager.submit(tiny(), owner="ben")  # others are not affected
+    assert manager.progress(other).queue_position == 3
+    manager.cancel(waiting[0], owner="ana")
+    manager.submit(tiny(seed=3), owner="ana")  # room again
+    manager.cancel(blocker)
+
+
+def test_jobs_of_an_owner_that_stopped_polling_are_cancelled(make_manager, store):
+    manager = make_manager(workers=1, orphan_after_s=1.0)
+    manager.heartbeat("closed-tab")
+    manager.heartbeat("open-tab")
+    abandoned = manager.submit(ENDLESS, owner="closed-tab")
+    abandoned_waiting = manager.submit(tiny(), owner="closed-tab")
+    kept = manager.submit(tiny(), owner="open-tab")
+    unpolled = manager.submit(tiny(), owner="notebook")  # never sent a heartbeat
+    until(lambda: running(manager, abandoned), what="the abandoned job to run")
+
+    def open_tab_polls():
+        manager.heartbeat("open-tab")
+        return manager.progress(abandoned).status == "stopped"
+
+    until(open_tab_polls, what="the silent owner's job to stop")
+    final = manager.wait(abandoned, timeout=120)
+    assert final.status == "stopped" and "stopped watching" in final.error
+    assert store.get_run(abandoned).error == final.error
+    assert manager.progress(abandoned_waiting).status == "stopped"
+    assert store.get_run(abandoned_waiting).status == "stopped"
+    for run_id in (kept, unpolled):
+        until(
+            lambda run_id=run_id: (
+                manager.heartbeat("open-tab") or not manager.wait(run_id, 0.1).active
+            ),
+            what="the others to finish",
+        )
+        assert manager.progress(run_id).status == "completed"
+
+
+def test_progress_is_live_while_running_and_final_after(make_manager, store):
+    manager = make_manager(workers=1)
+    run_id = manager.submit(ENDLESS, owner="ana")
+    live = until(
+        lambda: (p := running(manager, run_id)) and p.steps_per_s and p.snapshot and p,
+        what="rate, snapshot and metric",
+    )
+    assert live.steps == ENDLESS.steps and live.loss is not None and live.eta_s > 0
+    assert live.queue_position is None and live.config["steps"] == ENDLESS.steps
+    assert live.snapshot["kind"] == "snapshot" and live.metric_name == "accuracy"
+    json.dumps(live.to_dict())  # a page can ship it as it is
+    later = until(lambda: (p := manager.progress(run_id)).held_out_loss is not None and p)
+    assert later.step >= live.step
+    manager.cancel(run_id)
+    manager.wait(run_id, timeout=120)
+
+    other = JobManager(store=store, workers=1)  # a process that never held the job
+    try:
+        remembered = other.progress(run_id)
+        assert remembered.status == "stopped" and remembered.step > 0
+        assert remembered.summary["status"] == "stopped"
+        assert other.progress("0123456789ab") is None
+    finally:
+        other.shutdown()
+
+
+def test_a_job_that_raises_is_failed_with_its_message(make_manager, store, tmp_path):
+    manager = make_manager(workers=1)
+    config = RunConfig(task="text", text_file=str(tmp_path / "missing.txt"), steps=5)
+    final = manager.wait(manager.submit(config, owner="ana"), timeout=120)
+    assert final.status == "failed" and "cannot read text file" in final.error
+    run = store.get_run(final.run_id)
+    assert run.status == "failed" and run.error == final.error
+    assert manager.wait(manager.submit(tiny(), owner="ana"), timeout=120).status == "completed"
+
+
+def test_shutdown_interrupts_jobs_and_refuses_new_ones(make_manager, store):
+    manager = make_manager(workers=1)
+    active = manager.submit(ENDLESS, owner="ana")
+    waiting = manager.submit(tiny(), owner="ana")
+    until(lambda: running(manager, active), what="the job to run")
+    manager.shutdown(timeout=120)
+    assert store.get_run(active).status == "interrupted"
+    assert store.get_run(waiting).status == "interrupted"
+    assert "shut down" in store.get_run(active).error
+    with pytest.raises(JobError, match="shutting down"):
+        manager.submit(tiny(), owner="ana")
+
+
+def test_submit_takes_a_run_config(make_manager):
+    with pytest.raises(TypeError, match="RunConfig"):
+        make_manager().submit({"task": "hello"}, owner="ana")
+
+
+def test_workers_come_from_rnnlab_workers_and_share_the_cores(make_manager, monkeypatch):
+    monkeypatch.setenv("RNNLAB_WORKERS", "3")
+    assert default_workers() == 3
+    manager = make_manager(workers=None)
+    assert manager.workers == 3
+    assert torch.get_num_threads() == manager.torch_threads == max(1, os.cpu_count() // 3)
+    for bad in ("0", "two"):
+        monkeypatch.setenv("RNNLAB_WORKERS", bad)
+        with pytest.raises(ValueError, match="RNNLAB_WORKERS"):
+            default_workers()
+    monkeypatch.delenv("RNNLAB_WORKERS")
+    assert default_workers() == min(2, os.cpu_count())
+
+
+def test_get_manager_is_one_per_process(store, monkeypatch):
+    import rnnlab.jobs as jobs
+
+    threads = torch.get_num_threads()
+    monkeypatch.setattr(jobs, "_manager", None)
+    try:
+        results: list[JobManager] = []
+        workers = [threading.Thread(target=lambda: results.append(get_manager())) for _ in range(8)]
+        for thread in workers:
+            thread.start()
+        for thread in workers:
+            thread.join()
+        assert len({id(m) for m in results}) == 1
+        manager = results[0]
+        assert manager.store.path == store.path
+        manager.shutdown()
+        assert get_manager() is not manager  # a closed one is replaced
+    finally:
+        jobs._manager.shutdown()
+        torch.set_num_threads(threads)
