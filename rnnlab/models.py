@@ -379,3 +379,17 @@ def build_model(config: RunConfig, task: Task | None = None) -> RecurrentNet:
     if model.fused:
         model.rnn.flatten_parameters()
     return model
+
+
+def count_parameters(config: RunConfig, task: Task) -> int:
+    """Trainable parameters of the model `config` describes, without allocating it."""
+    model = RecurrentNet(
+        config.cell,
+        config.activation,
+        task.input_dim,
+        config.hidden_size,
+        config.num_layers,
+        task.output_dim,
+        device="meta",
+    )
+    return sum(p.numel() for p in model.parameters())

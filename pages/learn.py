@@ -1,0 +1,146 @@
+"""Learn: the study note's points as small interactive views, each linked to a preset."""
+
+import pandas as pd
+import streamlit as st
+
+from rnnlab.config import ConfigError, RunConfig
+from rnnlab.models import count_parameters
+from rnnlab.presets import PRESETS
+from rnnlab.tasks import HelloTask
+from ui import charts
+from ui.widgets import NO_PRESET
+
+
+def try_preset(name: str, *, key: str) -> None:
+    """A button that loads a preset into the Train page and opens it."""
+    if st.button(f"▶ Try it: {name}", key=key):
+        settings = PRESETS[name].config().to_dict()
+        for field, value in settings.items():
+            st.session_state[f"train_{field}"] = value
+        st.session_state.train_preset = name if name in PRESETS else NO_PRESET
+        st.switch_page("pages/train.py")
+
+
+st.title("Learn: how recurrent networks see a sequence")
+
+st.header("1 · Characters become one-hot vectors")
+word = st.text_input("Type a word", value="hello", max_chars=40, key="learn_word")
+if len(word) < 2:
+    st.warning("Type at least two characters.")
+else:
+    task = HelloTask(word)
+    x, y = task.sample(1, None)
+    table = pd.DataFrame(
+        x[0].int().numpy(),
+        columns=task.vocab,
+        index=[f"X_{t} = {c}" for t, c in enumerate(word[:-1])],
+    )
+    st.dataframe(table, key="learn_onehot")
+    st.markdown(
+        f"Vocabulary **{', '.join(task.vocab)}** → `input_dim = {task.input_dim}`. "
+        f"Predicting the next character gives {len(word) - 1} input→target pairs: "
+        + ", ".join(f"`{a}→{b}`" for a, b in zip(word, word[1:], strict=False))
+        + ". What the network trains on has the shape `(batch_size, sequence_length, "
+        f"input_dim)` = `(1, {len(word) - 1}, {task.input_dim})`."
+    )
+    repeated = {a for a, b in zip(word, word[1:], strict=False) if word.count(a) > 1}
+    ambiguous = [
+        a for a in repeated if len({b for c, b in zip(word, word[1:], strict=False) if c == a}) > 1
+    ]
+    if ambiguous:
+        st.info(
+            f"After `{ambiguous[0]}` the next character is not always the same: only the "
+            "memory of the earlier characters (the hidden state) can decide."
+        )
+try_preset("Hello, RNN", key="learn_try_hello")
+
+st.header("2 · Unrolled in time, stacked in layers")
+left, right = st.columns([1, 3])
+with left:
+    seq_len = st.slider("Sequence length", 1, 30, 5, key="learn_seq_len")
+    layers = st.slider("Layers", 1, 4, 2, key="learn_layers")
+    cell = st.radio("Cell", ["RNN", "LSTM", "GRU"], horizontal=True, key="learn_cell")
+with right:
+    st.plotly_chart(charts.unrolled_figure(seq_len, layers, cell=cell), key="learn_unrolled")
+st.caption(
+    "The same cell (the same weights) is applied at every time step and feeds its output "
+    "h_t back in. With stacked layers, the hidden states h_0..h_t of layer 1 are the inputs "
+    "of layer 2."
+)
+
+st.header("3 · Shapes and parameter counts")
+hidden = st.slider("Hidden size", 1, 256, 32, key="learn_hidden")
+rows = []
+for name in ("rnn", "lstm", "gru"):
+    try:
+        config = RunConfig(task="hello", cell=name, hidden_size=hidden, num_layers=layers)
+    except ConfigError:
+        continue
+    task = HelloTask("hello")
+    gates = {"rnn": 1, "lstm": 4, "gru": 3}[name]
+    rows.append(
+        {
+            "cell": name.upper(),
+            "gate blocks": gates,
+            "W_ih (layer 1)": f"({gates}·{hidden}, {task.input_dim})",
+            "W_hh": f"({gates}·{hidden}, {hidden})",
+            "parameters (with a 4-way head)": f"{count_parameters(config, task):,}",
+        }
+    )
+st.dataframe(pd.DataFrame(rows), hide_index=True, key="learn_shapes")
+st.caption(
+    "An LSTM has four blocks of weights (input, forget, candidate, output), a GRU three "
+    "(reset, update, candidate), a plain RNN one: the same loop, more gates."
+)
+
+st.header("4 · Activations: why tanh, not relu; why tanh over sigmoid")
+left, right = st.columns(2)
+with left:
+    st.plotly_chart(charts.activation_figure(False), key="learn_activations")
+    st.caption(
+        "sigmoid squashes into 0..1, tanh into −1..1, relu lets large values through "
+        "unchanged — and the same weights are applied again at every step, so with relu "
+        "the state can grow without bound."
+    )
+    try_preset("Why not relu?", key="learn_try_relu")
+with right:
+    st.plotly_chart(charts.activation_figure(True), key="learn_derivatives")
+    st.caption(
+        "Backpropagation through time multiplies one derivative per step: sigmoid′ is at "
+        "most 0.25, tanh′ at most 1, so gradients vanish much faster through sigmoid."
+    )
+    try_preset("Sigmoid vs tanh: vanishing gradients", key="learn_try_sigmoid")
+
+st.header("5 · LSTM and GRU: gates decide what to keep")
+left, right = st.columns(2)
+with left:
+    st.markdown(
+        "**LSTM** (gates σ; candidate and output use the chosen activation, tanh by default)"
+    )
+    st.latex(
+        r"""\begin{aligned}
+        i_t &= \sigma(W_{ii}x_t + b_{ii} + W_{hi}h_{t-1} + b_{hi}) && \text{input gate: how much}\\
+        f_t &= \sigma(W_{if}x_t + b_{if} + W_{hf}h_{t-1} + b_{hf}) && \text{forget gate: 0 forget, 1 keep}\\
+        g_t &= \tanh(W_{ig}x_t + b_{ig} + W_{hg}h_{t-1} + b_{hg}) && \text{candidate: which direction}\\
+        o_t &= \sigma(W_{io}x_t + b_{io} + W_{ho}h_{t-1} + b_{ho}) && \text{output gate}\\
+        c_t &= f_t \odot c_{t-1} + i_t \odot g_t\\
+        h_t &= o_t \odot \tanh(c_t)
+        \end{aligned}"""
+    )
+    try_preset("Why LSTM? long-range memory", key="learn_try_lstm")
+with right:
+    st.markdown("**GRU** (PyTorch's convention)")
+    st.latex(
+        r"""\begin{aligned}
+        r_t &= \sigma(W_{ir}x_t + b_{ir} + W_{hr}h_{t-1} + b_{hr}) && \text{reset gate}\\
+        z_t &= \sigma(W_{iz}x_t + b_{iz} + W_{hz}h_{t-1} + b_{hz}) && \text{update gate}\\
+        n_t &= \tanh(W_{in}x_t + b_{in} + r_t \odot (W_{hn}h_{t-1} + b_{hn})) && \text{candidate}\\
+        h_t &= (1 - z_t) \odot n_t + z_t \odot h_{t-1}
+        \end{aligned}"""
+    )
+    try_preset("Forget gate at work: copy memory", key="learn_try_copy")
+st.caption(
+    "When the relevant input lies far back in time, a plain RNN stops learning: its "
+    "gradient has to pass through one squashing derivative per step. The cell state c_t "
+    "of an LSTM is updated by addition, so with f ≈ 1 the gradient flows back unchanged."
+)

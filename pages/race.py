@@ -1,0 +1,134 @@
+"""Race: vary one or two settings (and seeds), train every combination, compare live."""
+
+import secrets
+import threading
+
+import streamlit as st
+
+from rnnlab.config import ConfigError, RunConfig
+from rnnlab.sweep import SWEEPABLE, Grid, LocalExecutor, sweep_table
+from ui import charts
+from ui.live import POLL_S
+from ui.state import manager, owner
+from ui.widgets import config_form
+
+RACE_PRESET = {
+    "base": dict(
+        task="adding", hidden_size=32, batch_size=32, seq_len=50, lr=3e-3, clip=1.0, steps=1500
+    ),
+    "axes": {"cell": "rnn, lstm, gru"},
+    "seeds": "0",
+}
+
+st.title("Race")
+st.caption(
+    "Pick the settings to vary; every combination trains in the shared pool and the "
+    "curves fill in as they go. The sidebar sets everything else."
+)
+
+
+def _load_preset() -> None:
+    for name, value in RACE_PRESET["base"].items():
+        st.session_state[f"race_{name}"] = value
+    st.session_state.race_axis_1, st.session_state.race_values_1 = "cell", "rnn, lstm, gru"
+    st.session_state.race_axis_2, st.session_state.race_seeds = "(none)", "0"
+
+
+st.button(
+    "🏁 Preset: RNN vs LSTM vs GRU on the adding problem",
+    on_click=_load_preset,
+    key="race_preset_button",
+)
+base, notes = config_form(key="race", show_presets=False)
+for note in notes:
+    st.warning(note)
+
+fields = [name for name in SWEEPABLE if name != "seed"]
+columns = st.columns([1, 2, 1, 2, 1])
+st.session_state.setdefault("race_axis_1", "cell")
+st.session_state.setdefault("race_values_1", "rnn, lstm, gru")
+axis_1 = columns[0].selectbox("Vary", fields, key="race_axis_1")
+values_1 = columns[1].text_input("Values (comma-separated)", key="race_values_1")
+axis_2 = columns[2].selectbox("and", ["(none)", *fields], key="race_axis_2")
+values_2 = columns[3].text_input("Values", key="race_values_2", disabled=axis_2 == "(none)")
+seeds_text = columns[4].text_input("Seeds", value="0", key="race_seeds")
+
+
+def _grid(base: RunConfig) -> Grid:
+    axes = {axis_1: [v.strip() for v in values_1.split(",") if v.strip()]}
+    if axis_2 != "(none)":
+        if axis_2 == axis_1:
+            raise ConfigError(f"vary two different settings, not {axis_1} twice", axis_2)
+        axes[axis_2] = [v.strip() for v in values_2.split(",") if v.strip()]
+    seeds = [s.strip() for s in seeds_text.split(",") if s.strip()]
+    return Grid(base, axes, seeds=seeds)
+
+
+grid = None
+if base is not None:
+    try:
+        grid = _grid(base)
+        st.caption(f"{len(grid.configs())} runs.")
+    except ConfigError as error:
+        st.error(str(error))
+
+
+def _feed(configs: list[RunConfig], race: dict, who: str) -> None:
+    """Background thread: hand the runs to the pool a few at a time (no Streamlit here)."""
+    try:
+        for _ in LocalExecutor(manager()).run(configs, sweep_id=race["sweep_id"], owner=who):
+            pass
+    except Exception as error:  # shown by the page on its next poll
+        race["error"] = str(error)
+
+
+if st.button("▶ Start the race", type="primary", disabled=grid is None, key="race_start"):
+    race = {"sweep_id": secrets.token_hex(4), "axes": list(grid.axes), "total": len(grid.configs())}
+    threading.Thread(target=_feed, args=(grid.configs(), race, owner()), daemon=True).start()
+    st.session_state.race = race
+
+race = st.session_state.get("race")
+if race:
+    finished = [
+        r
+        for r in manager().store.list_runs(sweep_id=race["sweep_id"])
+        if r.status not in ("queued", "running")
+    ]
+    interval = POLL_S if len(finished) < race["total"] and "error" not in race else None
+
+    @st.fragment(run_every=interval)
+    def race_view() -> None:
+        manager().heartbeat(owner())
+        if "error" in race:
+            st.error(f"The race stopped: {race['error']}")
+        store = manager().store
+        records = store.list_runs(sweep_id=race["sweep_id"])
+        done = [r for r in records if r.status not in ("queued", "running")]
+        st.progress(
+            len(done) / race["total"],
+            text=f"{len(done)} of {race['total']} runs finished",
+        )
+        curves = {}
+        for record in sorted(records, key=lambda r: r.created_at):
+            label = " · ".join(f"{a}={record.config[a]}" for a in race["axes"])
+            label += f" · seed {record.config['seed']}"
+            curves[label] = store.history(record.id)
+        if curves:
+            st.plotly_chart(charts.small_multiples(curves), key="race_curves")
+        if len(done) == race["total"]:
+            table = sweep_table(race["sweep_id"], store)
+            st.subheader("Result")
+            axes = [a for a in race["axes"] if a in table]
+            if axes:
+                rows = axes[0]
+                cols = axes[1] if len(axes) > 1 else "seed"
+                grid_table = table.pivot_table(index=rows, columns=cols, values="final_loss")
+                st.plotly_chart(
+                    charts.grid_heatmap(grid_table, title="held-out loss (lower is better)"),
+                    key="race_grid",
+                )
+            st.dataframe(table, hide_index=True, key="race_table")
+            if interval is not None:
+                st.rerun()  # the whole page: the race is over, so stop polling
+
+    race_view()

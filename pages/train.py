@@ -1,0 +1,38 @@
+"""Train: pick settings, press Train, watch the run live."""
+
+import streamlit as st
+
+from rnnlab.jobs import JobError
+from rnnlab.presets import PRESETS
+from ui.live import run_panel
+from ui.state import manager, owner
+from ui.widgets import NO_PRESET, config_form, shapes_line, share_link
+
+config, notes = config_form(key="train")
+
+st.title("Train a recurrent network")
+for note in notes:
+    st.warning(note)
+preset = st.session_state.get("train_preset", NO_PRESET)
+if preset != NO_PRESET:
+    st.info(f"**{preset}** — {PRESETS[preset].teaches}")
+
+if config is not None:
+    shapes_line(config)
+    train_column, share_column, _ = st.columns([1, 1, 3])
+    if train_column.button("▶ Train", type="primary", key="train_start"):
+        try:
+            st.session_state.train_run = manager().submit(config, owner=owner())
+        except (JobError, ValueError) as error:
+            st.error(str(error))
+    with share_column:
+        share_link(config)
+
+run_id = st.session_state.get("train_run")
+if run_id:
+    run_panel(run_id, key="train")
+else:
+    st.caption(
+        "Press **Train** to start. The loss curve, the gates and the predictions update "
+        "live while the network learns; every run is kept for the Compare page."
+    )

@@ -1,0 +1,121 @@
+"""Named experiments: each sets a RunConfig to demonstrate one point of the study note."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .config import RunConfig
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    teaches: str  # what to look for, one or two sentences
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def config(self) -> RunConfig:
+        return RunConfig(**self.settings)
+
+
+PRESETS = {
+    preset.name: preset
+    for preset in [
+        Preset(
+            "Hello, RNN",
+            "The note's example: four characters one-hot encoded, four next-character "
+            "pairs. After the first 'l' the answer is 'l', after the second it is 'o': "
+            "only the hidden state's memory of what came before can tell them apart.",
+            dict(task="hello", word="hello", cell="rnn", hidden_size=16, lr=1e-2, steps=300),
+        ),
+        Preset(
+            "Why LSTM? long-range memory",
+            "The adding problem at T = 100: two marked numbers far apart must be summed. "
+            "Always answering 1.0 scores MSE 0.167; an LSTM drops below 0.01 within a few "
+            "thousand steps. Switch the cell to rnn and watch it stay at the baseline.",
+            dict(
+                task="adding",
+                cell="lstm",
+                hidden_size=64,
+                batch_size=64,
+                seq_len=100,
+                lr=3e-3,
+                clip=1.0,
+                steps=3000,
+                stop_when_solved=True,
+            ),
+        ),
+        Preset(
+            "Sigmoid vs tanh: vanishing gradients",
+            "sigmoid′ is at most 0.25 and tanh′ at most 1, so ‖∂L/∂h_t‖ shrinks faster "
+            "going back through sigmoid steps. Compare the gradient-through-time chart "
+            "with activation tanh.",
+            dict(
+                task="adding",
+                cell="rnn",
+                activation="sigmoid",
+                hidden_size=32,
+                batch_size=32,
+                seq_len=50,
+                lr=3e-3,
+                steps=600,
+            ),
+        ),
+        Preset(
+            "Why not relu?",
+            "The same recurrent weights multiply the state at every step and relu does "
+            "not squash it, so states and gradients can blow up: without clipping this "
+            "run diverges. Turn clipping on, or lower the learning rate, and try again.",
+            dict(
+                task="adding",
+                cell="rnn",
+                activation="relu",
+                init="identity",
+                hidden_size=64,
+                batch_size=32,
+                seq_len=100,
+                lr=0.05,
+                optimizer="sgd",
+                clip=0.0,
+                steps=600,
+            ),
+        ),
+        Preset(
+            "Forget gate at work: copy memory",
+            "Ten symbols must be held for 30 steps. Watch the forget gate f saturate "
+            "near 1 (keep) while the input gate opens only when a symbol arrives.",
+            dict(
+                task="copy",
+                cell="lstm",
+                hidden_size=64,
+                batch_size=64,
+                seq_len=30,
+                lr=3e-3,
+                clip=1.0,
+                init="forget_bias",
+                steps=2000,
+            ),
+        ),
+        Preset(
+            "Character language model",
+            "An LSTM learns to spell Genesis one character at a time; bits per char fall "
+            "from the no-memory baseline as it picks up words.",
+            dict(
+                task="text",
+                cell="lstm",
+                hidden_size=128,
+                batch_size=32,
+                seq_len=64,
+                lr=3e-3,
+                clip=1.0,
+                steps=1500,
+            ),
+        ),
+        Preset(
+            "Forecast a noisy sine",
+            "Predict the next value of a sum of three sines; the naive forecast "
+            "'repeat the last value' is the baseline line.",
+            dict(task="sine", cell="gru", hidden_size=32, batch_size=32, seq_len=60, steps=800),
+        ),
+    ]
+}

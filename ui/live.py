@@ -1,0 +1,184 @@
+"""Live views of a run: a fragment polls the pool while the run is active, then stops."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from rnnlab.config import ConfigError, RunConfig
+from rnnlab.jobs import JobError, Progress
+
+from . import charts
+from .state import manager, owner
+from .widgets import task_for
+
+POLL_S = 0.4
+GATES = {"lstm": ["i", "f", "g", "o", "c", "h"], "gru": ["r", "z", "n", "h"], "rnn": ["pre", "h"]}
+
+
+def _eta(seconds: float | None) -> str:
+    if seconds is None:
+        return "…"
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+
+
+def _number(value: float | None, digits: int = 4) -> str:
+    return "—" if value is None else f"{value:.{digits}g}"
+
+
+def status_banner(progress: Progress) -> None:
+    """One line that says where the run is, and what to do about a bad ending."""
+    summary = progress.summary or {}
+    status = progress.status
+    if status == "queued":
+        position = progress.queue_position or 1
+        st.info(f"⏳ Waiting for a free training worker: position {position} in the queue.")
+    elif status == "running":
+        fraction = min(1.0, progress.step / max(1, progress.steps))
+        rate = f"{progress.steps_per_s:.0f} steps/s" if progress.steps_per_s else "starting"
+        eta = _eta(progress.eta_s)
+        st.progress(
+            fraction, text=f"Step {progress.step:,} / {progress.steps:,} · {rate} · ETA {eta}"
+        )
+    elif status == "diverged":
+        st.error(
+            f"💥 The run diverged at step {summary.get('steps', progress.step) + 1}: the loss or "
+            "the gradient became NaN or infinite. Recurrent weights multiply the state at "
+            "every step, so activations and gradients can grow exponentially (relu does not "
+            "squash them). Turn on gradient clipping (e.g. 1.0), lower the learning rate, "
+            "or use tanh."
+        )
+    elif status == "completed":
+        solved = summary.get("solved_at_step")
+        verdict = f"solved at step {solved}" if solved is not None else "not solved"
+        st.success(
+            f"✅ Finished {summary.get('steps', progress.step):,} steps in "
+            f"{summary.get('wall_s', 0):.1f} s — {verdict}."
+        )
+    elif status == "stopped":
+        st.warning(f"⏹ Stopped at step {summary.get('steps', progress.step):,}.")
+    elif status == "interrupted":
+        st.warning("The server restarted while this run was training; it was interrupted.")
+    elif status == "failed":
+        st.error(f"The run failed: {progress.error or 'unknown error'}")
+
+
+def metrics_row(progress: Progress, baseline: float | None, metric_baseline: float | None) -> None:
+    columns = st.columns(4)
+    columns[0].metric("Train loss", _number(progress.loss))
+    delta = None
+    if progress.held_out_loss is not None and baseline:
+        delta = f"{progress.held_out_loss / baseline:.0%} of baseline"
+    columns[1].metric("Held-out loss", _number(progress.held_out_loss), delta, delta_color="off")
+    name = progress.metric_name or "metric"
+    columns[2].metric(
+        name.capitalize(),
+        _number(progress.metric),
+        f"chance {metric_baseline:.3g}" if metric_baseline is not None else None,
+        delta_color="off",
+    )
+    columns[3].metric("Solved", "yes" if progress.solved else "not yet")
+
+
+def _task_info(config: dict) -> tuple[float | None, float | None, str]:
+    try:
+        task = task_for(RunConfig(**config))
+    except (ConfigError, TypeError):
+        return None, None, "baseline"
+    return task.baseline, task.metric_baseline, task.baseline_label
+
+
+def loss_chart(progress: Progress, *, key: str) -> None:
+    store = manager().store
+    steps = store.history(progress.run_id)
+    evaluations = store.evaluations(progress.run_id)
+    baseline, _, label = _task_info(progress.config)
+    solved = evaluations.loc[evaluations["solved"], "step"]
+    figure = charts.loss_figure(
+        steps,
+        evaluations,
+        baseline=baseline,
+        baseline_label=label,
+        solved_at=int(solved.iloc[0]) if len(solved) else None,
+        total_steps=progress.steps,
+    )
+    st.plotly_chart(figure, key=f"{key}_loss")
+    if progress.active or len(steps):
+        st.caption(f"{len(steps):,} steps recorded", help="Refreshes while the run trains.")
+
+
+def snapshot_of(progress: Progress) -> dict | None:
+    return progress.snapshot or manager().store.snapshot(progress.run_id)
+
+
+def gates_and_predictions(progress: Progress, *, key: str, layer: int = 0) -> None:
+    snapshot = snapshot_of(progress)
+    if not snapshot:
+        st.caption("Gate pictures appear after the first snapshot (about half a second).")
+        return
+    cell = progress.config["cell"]
+    left, right = st.columns([3, 2])
+    with left:
+        st.markdown(f"**Inside layer {layer + 1}** at step {snapshot['step']:,} (probe sequence)")
+        figure = charts.gate_heatmaps(
+            snapshot["layers"][layer], snapshot["kept"], names=GATES[cell]
+        )
+        st.plotly_chart(figure, key=f"{key}_gates_{layer}")
+    with right:
+        st.markdown("**Predictions** on the probe sequence")
+        predictions = snapshot.get("predictions", {})
+        table = charts.next_symbol_table(predictions)
+        if table is not None:
+            st.dataframe(table, hide_index=True, key=f"{key}_predictions_table")
+        else:
+            figure = charts.predictions_figure(predictions)
+            if figure is not None:
+                st.plotly_chart(figure, key=f"{key}_predictions")
+
+
+def stop_button(progress: Progress, *, key: str) -> None:
+    if not progress.active:
+        return
+    if progress.owner != owner():
+        st.caption("Started in another browser tab: only that tab can stop it.")
+        return
+    if st.button("⏹ Stop", key=f"{key}_stop"):
+        try:
+            manager().cancel(progress.run_id, owner=owner())
+        except JobError as error:
+            st.error(str(error))
+
+
+def run_panel(run_id: str, *, key: str, show_inside: bool = True) -> Progress | None:
+    """Status, metrics, loss curve and (optionally) gates of one run, live while it trains."""
+    first = manager().progress(run_id)
+    if first is None:
+        st.info("That run is no longer stored.")
+        return None
+    interval = POLL_S if first.active else None
+
+    @st.fragment(run_every=interval)
+    def panel() -> None:
+        progress = manager().progress(run_id)
+        if progress is None:
+            st.info("That run was deleted.")
+            return
+        manager().heartbeat(owner())
+        _, metric_baseline, _ = _task_info(progress.config)
+        baseline = _task_info(progress.config)[0]
+        status_banner(progress)
+        stop_button(progress, key=key)
+        metrics_row(progress, baseline, metric_baseline)
+        loss_chart(progress, key=key)
+        if show_inside:
+            gates_and_predictions(progress, key=key)
+        if interval is not None and not progress.active:
+            st.rerun()  # the whole page: the run ended, so stop polling
+
+    panel()
+    return first
+
+
+def history_frame(run_ids: list[str]) -> dict[str, pd.DataFrame]:
+    store = manager().store
+    return {run_id: store.history(run_id) for run_id in run_ids}

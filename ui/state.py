@@ -1,0 +1,93 @@
+"""Session and URL state: who this tab is, and the settings mirrored in the address bar."""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from typing import Any
+
+import streamlit as st
+
+from rnnlab.config import ConfigError, RunConfig, field_spec
+from rnnlab.jobs import get_manager
+
+DEFAULTS = RunConfig()
+URL_FIELDS = [
+    f.name for f in dataclasses.fields(RunConfig) if f.name not in ("text_file", "eval_every")
+]
+
+
+def owner() -> str:
+    """This browser tab's id: runs it starts belong to it."""
+    if "owner" not in st.session_state:
+        st.session_state.owner = uuid.uuid4().hex[:12]
+    return st.session_state.owner
+
+
+@st.cache_resource(show_spinner=False)
+def manager():
+    """The process-wide training pool, shared by every session on this server."""
+    return get_manager()
+
+
+def widget_key(name: str, prefix: str) -> str:
+    return f"{prefix}_{name}"
+
+
+def settings_from_url(prefix: str) -> list[str]:
+    """Load settings from the query string into the widgets, once per session and page.
+
+    Values are checked one by one: a value out of range is clamped, an unknown choice or
+    garbage is ignored; each gets a note for the page to show. Returns the notes.
+    """
+    flag = f"{prefix}_url_loaded"
+    if st.session_state.get(flag):
+        return []
+    st.session_state[flag] = True
+    notes = []
+    for name in URL_FIELDS:
+        if name not in st.query_params:
+            continue
+        raw = st.query_params[name]
+        value, note = _checked_value(name, raw)
+        if note:
+            notes.append(note)
+        if value is not None:
+            st.session_state[widget_key(name, prefix)] = value
+    return notes
+
+
+def _checked_value(name: str, raw: str) -> tuple[Any, str | None]:
+    spec = field_spec(name)
+    try:
+        value = getattr(RunConfig.from_strings({name: raw}), name)
+        return value, None
+    except ConfigError as error:
+        if "range" not in spec:
+            return None, f"Ignored `{name}={raw[:40]}` from the link: {error}."
+    try:
+        number = float(raw)
+    except ValueError:
+        return None, f"Ignored `{name}={raw[:40]}` from the link: not a number."
+    if number != number:
+        return None, f"Ignored `{name}={raw[:40]}` from the link: not a number."
+    lo, hi = spec["range"]
+    clamped = min(max(number, lo), hi)
+    if spec["type"] == "int":
+        clamped = int(round(clamped))
+    return (
+        clamped,
+        f"`{name}={raw[:40]}` from the link is outside {lo:g}..{hi:g}; using {clamped:g}.",
+    )
+
+
+def write_url(config: RunConfig) -> None:
+    """Mirror the settings that differ from the defaults into the query string."""
+    wanted = {
+        name: value
+        for name, value in config.to_strings().items()
+        if name in URL_FIELDS and value != DEFAULTS.to_strings()[name]
+    }
+    current = {name: st.query_params[name] for name in st.query_params}
+    if current != wanted:
+        st.query_params.from_dict(wanted)

@@ -1,0 +1,230 @@
+"""Shared widgets: the settings form, the shapes line, the share link, the preset picker."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from urllib.parse import urlencode
+
+import streamlit as st
+
+from rnnlab.config import ConfigError, RunConfig, field_spec
+from rnnlab.models import count_parameters
+from rnnlab.presets import PRESETS
+from rnnlab.store import rnnlab_home
+from rnnlab.tasks import MAX_TEXT_BYTES, decode_text, make_task
+from rnnlab.train import available_devices
+
+from .state import DEFAULTS, settings_from_url, widget_key, write_url
+
+TASK_LABELS = {
+    "hello": "hello — next character of a word",
+    "text": "text — character language model",
+    "adding": "adding — sum two marked numbers",
+    "copy": "copy — remember 10 symbols",
+    "sine": "sine — forecast a noisy signal",
+}
+INIT_LABELS = {
+    "default": "PyTorch default",
+    "orthogonal": "orthogonal W_hh",
+    "identity": "identity W_hh (relu RNN)",
+    "forget_bias": "forget-gate bias 1 (LSTM)",
+}
+NO_PRESET = "Custom settings"
+
+
+@st.cache_resource(show_spinner=False, max_entries=32)
+def cached_task(task: str, seq_len: int, word: str, text_file: str):
+    """Tasks are cheap to describe but the text task reads its file: keep them."""
+    return make_task(RunConfig(task=task, seq_len=seq_len, word=word, text_file=text_file))
+
+
+def task_for(config: RunConfig):
+    return cached_task(config.task, config.seq_len, config.word, config.text_file)
+
+
+def _apply_preset(prefix: str) -> None:
+    name = st.session_state[widget_key("preset", prefix)]
+    if name == NO_PRESET:
+        return
+    settings = PRESETS[name].config().to_dict()
+    for field_name, value in settings.items():
+        st.session_state[widget_key(field_name, prefix)] = value
+
+
+def _range(name: str) -> tuple[float, float]:
+    return field_spec(name)["range"]
+
+
+def config_form(*, key: str, show_presets: bool = True) -> tuple[RunConfig | None, list[str]]:
+    """The settings form in the sidebar; returns the config (None if invalid) and notes.
+
+    Widgets start from the URL's query string (checked: see state.settings_from_url);
+    the form's current settings are written back to the URL on every run.
+    """
+    notes = settings_from_url(key)
+    for name, value in DEFAULTS.to_dict().items():
+        st.session_state.setdefault(widget_key(name, key), value)
+
+    def k(name: str) -> str:
+        return widget_key(name, key)
+
+    sidebar = st.sidebar
+    if show_presets:
+        sidebar.selectbox(
+            "Preset",
+            [NO_PRESET, *PRESETS],
+            key=k("preset"),
+            persist_state="session",
+            on_change=_apply_preset,
+            args=(key,),
+            help="Each preset sets every slider to demonstrate one point of the note.",
+        )
+    values = {}
+    values["task"] = sidebar.selectbox(
+        "Task",
+        list(TASK_LABELS),
+        format_func=TASK_LABELS.get,
+        key=k("task"),
+        persist_state="session",
+    )
+    if values["task"] == "hello":
+        values["word"] = sidebar.text_input(
+            "Word", key=k("word"), persist_state="session", max_chars=40
+        )
+    text_file = ""
+    if values["task"] == "text":
+        text_file, error = _uploaded_text(key)
+        if error:
+            notes.append(error)
+    values["text_file"] = text_file
+
+    sidebar.divider()
+    values["cell"] = sidebar.radio(
+        "Cell", ["rnn", "lstm", "gru"], key=k("cell"), persist_state="session", horizontal=True
+    )
+    values["activation"] = sidebar.radio(
+        "Activation",
+        ["tanh", "sigmoid", "relu"],
+        key=k("activation"),
+        persist_state="session",
+        horizontal=True,
+        help="For LSTM and GRU: the candidate and cell-output non-linearity "
+        "(Keras's `activation`); gates stay sigmoid.",
+    )
+    values["hidden_size"] = sidebar.slider(
+        "Hidden size", *_range("hidden_size"), key=k("hidden_size"), persist_state="session"
+    )
+    values["num_layers"] = sidebar.slider(
+        "Layers", *_range("num_layers"), key=k("num_layers"), persist_state="session"
+    )
+    values["batch_size"] = sidebar.slider(
+        "Batch size", *_range("batch_size"), key=k("batch_size"), persist_state="session"
+    )
+    if values["task"] == "hello":
+        sidebar.caption("Sequence length: set by the word (its length − 1).")
+    else:
+        seq_label = "Delay T (copy)" if values["task"] == "copy" else "Sequence length"
+        values["seq_len"] = sidebar.slider(
+            seq_label, *_range("seq_len"), key=k("seq_len"), persist_state="session"
+        )
+
+    sidebar.divider()
+    values["lr"] = sidebar.number_input(
+        "Learning rate", *_range("lr"), key=k("lr"), persist_state="session", format="%g", step=1e-3
+    )
+    values["optimizer"] = sidebar.selectbox(
+        "Optimizer", ["adam", "sgd"], key=k("optimizer"), persist_state="session"
+    )
+    values["steps"] = sidebar.number_input(
+        "Steps", *_range("steps"), key=k("steps"), persist_state="session", step=100
+    )
+    values["clip"] = sidebar.number_input(
+        "Gradient clipping (0 = off)",
+        *_range("clip"),
+        key=k("clip"),
+        persist_state="session",
+        step=0.5,
+        format="%g",
+    )
+    values["init"] = sidebar.selectbox(
+        "Initialisation",
+        list(INIT_LABELS),
+        format_func=INIT_LABELS.get,
+        key=k("init"),
+        persist_state="session",
+    )
+    values["seed"] = sidebar.number_input(
+        "Seed", *_range("seed"), key=k("seed"), persist_state="session", step=1
+    )
+    devices = available_devices()
+    if st.session_state[k("device")] not in devices:
+        notes.append(f"Device `{st.session_state[k('device')]}` is not available here; using auto.")
+        st.session_state[k("device")] = "auto"
+    values["device"] = sidebar.selectbox(
+        "Device", devices, key=k("device"), persist_state="session"
+    )
+    values["stop_when_solved"] = sidebar.checkbox(
+        "Stop when solved", key=k("stop_when_solved"), persist_state="session"
+    )
+
+    try:
+        config = DEFAULTS.replace(**values)
+    except ConfigError as error:
+        sidebar.error(str(error))
+        return None, notes
+    write_url(config)
+    return config, notes
+
+
+def _uploaded_text(key: str) -> tuple[str, str | None]:
+    """Save an uploaded .txt under RNNLAB_HOME/uploads (by content hash); '' = bundled."""
+    upload = st.sidebar.file_uploader(
+        "Your own .txt (UTF-8)",
+        type=["txt"],
+        key=widget_key("upload", key),
+        max_upload_size=MAX_TEXT_BYTES // 2**20,
+        help="Leave empty to use the bundled text (Genesis, King James Version).",
+    )
+    if upload is None:
+        return "", None
+    data = upload.getvalue()
+    try:
+        decode_text(data)
+    except ConfigError as error:
+        return "", f"Upload `{upload.name}` not used: {error}. Using the bundled text."
+    folder = rnnlab_home() / "uploads"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{hashlib.sha256(data).hexdigest()[:16]}.txt"
+    if not path.exists():
+        path.write_bytes(data)
+    return str(Path(path)), None
+
+
+def shapes_line(config: RunConfig) -> None:
+    """Input and hidden shapes and the parameter count, as the sliders move."""
+    try:
+        task = task_for(config)
+    except ConfigError as error:
+        st.error(str(error))
+        return
+    batch = 1 if config.task == "hello" else config.batch_size
+    T, H = config.time_steps(), config.hidden_size
+    columns = st.columns(4)
+    columns[0].metric("Input (batch, seq_len, input_dim)", f"({batch}, {T}, {task.input_dim})")
+    columns[1].metric("Hidden states per layer", f"({batch}, {T}, {H})")
+    columns[2].metric("Layers × cell", f"{config.num_layers} × {config.cell.upper()}")
+    columns[3].metric("Parameters", f"{count_parameters(config, task):,}")
+
+
+def share_link(config: RunConfig) -> None:
+    """The link that reopens the app with these settings (and so reproduces the run)."""
+    query = {
+        name: value
+        for name, value in config.to_strings().items()
+        if value != DEFAULTS.to_strings()[name] and name != "text_file"
+    }
+    base = st.context.url or ""
+    with st.popover("🔗 Share these settings"):
+        st.caption("Anyone opening this link gets the same sliders; same seed, same curve.")
+        st.code(base + ("?" + urlencode(query) if query else ""), language=None)
