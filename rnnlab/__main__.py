@@ -1,7 +1,10 @@
-"""Command line: `python -m rnnlab train ...` (also installed as `rnnlab`).
+"""Command line: `python -m rnnlab train|sweep|runs ...` (also installed as `rnnlab`).
 
-Every RunConfig field is an option (hidden_size -> --hidden-size). Invalid options or
-values exit with status 2 and one line on stderr; a run that ends in any status exits 0.
+Every RunConfig field is an option (hidden_size -> --hidden-size); `sweep` takes comma
+lists (--cell rnn,lstm) and trains the grid they make. `train` and `sweep` record their
+runs in the run store ($RNNLAB_HOME/runs.sqlite); `runs` lists, shows, exports and
+deletes them. Invalid options or values exit with status 2 and one line on stderr; a run
+that ends in any status exits 0.
 """
 
 from __future__ import annotations
@@ -11,11 +14,18 @@ import dataclasses
 import json
 import sys
 import threading
+from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from .config import ConfigError, RunConfig
+from .jobs import JobManager
+from .store import EXPORT_FORMATS, STATUSES, RunRecord, RunStore, StoreError, open_store
+from .sweep import SWEEPABLE, Grid, LocalExecutor, RunResult, SweepResult, run_sweep
 from .tasks import make_task
 from .train import Evaluation, Finished, Step, resolve_device, train
+
+MAX_WORKERS = 64
 
 
 class _Parser(argparse.ArgumentParser):
@@ -65,12 +75,20 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         fail(str(error))
 
 
-def _progress_bar(total: int):
+def _progress_bar(total: int, unit: str = "step"):
     if not sys.stderr.isatty():
         return None
     from tqdm import tqdm
 
-    return tqdm(total=total, unit="step", dynamic_ncols=True, file=sys.stderr)
+    return tqdm(total=total, unit=unit, dynamic_ncols=True, file=sys.stderr)
+
+
+def _open_store() -> RunStore:
+    """The run store, or exit 2 with why it cannot be opened."""
+    try:
+        return open_store()
+    except StoreError as error:
+        fail(str(error))
 
 
 def command_train(args: argparse.Namespace) -> int:
@@ -80,6 +98,8 @@ def command_train(args: argparse.Namespace) -> int:
         task = make_task(config)
     except ConfigError as error:
         fail(str(error))
+    store = _open_store()
+    run_id = store.create_run(config, owner="cli", status="running")
     cancel = threading.Event()
     bar = _progress_bar(config.steps)
     summary: dict[str, Any] = {}
@@ -92,6 +112,10 @@ def command_train(args: argparse.Namespace) -> int:
         except KeyboardInterrupt:
             cancel.set()
             continue
+        except Exception as error:
+            store.fail(run_id, f"{type(error).__name__}: {error}")
+            raise
+        store.add(run_id, event)
         if bar is not None and isinstance(event, Step):
             bar.update(event.step - bar.n)
             bar.set_postfix(loss=f"{event.loss:.4f}", refresh=False)
@@ -102,9 +126,234 @@ def command_train(args: argparse.Namespace) -> int:
     if bar is not None:
         bar.close()
     if args.json:
-        print(json.dumps(summary))
+        print(json.dumps({"run_id": run_id, **summary}))
     else:
         print(format_summary(summary))
+        print(f"run {run_id} saved; see it with: rnnlab runs show {run_id}")
+    return 0
+
+
+def _split(option: str, text: str) -> list[str]:
+    values = [value.strip() for value in text.split(",")]
+    if not all(values):
+        fail(f"{option} has an empty value in {text!r}")
+    return values
+
+
+def grid_from_args(args: argparse.Namespace) -> Grid:
+    """The sweep the options describe: comma lists are its axes; exits 2 if invalid."""
+    fixed: dict[str, Any] = {}
+    axes: dict[str, list[str]] = {}
+    for f in dataclasses.fields(RunConfig):
+        value = getattr(args, f.name)
+        if f.type == "bool":
+            if value:
+                fixed[f.name] = True
+        elif value is None:
+            continue
+        elif f.name in SWEEPABLE and "," in value:
+            axes[f.name] = _split(_option(f.name), value)
+        elif f.name == "seed" and "," in value:
+            fail("--seed takes one value; use --seeds 0,1,2 to sweep seeds")
+        else:
+            fixed[f.name] = value
+    seeds: list[str] = []
+    if args.seeds is not None:
+        if "seed" in fixed:
+            fail("give --seed or --seeds, not both")
+        seeds = _split("--seeds", args.seeds)
+    try:
+        base = RunConfig.from_strings({**fixed, **{name: v[0] for name, v in axes.items()}})
+        grid = Grid(base, axes, seeds)
+        resolve_device(base.device)
+        for config in {c.task: c for c in grid.configs()}.values():
+            make_task(config)
+    except ConfigError as error:
+        fail(str(error))
+    return grid
+
+
+def command_sweep(args: argparse.Namespace) -> int:
+    grid = grid_from_args(args)
+    workers = _whole_number("--workers", args.workers, 1, MAX_WORKERS)
+    store = _open_store()
+    manager = JobManager(
+        workers=workers, store=store, max_queued_per_owner=None, orphan_after_s=None
+    )
+    bar = _progress_bar(len(grid.configs()), unit="run")
+
+    def on_result(result: RunResult, sweep: SweepResult) -> None:
+        if args.json:
+            print(json.dumps(sweep.row(result)), flush=True)
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix_str(_describe_result(result, sweep), refresh=True)
+
+    try:
+        sweep = run_sweep(grid, executor=LocalExecutor(manager), owner="cli", on_result=on_result)
+    finally:
+        manager.shutdown(timeout=30)
+        if bar is not None:
+            bar.close()
+    if args.json:
+        print(json.dumps({"summary": sweep.to_dict()}))
+    else:
+        print(format_sweep(sweep))
+    return 0
+
+
+def _whole_number(option: str, text: str | None, lo: int, hi: int) -> int | None:
+    if text is None:
+        return None
+    try:
+        number = int(text)
+    except ValueError:
+        fail(f"{option} must be a whole number, got {text!r}")
+    if not lo <= number <= hi:
+        fail(f"{option}={number} is out of range; allowed {lo} to {hi}")
+    return number
+
+
+def _describe_result(result: RunResult, sweep: SweepResult) -> str:
+    point = " ".join(f"{k}={v}" for k, v in sweep.grid.point(result.config).items())
+    summary = result.summary or {}
+    metric = summary.get("metric")
+    shown = "" if metric is None else f" {summary['metric_name']} {metric:.3g}"
+    return f"{point}: {result.status}{shown}"
+
+
+def format_sweep(sweep: SweepResult) -> str:
+    table = sweep.table()
+    columns = [c for c in table.columns if c not in ("sweep_id", "metric_name", "error")]
+    cells = sweep.summary()
+    counts = ", ".join(f"{n} {status}" for status, n in sweep.to_dict()["statuses"].items())
+    metric = sweep.to_dict()["metric_name"] or "metric"
+    return "\n".join(
+        [
+            table[columns].to_string(index=False, float_format=lambda x: f"{x:.4g}"),
+            "",
+            f"per cell, over seeds ({metric} is the mean):",
+            cells.to_string(index=False, float_format=lambda x: f"{x:.4g}"),
+            "",
+            f"sweep {sweep.sweep_id}: {len(sweep.results)} runs ({counts}) in "
+            f"{sweep.wall_s:.1f} s; rnnlab runs list --sweep {sweep.sweep_id}",
+        ]
+    )
+
+
+def _resolve(store: RunStore, run_id: str) -> str:
+    try:
+        return store.resolve_id(run_id)
+    except StoreError as error:
+        fail(str(error))
+
+
+def _when(timestamp: float | None) -> str:
+    if timestamp is None:
+        return "-"
+    return datetime.fromtimestamp(timestamp).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _run_line(run: RunRecord) -> dict[str, str]:
+    config, summary = run.config, run.summary or {}
+    metric = summary.get("metric")
+    return {
+        "id": run.id,
+        "created": _when(run.created_at)[:16],
+        "status": run.status,
+        "task": str(config.get("task")),
+        "cell": str(config.get("cell")),
+        "hidden": str(config.get("hidden_size")),
+        "seq_len": str(config.get("seq_len")),
+        "steps": f"{run.step}/{config.get('steps')}",
+        "metric": "-" if metric is None else f"{summary.get('metric_name')} {metric:.4g}",
+        "solved": "yes" if summary.get("solved") else "-",
+    }
+
+
+def command_runs_list(args: argparse.Namespace) -> int:
+    store = _open_store()
+    limit = _whole_number("--limit", args.limit, 1, 10**9)
+    config = {name: getattr(args, name) for name in ("task", "cell") if getattr(args, name)}
+    runs = store.list_runs(
+        status=args.status, owner=args.owner, sweep_id=args.sweep, config=config, limit=limit
+    )
+    if args.json:
+        print(json.dumps([run.to_dict() for run in runs]))
+        return 0
+    if not runs:
+        print(f"no runs in {store.path}")
+        return 0
+    lines = [_run_line(run) for run in runs]
+    widths = {key: max(len(key), *(len(line[key]) for line in lines)) for key in lines[0]}
+    print("  ".join(key.ljust(width) for key, width in widths.items()).rstrip())
+    for line in lines:
+        print("  ".join(line[key].ljust(width) for key, width in widths.items()).rstrip())
+    return 0
+
+
+def command_runs_show(args: argparse.Namespace) -> int:
+    store = _open_store()
+    run = store.get_run(_resolve(store, args.id))
+    history, evaluations = store.history(run.id), store.evaluations(run.id)
+    snapshot = store.snapshot(run.id)
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    **run.to_dict(),
+                    "steps_recorded": len(history),
+                    "evaluations_recorded": len(evaluations),
+                    "snapshot_step": None if snapshot is None else snapshot.get("step"),
+                },
+                default=str,
+            )
+        )
+        return 0
+    lines = [
+        f"run {run.id}: {run.status}",
+        f"owner {run.owner or '-'}, sweep {run.sweep_id or '-'}",
+        f"created {_when(run.created_at)}, started {_when(run.started_at)}, "
+        f"finished {_when(run.finished_at)}",
+        "config: " + " ".join(f"{k}={v}" for k, v in run.config.items()),
+    ]
+    if run.summary:
+        lines.append(format_summary(run.summary))
+    if run.error:
+        lines.append(f"error: {run.error}")
+    lines.append(
+        f"history: {len(history)} steps, {len(evaluations)} evaluations, "
+        + ("no snapshot" if snapshot is None else f"snapshot at step {snapshot.get('step')}")
+    )
+    print("\n".join(lines))
+    return 0
+
+
+def command_runs_export(args: argparse.Namespace) -> int:
+    store = _open_store()
+    text = store.export_run(_resolve(store, args.id), args.format)
+    if args.output is None:
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+        return 0
+    try:
+        Path(args.output).write_text(text, encoding="utf-8")
+    except OSError as error:
+        fail(f"cannot write {args.output}: {error.strerror or error}")
+    return 0
+
+
+def command_runs_delete(args: argparse.Namespace) -> int:
+    store = _open_store()
+    runs = [store.get_run(_resolve(store, run_id)) for run_id in args.ids]
+    for run in runs:
+        if run.active:
+            fail(f"run {run.id} is {run.status}; stop it before deleting it")
+    for run in runs:
+        try:
+            store.delete_run(run.id)
+        except StoreError as error:
+            fail(str(error))
+        print(f"deleted {run.id}")
     return 0
 
 
@@ -141,6 +390,61 @@ def build_parser() -> argparse.ArgumentParser:
         "--json", action="store_true", help="print the summary as one JSON line"
     )
     train_parser.set_defaults(handler=command_train)
+
+    sweep_parser = commands.add_parser(
+        "sweep",
+        help="train a grid of runs: comma lists in one or two options, times seeds",
+        allow_abbrev=False,
+    )
+    add_config_options(sweep_parser)
+    sweep_parser.add_argument(
+        "--seeds", metavar="LIST", help="seeds to repeat every grid point with, e.g. 0,1,2"
+    )
+    sweep_parser.add_argument(
+        "--workers", metavar="N", help="runs training at once (default: RNNLAB_WORKERS or 2)"
+    )
+    sweep_parser.add_argument(
+        "--json",
+        action="store_true",
+        help='one JSON line per finished run, then {"summary": ...}',
+    )
+    sweep_parser.set_defaults(handler=command_sweep)
+
+    runs_parser = commands.add_parser(
+        "runs", help="list, show, export or delete recorded runs", allow_abbrev=False
+    )
+    runs_commands = runs_parser.add_subparsers(
+        dest="runs_command", metavar="list|show|export|delete", required=True, parser_class=_Parser
+    )
+    list_parser = runs_commands.add_parser(
+        "list", help="recorded runs, newest first", allow_abbrev=False
+    )
+    list_parser.add_argument("--json", action="store_true", help="print one JSON array")
+    list_parser.add_argument("--status", choices=STATUSES, help="only runs with this status")
+    list_parser.add_argument("--owner", help="only runs of this owner")
+    list_parser.add_argument("--sweep", metavar="ID", help="only the runs of this sweep")
+    list_parser.add_argument("--task", help="only runs of this task")
+    list_parser.add_argument("--cell", help="only runs of this cell type")
+    list_parser.add_argument("--limit", metavar="N", help="at most N runs")
+    list_parser.set_defaults(handler=command_runs_list)
+    show_parser = runs_commands.add_parser(
+        "show", help="one run: config, summary, history", allow_abbrev=False
+    )
+    show_parser.add_argument("id", help="run id (a unique prefix will do)")
+    show_parser.add_argument("--json", action="store_true", help="print one JSON object")
+    show_parser.set_defaults(handler=command_runs_show)
+    export_parser = runs_commands.add_parser(
+        "export", help="a run's history as CSV, or everything as JSON", allow_abbrev=False
+    )
+    export_parser.add_argument("id", help="run id (a unique prefix will do)")
+    export_parser.add_argument("--format", choices=tuple(EXPORT_FORMATS), default="json")
+    export_parser.add_argument("--output", "-o", metavar="FILE", help="write here, not stdout")
+    export_parser.set_defaults(handler=command_runs_export)
+    delete_parser = runs_commands.add_parser(
+        "delete", help="delete finished runs and their history", allow_abbrev=False
+    )
+    delete_parser.add_argument("ids", nargs="+", metavar="ID", help="run ids")
+    delete_parser.set_defaults(handler=command_runs_delete)
     return parser
 
 

@@ -1,0 +1,223 @@
+import io
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+import torch
+
+from rnnlab.__main__ import main
+from rnnlab.config import RunConfig
+from rnnlab.store import SCHEMA_VERSION, RunStore
+
+TINY = ["--task", "hello", "--cell", "rnn", "--hidden-size", "4", "--steps", "12"]
+
+
+@pytest.fixture(autouse=True)
+def home(tmp_path, monkeypatch):
+    monkeypatch.setenv("RNNLAB_HOME", str(tmp_path))
+    threads = torch.get_num_threads()
+    yield tmp_path
+    torch.set_num_threads(threads)
+
+
+def cli(capsys, *args: str) -> str:
+    assert main(list(args)) == 0
+    captured = capsys.readouterr()
+    assert captured.err == ""  # no progress bar off a terminal
+    return captured.out
+
+
+def train_json(capsys, *args: str) -> dict:
+    return json.loads(cli(capsys, "train", *TINY, *args, "--json"))
+
+
+def test_train_records_its_run_and_prints_its_id(capsys, home):
+    summary = train_json(capsys, "--eval-every", "4")
+    for key in ("status", "steps", "final_loss", "metric", "solved", "wall_s", "config"):
+        assert key in summary
+    with RunStore(home / "runs.sqlite") as store:
+        run = store.get_run(summary["run_id"])
+        assert run.status == "completed" and run.owner == "cli"
+        assert run.summary == {k: v for k, v in summary.items() if k != "run_id"}
+        assert len(store.history(run.id)) == 12
+        assert store.evaluations(run.id)["step"].tolist() == [4, 8, 12]
+    text = cli(capsys, "train", *TINY)
+    assert "completed after 12 steps" in text and "rnnlab runs show" in text
+
+
+def test_train_in_a_real_process_adds_run_id_to_its_json(home):
+    result = subprocess.run(
+        [sys.executable, "-m", "rnnlab", "train", *TINY, "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "RNNLAB_HOME": str(home)},
+    )
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    with RunStore(home / "runs.sqlite") as store:
+        assert store.get_run(summary["run_id"]).status == "completed"
+
+
+def test_runs_list_show_export_delete(capsys, home, tmp_path):
+    first = train_json(capsys)["run_id"]
+    second = train_json(capsys, "--cell", "gru")["run_id"]
+
+    listed = json.loads(cli(capsys, "runs", "list", "--json"))
+    assert [run["id"] for run in listed] == [second, first]
+    assert listed[0]["config"]["cell"] == "gru" and listed[0]["status"] == "completed"
+    assert [
+        r["id"] for r in json.loads(cli(capsys, "runs", "list", "--json", "--cell", "rnn"))
+    ] == [first]
+    assert json.loads(cli(capsys, "runs", "list", "--json", "--status", "failed")) == []
+    assert len(json.loads(cli(capsys, "runs", "list", "--json", "--limit", "1"))) == 1
+    table = cli(capsys, "runs", "list").splitlines()
+    assert table[0].split()[:3] == ["id", "created", "status"]
+    assert table[1].startswith(second) and "gru" in table[1] and "12/12" in table[1]
+
+    shown = cli(capsys, "runs", "show", first[:5])
+    assert f"run {first}: completed" in shown and "12 steps" in shown and "snapshot at" in shown
+    details = json.loads(cli(capsys, "runs", "show", first, "--json"))
+    assert details["id"] == first and details["steps_recorded"] == 12
+
+    csv = pd.read_csv(io.StringIO(cli(capsys, "runs", "export", first, "--format", "csv")))
+    assert csv["step"].tolist() == list(range(1, 13)) and "eval_metric" in csv
+    exported = json.loads(cli(capsys, "runs", "export", first, "--format", "json"))
+    assert exported["run"]["id"] == first and len(exported["steps"]["loss"]) == 12
+    target = tmp_path / "out" / "run.json"
+    target.parent.mkdir()
+    assert cli(capsys, "runs", "export", first, "-o", str(target)) == ""
+    assert json.loads(target.read_text()) == exported
+
+    assert cli(capsys, "runs", "delete", first) == f"deleted {first}\n"
+    assert [run["id"] for run in json.loads(cli(capsys, "runs", "list", "--json"))] == [second]
+    cli(capsys, "runs", "delete", second)
+    assert "no runs in" in cli(capsys, "runs", "list")
+
+
+def test_sweep_json_prints_a_line_per_run_then_the_summary(capsys, home):
+    out = cli(
+        capsys,
+        "sweep",
+        *TINY,
+        "--cell",
+        "rnn,gru",
+        "--seq-len",
+        "5,10",
+        "--seeds",
+        "0,1",
+        "--workers",
+        "2",
+        "--json",
+    )
+    lines = [json.loads(line) for line in out.splitlines()]
+    runs, final = lines[:-1], lines[-1]
+    assert len(runs) == 8 and list(final) == ["summary"]
+    assert {(r["cell"], r["seq_len"], r["seed"]) for r in runs} == {
+        (cell, seq_len, seed) for cell in ("rnn", "gru") for seq_len in (5, 10) for seed in (0, 1)
+    }
+    for run in runs:
+        assert run["status"] == "completed" and run["sweep_id"] == final["summary"]["sweep_id"]
+        assert {"metric", "solved", "steps_to_solve", "wall_s", "run_id"} <= set(run)
+    summary = final["summary"]
+    assert summary["runs"] == 8 and summary["statuses"] == {"completed": 8}
+    assert summary["axes"] == {"cell": ["rnn", "gru"], "seq_len": [5, 10]}
+    with RunStore(home / "runs.sqlite") as store:
+        assert len(store.list_runs(sweep_id=summary["sweep_id"])) == 8
+
+
+def test_sweep_prints_a_table_without_json(capsys):
+    out = cli(capsys, "sweep", *TINY, "--hidden-size", "2,4")
+    assert "per cell, over seeds" in out and "sweep " in out and "2 completed" in out
+
+
+def one_error_line(capsys, *args: str) -> str:
+    with pytest.raises(SystemExit) as exit_info:
+        main(list(args))
+    assert exit_info.value.code == 2
+    captured = capsys.readouterr()
+    lines = captured.err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("rnnlab: error: "), captured.err
+    assert captured.out == ""
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["runs"], "required"),
+        (["runs", "lists"], "invalid choice"),
+        (["runs", "list", "--status", "done"], "invalid choice"),
+        (["runs", "list", "--limit", "ten"], "--limit must be a whole number"),
+        (["runs", "list", "--limit", "0"], "--limit=0 is out of range"),
+        (["runs", "list", "--colour", "red"], "unrecognized arguments"),
+        (["runs", "show"], "required: id"),
+        (["runs", "show", "abcdef123456"], "no run with id"),
+        (["runs", "show", "not-an-id"], "no run with id"),
+        (["runs", "export", "abcdef123456"], "no run with id"),
+        (["runs", "export", "abcdef123456", "--format", "xml"], "invalid choice"),
+        (["runs", "delete"], "required: ID"),
+        (["runs", "delete", "abcdef123456"], "no run with id"),
+        (["sweep", *TINY, "--cell", "rnn,gru", "--seq-len", "5,9", "--lr", "0.1,0.2"], "at most 2"),
+        (["sweep", *TINY, "--cell", "rnn,elman"], "cell='elman' is not one of"),
+        (["sweep", *TINY, "--cell", "rnn,"], "--cell has an empty value"),
+        (["sweep", *TINY, "--seq-len", "5,5"], "values of seq_len repeat"),
+        (["sweep", *TINY, "--seq-len", "5,5000"], "seq_len=5000 is out of range"),
+        (["sweep", *TINY, "--seed", "1", "--seeds", "0,1"], "--seed or --seeds"),
+        (["sweep", *TINY, "--seed", "1,2"], "use --seeds"),
+        (["sweep", *TINY, "--seeds", "0,x"], "seed must be a whole number"),
+        (["sweep", *TINY, "--seeds", "0,-1"], "seed=-1 is out of range"),
+        (["sweep", *TINY, "--workers", "0"], "--workers=0 is out of range"),
+        (["sweep", *TINY, "--workers", "many"], "--workers must be a whole number"),
+        (["sweep", *TINY, "--init", "identity", "--cell", "rnn,gru"], "with cell=gru"),
+        (["sweep", *TINY, "--hidden-size", ",".join(map(str, range(1, 300)))], "more than"),
+        (["sweep", *TINY, "--task", "text", "--text-file", "/no/such.txt"], "cannot read"),
+        (["sweep", "--jsn"], "unrecognized arguments"),
+        (["train", *TINY, "--steps", "0"], "steps=0 is out of range"),
+    ],
+)
+def test_every_bad_option_exits_2_with_one_line(capsys, args, message):
+    assert message in one_error_line(capsys, *args)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_sweep_on_an_absent_device_exits_2(capsys):
+    assert "not available" in one_error_line(capsys, "sweep", *TINY, "--device", "cuda")
+
+
+def test_ambiguous_prefix_and_missing_output_folder_exit_2(capsys, home):
+    with RunStore(home / "runs.sqlite") as store:
+        config = RunConfig(task="hello", steps=1)
+        document = json.loads(store.export_run(store.create_run(config), "json"))
+        for run_id in ("abcd00000001", "abcd00000002"):
+            document["run"]["id"] = run_id
+            store.import_run(document)
+    assert "matches several runs" in one_error_line(capsys, "runs", "show", "abcd")
+    target = str(home / "missing" / "run.csv")
+    message = one_error_line(capsys, "runs", "export", "abcd00000001", "-o", target)
+    assert "cannot write" in message
+
+
+def test_deleting_an_active_run_exits_2_and_deletes_nothing(capsys, home):
+    with RunStore(home / "runs.sqlite") as store:
+        finished = store.create_run(RunConfig(task="hello", steps=1))
+        store.finish(finished, "completed")
+        active = store.create_run(RunConfig(task="hello", steps=1))
+    message = one_error_line(capsys, "runs", "delete", finished, active)
+    assert f"run {active} is queued; stop it" in message
+    assert len(json.loads(cli(capsys, "runs", "list", "--json"))) == 2
+
+
+def test_a_store_that_cannot_be_opened_exits_2(capsys, home, monkeypatch):
+    with sqlite3.connect(home / "runs.sqlite") as db:
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    assert "newer rnnlab" in one_error_line(capsys, "runs", "list")
+    assert "newer rnnlab" in one_error_line(capsys, "train", *TINY)
+    not_a_folder = home / "a-file"
+    not_a_folder.write_text("")
+    monkeypatch.setenv("RNNLAB_HOME", str(not_a_folder))
+    assert "cannot open the run store" in one_error_line(capsys, "runs", "list")
