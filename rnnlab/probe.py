@@ -6,12 +6,14 @@ and nn.GRU and the cell's own activation. The fused modules keep their gates to
 themselves, so recomputing is the only way to see them; the tests hold the recomputed h
 to the model's own output.
 
-`gradients_through_time` differentiates the task's loss with respect to each layer's
-hidden state at each step on that recomputed graph, `saturation` and `spectral_radius`
+`gradients_through_time` backpropagates the task's loss through those states to
+each layer's hidden state at each step, `saturation` and `spectral_radius`
 summarise gates and recurrent weights, and `snapshot` packs all of it, downsampled and
 rounded, into the plain lists a `Snapshot` event carries to a browser.
 
 Nothing here changes the model: weights are detached, `.grad` is never touched.
+(`rnnlab.probe` the package attribute is the function; this module is
+`sys.modules["rnnlab.probe"]`, or `from rnnlab.probe import ...`.)
 """
 
 from __future__ import annotations
@@ -61,14 +63,27 @@ MAX_SNAPSHOT_SHARE = 0.08
 Activation = Callable[[Tensor], Tensor]
 
 
+def _sigmoid_grad(y: Tensor) -> Tensor:
+    return y * (1 - y)  # σ'(a) from y = σ(a)
+
+
+# act'(a) expressed through the output y = act(a)
+ACTIVATION_GRADIENTS = {
+    "tanh": lambda y: 1 - y * y,
+    "sigmoid": _sigmoid_grad,
+    "relu": lambda y: (y > 0).to(y.dtype),
+}
+
+
 def _rnn_step(xw: Tensor, gh: Tensor, prev: dict[str, Tensor], act: Activation) -> dict:
     pre = xw + gh  # a_t = W_ih x_t + b_ih + W_hh h_{t-1} + b_hh
     return {"pre": pre, "h": act(pre)}  # h_t = act(a_t)
 
 
 def _lstm_step(xw: Tensor, gh: Tensor, prev: dict[str, Tensor], act: Activation) -> dict:
-    i, f, g, o = (xw + gh).chunk(4, dim=-1)
-    i, f, g, o = i.sigmoid(), f.sigmoid(), act(g), o.sigmoid()
+    gates = xw + gh  # W_ih x_t + b_ih + W_hh h_{t-1} + b_hh: (B, 4H)
+    i, f, _, o = gates.sigmoid().chunk(4, dim=-1)  # one sigmoid call; g's share unused
+    g = act(gates.chunk(4, dim=-1)[2])
     c = f * prev["c"] + i * g  # c_t = f⊙c_{t-1} + i⊙g
     h = o * act(c)  # h_t = o⊙act(c_t)
     return {"i": i, "f": f, "g": g, "o": o, "c": c, "h": h}
@@ -100,56 +115,12 @@ class Probe:
     layers: list[dict[str, Tensor]]
 
 
-@dataclass(frozen=True)
-class _Unrolled:
-    """The recomputed forward pass, kept step by step so it can be differentiated."""
-
-    steps: list[list[dict[str, Tensor]]]  # [layer][t] -> name -> (B, H)
-    recurrent: list[list[Tensor]]  # [layer][t] -> W_hh h_{t-1} + b_hh: (B, G·H)
-
-    def probe(self, cell: str, activation: str) -> Probe:
-        layers = [
-            {
-                name: torch.stack([s[name] for s in steps], dim=1).detach()
-                for name in STATE_NAMES[cell]
-            }
-            for steps in self.steps
-        ]  # each (B, T, H)
-        return Probe(cell, activation, layers)
-
-    def last_hidden(self) -> Tensor:
-        return torch.stack([s["h"] for s in self.steps[-1]], dim=1)  # (B, T, H)
-
-
-def _unroll(model: RecurrentNet, x: Tensor, differentiable: bool) -> _Unrolled:
-    """Run x through the model's recurrent layers again, one step at a time.
-
-    Weights are detached; when `differentiable`, h_{-1} is a leaf that requires grad, so
-    every later state is on an autograd graph that reaches no parameter.
-    """
-    rnn = model.rnn
-    step, act = CELL_STEPS[model.cell], ACTIVATION_FUNCTIONS[model.activation]
-    batch, hidden = x.shape[0], rnn.hidden_size
-    layer_input = x  # (B, T, D)
-    all_steps, all_recurrent = [], []
-    for layer in range(rnn.num_layers):
-        w_ih, w_hh, b_ih, b_hh = (
-            getattr(rnn, f"{name}_l{layer}").detach()
-            for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
-        )
-        xw = F.linear(layer_input, w_ih, b_ih).unbind(1)  # T × (B, G·H)
-        h0 = x.new_zeros(batch, hidden, requires_grad=differentiable)  # h_{-1}
-        prev = {"h": h0, "c": x.new_zeros(batch, hidden)}  # c_{-1} (LSTM)
-        steps, recurrent = [], []
-        for xw_t in xw:
-            gh = F.linear(prev["h"], w_hh, b_hh)  # (B, G·H)
-            prev = step(xw_t, gh, prev, act)
-            steps.append(prev)
-            recurrent.append(gh)
-        all_steps.append(steps)
-        all_recurrent.append(recurrent)
-        layer_input = torch.stack([s["h"] for s in steps], dim=1)  # (B, T, H)
-    return _Unrolled(all_steps, all_recurrent)
+def _weights(model: RecurrentNet, layer: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """weight_ih, weight_hh, bias_ih, bias_hh of one layer, detached."""
+    return tuple(
+        getattr(model.rnn, f"{name}_l{layer}").detach()
+        for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+    )
 
 
 def _model_input(model: RecurrentNet, x: Tensor) -> Tensor:
@@ -157,11 +128,28 @@ def _model_input(model: RecurrentNet, x: Tensor) -> Tensor:
     return x.to(device=weight.device, dtype=weight.dtype)
 
 
+@torch.no_grad()
 def probe(model: RecurrentNet, x: Tensor) -> Probe:
     """Gates and states of every layer and step of `model` on the batch x: (B, T, D)."""
-    with torch.no_grad():
-        unrolled = _unroll(model, _model_input(model, x), differentiable=False)
-    return unrolled.probe(model.cell, model.activation)
+    step, act = CELL_STEPS[model.cell], ACTIVATION_FUNCTIONS[model.activation]
+    x = _model_input(model, x)
+    batch, hidden = x.shape[0], model.rnn.hidden_size
+    layers, layer_input = [], x  # (B, T, D)
+    for layer in range(model.rnn.num_layers):
+        w_ih, w_hh, b_ih, b_hh = _weights(model, layer)
+        xw = F.linear(layer_input, w_ih, b_ih).unbind(1)  # T × (B, G·H)
+        prev = {"h": x.new_zeros(batch, hidden), "c": x.new_zeros(batch, hidden)}  # t = -1
+        steps = []
+        for xw_t in xw:
+            prev = step(xw_t, F.linear(prev["h"], w_hh, b_hh), prev, act)
+            steps.append(prev)
+        states = {
+            name: torch.stack([s[name] for s in steps], dim=1)  # (B, T, H)
+            for name in STATE_NAMES[model.cell]
+        }
+        layers.append(states)
+        layer_input = states["h"]
+    return Probe(model.cell, model.activation, layers)
 
 
 def _head(model: RecurrentNet, h: Tensor) -> Tensor:
@@ -169,6 +157,81 @@ def _head(model: RecurrentNet, h: Tensor) -> Tensor:
     if not model.every_step:
         h = h[:, -1]  # (B, H)
     return F.linear(h, model.head.weight.detach(), model.head.bias.detach())
+
+
+def _rnn_backward(
+    states: dict[str, Tensor], w_hh: Tensor, b_hh: Tensor, external: Tensor, activation: str
+) -> tuple[Tensor, Tensor, Tensor]:
+    """h_t = act(a_t), a_t = xw_t + gh_t: ∂L/∂a_t = ∂L/∂h_t ⊙ act'(a_t)."""
+    local = ACTIVATION_GRADIENTS[activation](states["h"]).unbind(1)  # ∂h_t/∂a_t: T × (B, H)
+    dh, da = [], []
+    for t, external_t in reversed(list(enumerate(external.unbind(1)))):
+        dh_t = torch.addmm(external_t, da[-1], w_hh) if da else external_t  # + ∂L/∂a_{t+1} W_hh
+        dh.append(dh_t)
+        da.append(dh_t * local[t])
+    dh, da = torch.stack(dh[::-1], dim=1), torch.stack(da[::-1], dim=1)
+    return dh, da, da
+
+
+def _lstm_backward(
+    states: dict[str, Tensor], w_hh: Tensor, b_hh: Tensor, external: Tensor, activation: str
+) -> tuple[Tensor, Tensor, Tensor]:
+    """h_t = o⊙act(c_t), c_t = f⊙c_{t-1} + i⊙g: ∂L/∂c_t also flows from c_{t+1}."""
+    act, act_grad = ACTIVATION_FUNCTIONS[activation], ACTIVATION_GRADIENTS[activation]
+    i, f, g, o, c = (states[name] for name in ("i", "f", "g", "o", "c"))
+    act_c = act(c)
+    dh_dc = o * act_grad(act_c)  # ∂h_t/∂c_t: (B, T, H)
+    # ∂c_t/∂(i, f, g pre-activations) and ∂h_t/∂(o pre-activation): (B, T, 4H)
+    local = torch.cat(
+        [
+            g * _sigmoid_grad(i),
+            _previous(c) * _sigmoid_grad(f),
+            i * act_grad(g),
+            act_c * _sigmoid_grad(o),
+        ],
+        dim=-1,
+    )
+    dh_dc, local, f = dh_dc.unbind(1), local.unbind(1), f.unbind(1)  # per-step views
+    dh, da, dc_t = [], [], None
+    for t, external_t in reversed(list(enumerate(external.unbind(1)))):
+        dh_t = torch.addmm(external_t, da[-1], w_hh) if da else external_t  # + ∂L/∂a_{t+1} W_hh
+        dc_t = dh_t * dh_dc[t] + (0 if dc_t is None else dc_t * f[t + 1])  # ∂L/∂c_t
+        dh.append(dh_t)
+        da.append(torch.cat([dc_t, dc_t, dc_t, dh_t], dim=-1) * local[t])
+    dh, da = torch.stack(dh[::-1], dim=1), torch.stack(da[::-1], dim=1)
+    return dh, da, da
+
+
+def _gru_backward(
+    states: dict[str, Tensor], w_hh: Tensor, b_hh: Tensor, external: Tensor, activation: str
+) -> tuple[Tensor, Tensor, Tensor]:
+    """h_t = (1 − z)⊙n + z⊙h_{t−1}: ∂L/∂h_{t-1} has a direct path besides W_hh.
+
+    Every pre-activation gradient is ∂L/∂h_t times a factor known from the forward pass;
+    the n block of W_hh h_{t-1} + b_hh enters multiplied by r.
+    """
+    act_grad = ACTIVATION_GRADIENTS[activation]
+    r, z, n, h = (states[name] for name in ("r", "z", "n", "h"))
+    H = h.shape[-1]
+    h_prev = _previous(h)
+    gh_n = F.linear(h_prev, w_hh[2 * H :], b_hh[2 * H :])  # W_hn h_{t-1} + b_hn: (B, T, H)
+    dh_dn = (1 - z) * act_grad(n)  # ∂h_t/∂(n pre-activation)
+    dh_dz = (h_prev - n) * _sigmoid_grad(z)  # ∂h_t/∂(z pre-activation)
+    dh_dr = dh_dn * gh_n * _sigmoid_grad(r)  # ∂h_t/∂(r pre-activation)
+    to_gh = torch.stack([dh_dr, dh_dz, dh_dn * r], dim=2)  # ∂h_t/∂gh_t: (B, T, 3, H)
+    to_xw = torch.stack([dh_dr, dh_dz, dh_dn], dim=2)  # ∂h_t/∂xw_t: (B, T, 3, H)
+    z_steps, to_gh_steps = z.unbind(1), to_gh.unbind(1)  # per-step views
+    dh, dgh = [], []
+    for t, dh_t in reversed(list(enumerate(external.unbind(1)))):
+        if dgh:  # + ∂L/∂gh_{t+1} W_hh + ∂L/∂h_{t+1} ⊙ z_{t+1}
+            dh_t = torch.addmm(dh_t, dgh[-1], w_hh).addcmul_(dh[-1], z_steps[t + 1])
+        dh.append(dh_t)
+        dgh.append((dh_t[:, None] * to_gh_steps[t]).flatten(1))  # (B, 3H)
+    dh, dgh = torch.stack(dh[::-1], dim=1), torch.stack(dgh[::-1], dim=1)
+    return dh, dgh, (dh[:, :, None] * to_xw).flatten(2)
+
+
+CELL_BACKWARDS = {"rnn": _rnn_backward, "lstm": _lstm_backward, "gru": _gru_backward}
 
 
 @dataclass(frozen=True)
@@ -186,6 +249,7 @@ class GradientsThroughTime:
     output: Tensor  # the model's output on the batch
     hidden: list[Tensor]  # ∂L/∂h_t per layer: (B, T, H)
     recurrent: list[Tensor]  # ∂L/∂(W_hh h_{t-1} + b_hh) per layer: (B, T, G·H)
+    inputs: Tensor  # ∂L/∂x_t: (B, T, input_dim)
     norms: list[Tensor]  # ‖∂L/∂h_t‖ over batch and units, per layer: (T,)
     contributions: list[Tensor]  # ‖step t's term of ∂L/∂W_hh‖, per layer: (T,)
     probe: Probe  # the forward pass the gradients went through
@@ -194,31 +258,41 @@ class GradientsThroughTime:
 def gradients_through_time(
     model: RecurrentNet, x: Tensor, y: Tensor, loss: Callable[[Tensor, Tensor], Tensor]
 ) -> GradientsThroughTime:
-    """‖∂L/∂h_t‖ for every layer and step, with L = loss(model(x), y), e.g. task.loss."""
+    """∂L/∂h_t for every layer and step, with L = loss(model(x), y), e.g. task.loss.
+
+    Backpropagation through time written out per cell on the probe's recomputed
+    states (autograd only for the head and the loss): a per-step autograd graph costs
+    several times more, and snapshots run while training.
+    """
     x = _model_input(model, x)
+    result = probe(model, x)
+    h_last = result.layers[-1]["h"].detach().requires_grad_()
     with torch.enable_grad():
-        unrolled = _unroll(model, x, differentiable=True)
-        output = _head(model, unrolled.last_hidden())
+        output = _head(model, h_last)
         value = loss(output, y.to(x.device))
-        states = [s["h"] for steps in unrolled.steps for s in steps]
-        recurrent = [gh for layer in unrolled.recurrent for gh in layer]
-        grads = torch.autograd.grad(value, states + recurrent, materialize_grads=True)
-    T = x.shape[1]
-    per_layer = [grads[k : k + T] for k in range(0, len(grads), T)]
-    layers = len(unrolled.steps)
-    hidden = [torch.stack(g, dim=1) for g in per_layer[:layers]]  # each (B, T, H)
-    recurrent_grads = [torch.stack(g, dim=1) for g in per_layer[layers:]]  # (B, T, G·H)
-    result = unrolled.probe(model.cell, model.activation)
+        (external,) = torch.autograd.grad(value, h_last)  # through the head only
+    backward = CELL_BACKWARDS[model.cell]
+    hidden, recurrent = [], []
+    with torch.no_grad():
+        for layer in reversed(range(len(result.layers))):
+            w_ih, w_hh, _, b_hh = _weights(model, layer)
+            states = result.layers[layer]
+            dh, dgh, dxw = backward(states, w_hh, b_hh, external, model.activation)
+            hidden.insert(0, dh)
+            recurrent.insert(0, dgh)
+            external = dxw @ w_ih  # ∂L/∂(this layer's input at t): (B, T, D)
+        contributions = [
+            _outer_product_norms(d, _previous(layer["h"]))
+            for d, layer in zip(recurrent, result.layers, strict=True)
+        ]
     return GradientsThroughTime(
         loss=value.item(),
         output=output.detach(),
         hidden=hidden,
-        recurrent=recurrent_grads,
+        recurrent=recurrent,
+        inputs=external,
         norms=[torch.linalg.vector_norm(g, dim=(0, 2)) for g in hidden],
-        contributions=[
-            _outer_product_norms(d, _previous(layer["h"]))
-            for d, layer in zip(recurrent_grads, result.layers, strict=True)
-        ],
+        contributions=contributions,
         probe=result,
     )
 
