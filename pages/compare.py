@@ -10,7 +10,7 @@ store = manager().store
 runs = store.runs_frame()
 if runs.empty:
     st.info("No runs yet: every run you train is kept here.")
-    st.page_link("pages/train.py", label="Go to Train", icon="🏋️")
+    st.page_link("pages/train.py", label="Go to Train", icon=":material/model_training:")
     st.stop()
 
 filters = st.columns(3)
@@ -65,8 +65,9 @@ selection = st.dataframe(
 chosen = table.iloc[selection.selection.rows] if selection.selection.rows else table.head(0)
 
 st.download_button(
-    "⬇ Download table (CSV)",
+    "Download table (CSV)",
     table.to_csv(index=False).encode(),
+    icon=":material/download:",
     file_name="rnnlab-runs.csv",
     mime="text/csv",
     key="compare_csv",
@@ -86,7 +87,9 @@ if len(chosen):
         for row in chosen.itertuples()
         if owners.get(row.id) == owner() and row.status not in ("queued", "running")
     ]
-    if own_ids and st.button(f"🗑 Delete {len(own_ids)} of my selected runs", key="compare_delete"):
+    if own_ids and st.button(
+        f"Delete {len(own_ids)} of my selected runs", icon=":material/delete:", key="compare_delete"
+    ):
         for run_id in own_ids:
             store.delete_run(run_id)
         st.toast(f"Deleted {len(own_ids)} runs.")

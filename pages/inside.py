@@ -16,7 +16,7 @@ store = manager().store
 runs = store.runs_frame()
 if runs.empty:
     st.info("No runs yet: train one on the **Train** page and come back.")
-    st.page_link("pages/train.py", label="Go to Train", icon="🏋️")
+    st.page_link("pages/train.py", label="Go to Train", icon=":material/model_training:")
     st.stop()
 
 labels = {

@@ -13,7 +13,7 @@ from ui.widgets import NO_PRESET
 
 def try_preset(name: str, *, key: str) -> None:
     """A button that loads a preset into the Train page and opens it."""
-    if st.button(f"▶ Try it: {name}", key=key):
+    if st.button(f"Try it: {name}", icon=":material/play_arrow:", key=key):
         settings = PRESETS[name].config().to_dict()
         for field, value in settings.items():
             st.session_state[f"train_{field}"] = value

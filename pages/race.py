@@ -35,7 +35,8 @@ def _load_preset() -> None:
 
 
 st.button(
-    "🏁 Preset: RNN vs LSTM vs GRU on the adding problem",
+    "Preset: RNN vs LSTM vs GRU on the adding problem",
+    icon=":material/sports_score:",
     on_click=_load_preset,
     key="race_preset_button",
 )
@@ -82,7 +83,13 @@ def _feed(configs: list[RunConfig], race: dict, who: str) -> None:
         race["error"] = str(error)
 
 
-if st.button("▶ Start the race", type="primary", disabled=grid is None, key="race_start"):
+if st.button(
+    "Start the race",
+    icon=":material/flag:",
+    type="primary",
+    disabled=grid is None,
+    key="race_start",
+):
     race = {"sweep_id": secrets.token_hex(4), "axes": list(grid.axes), "total": len(grid.configs())}
     threading.Thread(target=_feed, args=(grid.configs(), race, owner()), daemon=True).start()
     st.session_state.race = race

@@ -20,7 +20,9 @@ if preset != NO_PRESET:
 if config is not None:
     shapes_line(config)
     train_column, share_column, _ = st.columns([1, 1, 3])
-    if train_column.button("▶ Train", type="primary", key="train_start"):
+    if train_column.button(
+        "Train", icon=":material/play_arrow:", type="primary", key="train_start"
+    ):
         try:
             st.session_state.train_run = manager().submit(config, owner=owner())
         except (JobError, ValueError) as error:

@@ -24,6 +24,8 @@ GATE_TITLES = {
 }
 COLOURS = ["#4C78A8", "#F58518", "#54A24B", "#E45756", "#72B7B2", "#B279A2", "#FF9DA6"]
 MAX_POINTS = 1500
+# Figures get plain lists, never pandas/NumPy integer arrays: plotly.py encodes those as
+# typed int64 arrays, which plotly.js in the browser does not draw.
 
 
 def _thin(frame: pd.DataFrame, limit: int = MAX_POINTS) -> pd.DataFrame:
@@ -57,16 +59,16 @@ def loss_figure(
     figure = go.Figure()
     steps = _thin(steps)
     figure.add_scatter(
-        x=steps["step"],
-        y=steps["loss"],
+        x=steps["step"].tolist(),
+        y=steps["loss"].tolist(),
         name="train loss",
         mode="lines",
         line=dict(color=COLOURS[0], width=1.5),
     )
     if len(evaluations):
         figure.add_scatter(
-            x=evaluations["step"],
-            y=evaluations["loss"],
+            x=evaluations["step"].tolist(),
+            y=evaluations["loss"].tolist(),
             name="held-out loss",
             mode="lines+markers",
             line=dict(color=COLOURS[1], width=2),
@@ -240,8 +242,8 @@ def overlay_figure(
     for index, (label, frame) in enumerate(curves.items()):
         frame = _thin(frame, 800)
         figure.add_scatter(
-            x=frame["step"],
-            y=frame[y],
+            x=frame["step"].tolist(),
+            y=frame[y].tolist(),
             name=label,
             mode="lines",
             line=dict(color=COLOURS[index % len(COLOURS)]),
@@ -260,13 +262,20 @@ def parallel_coordinates(frame: pd.DataFrame, dimensions: list[str], colour: str
             labels = sorted(column.astype(str).unique())
             codes = column.astype(str).map({label: i for i, label in enumerate(labels)})
             axes.append(
-                dict(label=name, values=codes, tickvals=list(range(len(labels))), ticktext=labels)
+                dict(
+                    label=name,
+                    values=codes.tolist(),
+                    tickvals=list(range(len(labels))),
+                    ticktext=labels,
+                )
             )
         else:
-            axes.append(dict(label=name, values=column))
+            axes.append(dict(label=name, values=column.astype(float).tolist()))
     figure = go.Figure(
         go.Parcoords(
-            line=dict(color=frame[colour], colorscale="Viridis", showscale=True),
+            line=dict(
+                color=frame[colour].astype(float).tolist(), colorscale="Viridis", showscale=True
+            ),
             dimensions=axes,
         )
     )
@@ -413,8 +422,8 @@ def small_multiples(curves: dict[str, pd.DataFrame], *, columns: int = 3) -> go.
     for index, frame in enumerate(curves.values()):
         frame = _thin(frame, 400)
         figure.add_scatter(
-            x=frame["step"],
-            y=frame["loss"],
+            x=frame["step"].tolist(),
+            y=frame["loss"].tolist(),
             mode="lines",
             showlegend=False,
             line=dict(color=COLOURS[index % len(COLOURS)], width=1.5),

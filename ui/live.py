@@ -32,7 +32,10 @@ def status_banner(progress: Progress) -> None:
     status = progress.status
     if status == "queued":
         position = progress.queue_position or 1
-        st.info(f"⏳ Waiting for a free training worker: position {position} in the queue.")
+        st.info(
+            f"Waiting for a free training worker: position {position} in the queue.",
+            icon=":material/hourglass_top:",
+        )
     elif status == "running":
         fraction = min(1.0, progress.step / max(1, progress.steps))
         rate = f"{progress.steps_per_s:.0f} steps/s" if progress.steps_per_s else "starting"
@@ -42,21 +45,26 @@ def status_banner(progress: Progress) -> None:
         )
     elif status == "diverged":
         st.error(
-            f"💥 The run diverged at step {summary.get('steps', progress.step) + 1}: the loss or "
+            f"The run diverged at step {summary.get('steps', progress.step) + 1}: the loss or "
             "the gradient became NaN or infinite. Recurrent weights multiply the state at "
             "every step, so activations and gradients can grow exponentially (relu does not "
             "squash them). Turn on gradient clipping (e.g. 1.0), lower the learning rate, "
-            "or use tanh."
+            "or use tanh.",
+            icon=":material/error:",
         )
     elif status == "completed":
         solved = summary.get("solved_at_step")
         verdict = f"solved at step {solved}" if solved is not None else "not solved"
         st.success(
-            f"✅ Finished {summary.get('steps', progress.step):,} steps in "
-            f"{summary.get('wall_s', 0):.1f} s — {verdict}."
+            f"Finished {summary.get('steps', progress.step):,} steps in "
+            f"{summary.get('wall_s', 0):.1f} s — {verdict}.",
+            icon=":material/check_circle:",
         )
     elif status == "stopped":
-        st.warning(f"⏹ Stopped at step {summary.get('steps', progress.step):,}.")
+        st.warning(
+            f"Stopped at step {summary.get('steps', progress.step):,}.",
+            icon=":material/stop_circle:",
+        )
     elif status == "interrupted":
         st.warning("The server restarted while this run was training; it was interrupted.")
     elif status == "failed":
@@ -142,7 +150,7 @@ def stop_button(progress: Progress, *, key: str) -> None:
     if progress.owner != owner():
         st.caption("Started in another browser tab: only that tab can stop it.")
         return
-    if st.button("⏹ Stop", key=f"{key}_stop"):
+    if st.button("Stop", icon=":material/stop:", key=f"{key}_stop"):
         try:
             manager().cancel(progress.run_id, owner=owner())
         except JobError as error:
