@@ -49,8 +49,9 @@ BUSY_TIMEOUT_MS = 30_000
 # Step rows wait in memory until there are this many, or this much time has passed.
 FLUSH_ROWS = 512
 FLUSH_SECONDS = 0.25
-# A snapshot can be tens of KB; the newest one is written at most this often (and at the end).
-SNAPSHOT_SECONDS = 1.0
+# A snapshot can be hundreds of KB of JSON (tens of ms to encode), and pages read live ones
+# from memory; the store writes the newest at most this often, and always at the end.
+SNAPSHOT_SECONDS = 30.0
 # Listing runs looks for dead processes' runs at most this often.
 RECOVER_SECONDS = 2.0
 
