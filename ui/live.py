@@ -76,14 +76,21 @@ def metrics_row(progress: Progress, baseline: float | None, metric_baseline: flo
     columns[0].metric("Train loss", _number(progress.loss))
     delta = None
     if progress.held_out_loss is not None and baseline:
-        delta = f"{progress.held_out_loss / baseline:.0%} of baseline"
-    columns[1].metric("Held-out loss", _number(progress.held_out_loss), delta, delta_color="off")
+        delta = f"{100 * progress.held_out_loss / baseline:.2g}% of baseline"
+    columns[1].metric(
+        "Held-out loss",
+        _number(progress.held_out_loss),
+        delta,
+        delta_color="off",
+        delta_arrow="off",
+    )
     name = progress.metric_name or "metric"
     columns[2].metric(
         name.capitalize(),
         _number(progress.metric),
         f"chance {metric_baseline:.3g}" if metric_baseline is not None else None,
         delta_color="off",
+        delta_arrow="off",
     )
     columns[3].metric("Solved", "yes" if progress.solved else "not yet")
 

@@ -225,6 +225,6 @@ def share_link(config: RunConfig) -> None:
         if value != DEFAULTS.to_strings()[name] and name != "text_file"
     }
     base = st.context.url or ""
-    with st.popover("Share these settings", icon=":material/link:"):
+    with st.popover("Share link", icon=":material/link:"):
         st.caption("Anyone opening this link gets the same sliders; same seed, same curve.")
         st.code(base + ("?" + urlencode(query) if query else ""), language=None)
