@@ -401,7 +401,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--seeds", metavar="LIST", help="seeds to repeat every grid point with, e.g. 0,1,2"
     )
     sweep_parser.add_argument(
-        "--workers", metavar="N", help="runs training at once (default: RNNLAB_WORKERS or 2)"
+        "--workers",
+        metavar="N",
+        help="runs training at once (default: RNNLAB_WORKERS, else min(2, cores))",
     )
     sweep_parser.add_argument(
         "--json",

@@ -202,7 +202,9 @@ class JobManager:
     """A FIFO queue of training jobs and a fixed set of worker threads; thread-safe.
 
     Every public method may be called from any thread (a Streamlit script thread, its
-    fragments, other sessions); none of them waits for training, except wait().
+    fragments, other sessions); none of them waits for training, except wait() and
+    wait_any(). Making one sets torch's intra-op threads, which are process-wide, to
+    `torch_threads` (default cores // workers).
     """
 
     def __init__(
@@ -282,10 +284,13 @@ class JobManager:
             snapshot_every_s=snapshot_every_s,
         )
         with self._lock:
-            self._jobs[run_id] = job
-            self._queue.append(job)
-            self._changed.notify_all()
-        return run_id
+            if not self._closed:
+                self._jobs[run_id] = job
+                self._queue.append(job)
+                self._changed.notify_all()
+                return run_id
+        self.store.finish(run_id, "interrupted", error="the server shut down")
+        raise JobError("the training pool is shutting down; try again in a moment")
 
     def progress(self, run_id: str) -> Progress | None:
         """The job's progress; for a run this process no longer holds, what the store says.

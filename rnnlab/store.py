@@ -76,6 +76,7 @@ def rnnlab_home() -> Path:
 
 
 def default_store_path() -> Path:
+    """$RNNLAB_HOME/runs.sqlite (default ~/.rnnlab/runs.sqlite)."""
     return rnnlab_home() / STORE_FILENAME
 
 
@@ -276,8 +277,9 @@ class RunStore:
     """Runs, their metric history and latest snapshot, in one SQLite file; thread-safe.
 
     Writes go through one connection guarded by a lock (so threads queue in Python, not in
-    SQLite's busy handler); each reading thread gets its own read-only connection, so the
-    dashboard can read while workers write.
+    SQLite's busy handler); each reading thread gets its own read-only connection, closed
+    when the thread ends, so the dashboard can read while workers write. Each run's events
+    should come from one thread at a time (its worker), as train() produces them.
     """
 
     def __init__(self, path: str | os.PathLike[str] | None = None):
@@ -339,6 +341,7 @@ class RunStore:
 
     @property
     def schema_version(self) -> int:
+        """The file's PRAGMA user_version: which of MIGRATIONS it has had."""
         return self._reader().execute("PRAGMA user_version").fetchone()[0]
 
     def close(self) -> None:

@@ -1,9 +1,6 @@
 import io
 import json
-import os
 import sqlite3
-import subprocess
-import sys
 
 import pandas as pd
 import pytest
@@ -47,20 +44,6 @@ def test_train_records_its_run_and_prints_its_id(capsys, home):
         assert store.evaluations(run.id)["step"].tolist() == [4, 8, 12]
     text = cli(capsys, "train", *TINY)
     assert "completed after 12 steps" in text and "rnnlab runs show" in text
-
-
-def test_train_in_a_real_process_adds_run_id_to_its_json(home):
-    result = subprocess.run(
-        [sys.executable, "-m", "rnnlab", "train", *TINY, "--json"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "RNNLAB_HOME": str(home)},
-    )
-    assert result.returncode == 0, result.stderr
-    summary = json.loads(result.stdout)
-    with RunStore(home / "runs.sqlite") as store:
-        assert store.get_run(summary["run_id"]).status == "completed"
 
 
 def test_runs_list_show_export_delete(capsys, home, tmp_path):
