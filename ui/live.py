@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pandas as pd
 import streamlit as st
 
 from rnnlab.config import ConfigError, RunConfig
@@ -13,6 +12,7 @@ from .state import manager, owner
 from .widgets import task_for
 
 POLL_S = 0.4
+INSIDE_POLL_S = 1.0
 GATES = {"lstm": ["i", "f", "g", "o", "c", "h"], "gru": ["r", "z", "n", "h"], "rnn": ["pre", "h"]}
 
 
@@ -165,35 +165,39 @@ def stop_button(progress: Progress, *, key: str) -> None:
 
 
 def run_panel(run_id: str, *, key: str, show_inside: bool = True) -> Progress | None:
-    """Status, metrics, loss curve and (optionally) gates of one run, live while it trains."""
+    """Status, metrics, loss curve and (optionally) gates of one run, live while it trains.
+
+    Two fragments: the curve and numbers refresh every POLL_S, the heavier gate pictures
+    every INSIDE_POLL_S; both stop polling once the run has ended.
+    """
     first = manager().progress(run_id)
     if first is None:
         st.info("That run is no longer stored.")
         return None
-    interval = POLL_S if first.active else None
+    active = first.active
 
-    @st.fragment(run_every=interval)
-    def panel() -> None:
+    @st.fragment(run_every=POLL_S if active else None)
+    def curve() -> None:
         progress = manager().progress(run_id)
         if progress is None:
             st.info("That run was deleted.")
             return
         manager().heartbeat(owner())
-        _, metric_baseline, _ = _task_info(progress.config)
-        baseline = _task_info(progress.config)[0]
+        baseline, metric_baseline, _ = _task_info(progress.config)
         status_banner(progress)
         stop_button(progress, key=key)
         metrics_row(progress, baseline, metric_baseline)
         loss_chart(progress, key=key)
-        if show_inside:
-            gates_and_predictions(progress, key=key)
-        if interval is not None and not progress.active:
+        if active and not progress.active:
             st.rerun()  # the whole page: the run ended, so stop polling
 
-    panel()
+    @st.fragment(run_every=INSIDE_POLL_S if active else None)
+    def inside() -> None:
+        progress = manager().progress(run_id)
+        if progress is not None:
+            gates_and_predictions(progress, key=key)
+
+    curve()
+    if show_inside:
+        inside()
     return first
-
-
-def history_frame(run_ids: list[str]) -> dict[str, pd.DataFrame]:
-    store = manager().store
-    return {run_id: store.history(run_id) for run_id in run_ids}
