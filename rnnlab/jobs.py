@@ -466,6 +466,7 @@ class JobManager:
 
     def _work(self) -> None:
         torch.set_num_threads(self.torch_threads)
+        _warm_up()
         while True:
             with self._lock:
                 self._drop_orphans()
@@ -516,6 +517,19 @@ class JobManager:
         job.summary = summary
         self.store.finish(job.run_id, summary["status"], summary, error=job.error)
         return summary["status"]
+
+
+_warm_up_lock = threading.Lock()
+
+
+def _warm_up() -> None:
+    """Make torch import what the first optimizer needs (seconds, once per process).
+
+    Done by an idle worker when the pool starts, so the first run someone submits shows
+    its first step at once instead of after torch's lazy imports.
+    """
+    with _warm_up_lock:
+        torch.optim.Adam([torch.zeros(1, requires_grad=True)])
 
 
 _manager: JobManager | None = None
