@@ -610,20 +610,8 @@ class RunStore:
                     path.unlink()
             os.close(fd)
 
-    def set_status(self, run_id: str, status: str, *, error: str | None = None) -> None:
-        """Change a run's status directly (e.g. a queued run cancelled before it started)."""
-        if status in FINISHED_STATUSES:
-            self.finish(run_id, status, error=error)
-            return
-        if status not in STATUSES:
-            raise ValueError(f"unknown status {status!r}; one of {', '.join(STATUSES)}")
-        with self._transaction() as db:
-            db.execute(
-                "UPDATE runs SET status = ?, updated_at = ? WHERE id = ?",
-                (status, time.time(), run_id),
-            )
-
     def get_run(self, run_id: str) -> RunRecord:
+        """The run with this id; RunNotFound if there is none."""
         row = (
             self._reader()
             .execute(f"SELECT {', '.join(_RUN_FIELDS)} FROM runs WHERE id = ?", (run_id,))
