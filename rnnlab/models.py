@@ -29,6 +29,12 @@ ACTIVATIONS = {
     "sigmoid": (Tensor.sigmoid_, lambda y: y * (1 - y)),
     "relu": (Tensor.relu_, lambda y: (y > 0).to(y.dtype)),
 }
+# name -> f(x, out=y): writes into a preallocated buffer
+ACTIVATIONS_INTO = {
+    "tanh": lambda x, out: torch.tanh(x, out=out),
+    "sigmoid": lambda x, out: torch.sigmoid(x, out=out),
+    "relu": lambda x, out: torch.clamp(x, min=0, out=out),
+}
 
 
 def is_fused(cell: str, activation: str) -> bool:
@@ -94,6 +100,7 @@ class _LSTMSteps(_Steps):
     def __init__(self, xw: Tensor, w_hh: Tensor, b_hh: Tensor, activation: str):
         super().__init__(xw, w_hh, b_hh, activation)
         H = self.H
+        self.act_into = ACTIVATIONS_INTO[activation]
         self.xw = (xw + b_hh).unbind(0)
         self.gates_all = torch.empty_like(xw)  # i, f, g, o after their non-linearities
         self.gates = self.gates_all.unbind(0)
@@ -111,7 +118,7 @@ class _LSTMSteps(_Steps):
         c = torch.mul(self.i[t], self.g[t], out=self.c[t])
         if t > 0:
             c.addcmul_(self.f[t], self.c[t - 1])  # c_t = f⊙c_{t-1} + i⊙g
-        act_c = self.act(self.act_c[t].copy_(c))
+        act_c = self.act_into(c, self.act_c[t])
         torch.mul(self.o[t], act_c, out=self.hs[t])  # h_t = o⊙act(c_t)
 
     def begin_backward(self) -> None:
@@ -135,9 +142,11 @@ class _LSTMSteps(_Steps):
         self.dgh = self.dgh_all.unbind(0)
 
     def backward(self, t: int, dh: Tensor) -> None:
-        dc = dh * self.dc_from_h[t]
         if t < len(self.hs) - 1:
-            dc += self.dc_next  # ∂L/∂c_t also flows from c_{t+1} = f_{t+1}⊙c_t + …
+            # ∂L/∂c_t flows from h_t and from c_{t+1} = f_{t+1}⊙c_t + …
+            dc = torch.addcmul(self.dc_next, dh, self.dc_from_h[t])
+        else:
+            dc = dh * self.dc_from_h[t]
         self.d_ifg[t].mul_(dc[:, None, :])  # di, df, dg
         self.d_o[t].mul_(dh)  # do
         self.dc_next = dc * self.f[t]
