@@ -18,6 +18,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from .config import ConfigError, RunConfig
 from .jobs import JobManager
 from .store import EXPORT_FORMATS, STATUSES, RunRecord, RunStore, StoreError, open_store
@@ -223,22 +225,27 @@ def _describe_result(result: RunResult, sweep: SweepResult) -> str:
 
 
 def format_sweep(sweep: SweepResult) -> str:
-    table = sweep.table()
+    table, document = sweep.table(), sweep.to_dict()
     columns = [c for c in table.columns if c not in ("sweep_id", "metric_name", "error")]
-    cells = sweep.summary()
-    counts = ", ".join(f"{n} {status}" for status, n in sweep.to_dict()["statuses"].items())
-    metric = sweep.to_dict()["metric_name"] or "metric"
+    counts = ", ".join(f"{n} {status}" for status, n in document["statuses"].items())
     return "\n".join(
         [
-            table[columns].to_string(index=False, float_format=lambda x: f"{x:.4g}"),
+            _text_table(table[columns]) if len(table) else "no run finished",
             "",
-            f"per cell, over seeds ({metric} is the mean):",
-            cells.to_string(index=False, float_format=lambda x: f"{x:.4g}"),
+            f"per cell, over seeds ({document['metric_name'] or 'metric'} is the mean):",
+            _text_table(sweep.summary()),
             "",
             f"sweep {sweep.sweep_id}: {len(sweep.results)} runs ({counts}) in "
             f"{sweep.wall_s:.1f} s; rnnlab runs list --sweep {sweep.sweep_id}",
         ]
     )
+
+
+def _text_table(frame: pd.DataFrame) -> str:
+    shown = frame.copy()
+    for column in shown.select_dtypes("Int64").columns:
+        shown[column] = ["-" if pd.isna(value) else str(value) for value in shown[column]]
+    return shown.to_string(index=False, na_rep="-", float_format=lambda x: f"{x:.4g}")
 
 
 def _resolve(store: RunStore, run_id: str) -> str:

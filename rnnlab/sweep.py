@@ -241,7 +241,11 @@ class SweepResult:
         """One row per run: grid point, status, final metric, solved, steps to solve, wall s."""
         order = {config: i for i, config in enumerate(self.grid.configs())}
         results = sorted(self.results, key=lambda r: order.get(r.config, len(order)))
-        return pd.DataFrame([self.row(r) for r in results]).drop(columns="config")
+        table = pd.DataFrame([self.row(r) for r in results])
+        if table.empty:
+            return table
+        numbers = {"metric": float, "final_loss": float, "wall_s": float}
+        return table.drop(columns="config").astype({**numbers, "steps_to_solve": "Int64"})
 
     def summary(self) -> pd.DataFrame:
         """One row per grid cell: runs, mean final metric, solved count, median steps to solve."""
