@@ -84,7 +84,7 @@ def _lstm_step(xw: Tensor, gh: Tensor, prev: dict[str, Tensor], act: Activation)
     gates = xw + gh  # W_ih x_t + b_ih + W_hh h_{t-1} + b_hh: (B, 4H)
     i, f, _, o = gates.sigmoid().chunk(4, dim=-1)  # one sigmoid call; g's share unused
     g = act(gates.chunk(4, dim=-1)[2])
-    c = f * prev["c"] + i * g  # c_t = f⊙c_{t-1} + i⊙g
+    c = torch.addcmul(i * g, f, prev["c"])  # c_t = f⊙c_{t-1} + i⊙g
     h = o * act(c)  # h_t = o⊙act(c_t)
     return {"i": i, "f": f, "g": g, "o": o, "c": c, "h": h}
 
@@ -195,7 +195,9 @@ def _lstm_backward(
     dh, da, dc_t = [], [], None
     for t, external_t in reversed(list(enumerate(external.unbind(1)))):
         dh_t = torch.addmm(external_t, da[-1], w_hh) if da else external_t  # + ∂L/∂a_{t+1} W_hh
-        dc_t = dh_t * dh_dc[t] + (0 if dc_t is None else dc_t * f[t + 1])  # ∂L/∂c_t
+        dc_next, dc_t = dc_t, dh_t * dh_dc[t]  # ∂L/∂c_t = ∂L/∂h_t ⊙ ∂h_t/∂c_t
+        if dc_next is not None:
+            dc_t.addcmul_(dc_next, f[t + 1])  # + ∂L/∂c_{t+1} ⊙ f_{t+1}
         dh.append(dh_t)
         da.append(torch.cat([dc_t, dc_t, dc_t, dh_t], dim=-1) * local[t])
     dh, da = torch.stack(dh[::-1], dim=1), torch.stack(da[::-1], dim=1)
@@ -239,10 +241,10 @@ class GradientsThroughTime:
     """How the loss on one batch depends on each layer's hidden state at each step.
 
     `hidden[k]` is ∂L/∂h_t of layer k as a total derivative: through the layer above at
-    step t and through the layer's own step t + 1 alike. `contributions[k][t]` is the
-    Frobenius norm of step t's term of ∂L/∂W_hh = Σ_t (∂L/∂(W_hh h_{t-1} + b_hh))ᵀ h_{t-1},
-    the share of the recurrent weight update that step sends (zero at t = 0, where
-    h_{-1} = 0).
+    step t and through the layer's own step t + 1 alike. The per-step contributions:
+    `contributions[k][t]` is the Frobenius norm of step t's term of
+    ∂L/∂W_hh = Σ_t (∂L/∂(W_hh h_{t-1} + b_hh))ᵀ h_{t-1}, the share of the recurrent
+    weight update that step sends (zero at t = 0, where h_{-1} = 0).
     """
 
     loss: float
@@ -322,7 +324,7 @@ def spectral_radius(model: RecurrentNet) -> list[dict[str, float]]:
     rnn, names = model.rnn, RECURRENT_BLOCKS[model.cell]
     radii = []
     for layer in range(rnn.num_layers):
-        weight = getattr(rnn, f"weight_hh_l{layer}").detach().to("cpu", torch.float64)
+        weight = getattr(rnn, f"weight_hh_l{layer}").detach().cpu().double()
         blocks = weight.reshape(len(names), rnn.hidden_size, rnn.hidden_size)  # (G, H, H)
         if torch.isfinite(blocks).all():
             values = torch.linalg.eigvals(blocks).abs().amax(-1).tolist()
@@ -370,7 +372,7 @@ def _spread(n: int, cap: int) -> Tensor:
 
 def _plain(tensor: Tensor, decimals: int = 3) -> Any:
     """Nested lists of floats rounded to `decimals`; NaN and ±inf become None."""
-    values = tensor.detach().to("cpu", torch.float64).round(decimals=decimals)
+    values = tensor.detach().cpu().double().round(decimals=decimals)
     if torch.isfinite(values).all():
         return values.tolist()
     return _finite_or_none(values.tolist())
@@ -380,7 +382,7 @@ def _significant(tensor: Tensor, digits: int = 4) -> list[float | None]:
     """A 1-D tensor of values that may span many decades, to `digits` significant digits."""
     return [
         float(f"{value:.{digits}g}") if math.isfinite(value) else None
-        for value in tensor.detach().to("cpu", torch.float64).tolist()
+        for value in tensor.detach().cpu().double().tolist()
     ]
 
 
