@@ -65,6 +65,7 @@ def test_fifty_jobs_from_ten_threads_all_land_in_the_store(make_manager, store, 
     submitted_lock = threading.Lock()
     positions: dict[str, list[int]] = collections.defaultdict(list)
     done = threading.Event()
+    watcher_errors: list[BaseException] = []
 
     def submit_five(owner: int) -> None:
         for seed in range(5):
@@ -73,14 +74,20 @@ def test_fifty_jobs_from_ten_threads_all_land_in_the_store(make_manager, store, 
                 submitted.append(run_id)
 
     def watch_queue() -> None:
-        while not done.is_set():
-            queue = manager.queue()
-            waiting = [p for p in queue if p.status == "queued"]
-            assert [p.queue_position for p in waiting] == list(range(1, len(waiting) + 1))
-            assert all(p.queue_position is None for p in queue if p.status == "running")
-            for progress in waiting:
-                positions[progress.run_id].append(progress.queue_position)
-            time.sleep(0.005)
+        """Poll like thirty pages would: the queue, and the store while workers write."""
+        try:
+            while not done.is_set():
+                queue = manager.queue()
+                waiting = [p for p in queue if p.status == "queued"]
+                assert [p.queue_position for p in waiting] == list(range(1, len(waiting) + 1))
+                assert all(p.queue_position is None for p in queue if p.status == "running")
+                for progress in waiting:
+                    positions[progress.run_id].append(progress.queue_position)
+                for run in store.list_runs(status="running"):
+                    store.history(run.id)
+                time.sleep(0.005)
+        except BaseException as error:
+            watcher_errors.append(error)
 
     watcher = threading.Thread(target=watch_queue)
     watcher.start()
@@ -94,6 +101,7 @@ def test_fifty_jobs_from_ten_threads_all_land_in_the_store(make_manager, store, 
     done.set()
     watcher.join()
 
+    assert watcher_errors == []
     assert len(set(submitted)) == 50
     assert [p.status for p in finals] == ["completed"] * 50
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
