@@ -58,7 +58,7 @@ TOP_K = 3  # most likely next symbols a snapshot lists per step
 SATURATION_LOW, SATURATION_HIGH = 0.1, 0.9  # Karpathy, Johnson & Fei-Fei (2015)
 # Snapshots wait at least their own cost divided by this, so that however long the
 # sequences, they take at most about this share of a run's wall time.
-MAX_SNAPSHOT_SHARE = 0.08
+MAX_SNAPSHOT_SHARE = 0.05
 
 Activation = Callable[[Tensor], Tensor]
 

@@ -151,7 +151,7 @@ def train(
     """Train the model `config` describes; yield events as it goes (see module doc).
 
     snapshot_every_s: seconds between Snapshot events (stretched if snapshots would take
-    more than about 8 % of the run); 0 for one after every step, math.inf for only the
+    more than about 5 % of the run); 0 for one after every step, math.inf for only the
     final one, None for none.
     """
     start = time.perf_counter()

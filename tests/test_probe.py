@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import time
 
 import pytest
 import torch
@@ -30,7 +31,7 @@ from rnnlab import (
     train,
 )
 from rnnlab.config import ACTIVATION_NAMES, CELL_NAMES
-from rnnlab.probe import STATE_NAMES, probe_batch, snapshot
+from rnnlab.probe import MAX_SNAPSHOT_SHARE, STATE_NAMES, SnapshotSchedule, probe_batch, snapshot
 
 COMBINATIONS = [(cell, activation) for cell in CELL_NAMES for activation in ACTIVATION_NAMES]
 FUSED = [("rnn", "tanh"), ("rnn", "relu"), ("lstm", "tanh"), ("gru", "tanh")]
@@ -282,6 +283,16 @@ def test_train_snapshots_at_the_cadence_and_always_at_the_end():
     assert len(snapshots(train(config))) >= 1
     with pytest.raises(ValueError, match="snapshot_every_s"):
         list(train(config, snapshot_every_s=-1.0))
+
+
+def test_snapshots_wait_longer_when_they_cost_more():
+    _, task = small_model("rnn", "tanh")
+    schedule = SnapshotSchedule(task, "cpu", every_s=0.5)
+    schedule.last = time.perf_counter() - 10.0  # as if the last snapshot were 10 s ago
+    schedule.cost = 0.1
+    assert schedule.due()
+    schedule.cost = 1.0  # a snapshot this slow waits at least 1.0 / MAX_SNAPSHOT_SHARE
+    assert 1.0 / MAX_SNAPSHOT_SHARE > 10.0 and not schedule.due()
 
 
 def test_snapshot_is_plain_json_and_uses_the_same_probe_batch_every_time():
