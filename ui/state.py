@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import threading
 import uuid
 from typing import Any
 
@@ -11,7 +10,6 @@ import streamlit as st
 
 from rnnlab.config import ConfigError, RunConfig, field_spec
 from rnnlab.jobs import get_manager
-from rnnlab.train import run
 
 DEFAULTS = RunConfig()
 URL_FIELDS = [
@@ -28,18 +26,8 @@ def owner() -> str:
 
 @st.cache_resource(show_spinner=False)
 def manager():
-    """The process-wide training pool, shared by every session on this server.
-
-    Creating it also trains a two-step model in the background: PyTorch imports parts
-    of itself lazily on the first optimiser step (seconds), better paid at start-up than
-    by the first person to press Train.
-    """
-    threading.Thread(target=_warm_up, name="rnnlab-warm-up", daemon=True).start()
+    """The process-wide training pool, shared by every session on this server."""
     return get_manager()
-
-
-def _warm_up() -> None:
-    run(RunConfig(task="hello", hidden_size=4, steps=2))
 
 
 def widget_key(name: str, prefix: str) -> str:
