@@ -268,8 +268,7 @@ class _Buffer:
         self.steps: list[tuple] = []
         self.evaluations: list[tuple] = []
         self.snapshot: dict[str, Any] | None = None
-        self.snapshot_written_at = 0.0
-        self.flushed_at = time.monotonic()
+        self.flushed_at = self.snapshot_written_at = time.monotonic()
         self.step = 0
 
 
