@@ -1,0 +1,177 @@
+"""A real `streamlit run app.py` on a free port and a real Chromium, for the browser tests
+and bench/bench_browser.py. Nothing here is mocked: the server trains in its own pool and
+writes to its own store under a private RNNLAB_HOME.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "artifacts"
+SCREENSHOTS = ARTIFACTS / "screenshots"
+
+# Debian's Chromium; Playwright's own browser downloads are never used.
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+VIEWPORT = {"width": 1400, "height": 1000}
+
+# True once a script run (or fragment run) has ended and the websocket is up.
+APP_IDLE_JS = """() => {
+    const app = document.querySelector('[data-testid="stApp"]');
+    return !!app && app.dataset.testScriptState === 'notRunning'
+        && app.dataset.testConnectionState === 'CONNECTED';
+}"""
+
+# Points of the Train page's "train loss" line as Plotly holds them (-1: no chart yet).
+# While a fragment reruns, the old and new chart can both be in the page: take the most.
+LOSS_POINTS_JS = """(key) => {
+    let most = -1;
+    for (const plot of document.querySelectorAll(`.st-key-${key} .js-plotly-plot`)) {
+        const line = (plot._fullData || []).find((t) => t.name === 'train loss');
+        if (line && line.x) most = Math.max(most, line.x.length);
+    }
+    return most;
+}"""
+
+
+def chromium_missing_reason() -> str | None:
+    """Why the browser tests cannot run here, or None."""
+    if not CHROMIUM.exists():
+        return f"{CHROMIUM} is missing (apt-get install chromium)"
+    return None
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@dataclass
+class Server:
+    """A running `streamlit run app.py`."""
+
+    process: subprocess.Popen
+    url: str
+    home: Path
+    log: Path
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def rss_bytes(self) -> int:
+        """Resident memory of the server process, from /proc."""
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+        raise RuntimeError(f"no VmRSS for pid {self.pid}")
+
+    def log_tail(self, characters: int = 4000) -> str:
+        try:
+            return self.log.read_text(errors="replace")[-characters:]
+        except OSError:
+            return ""
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=15)
+
+
+def start_server(home: Path, log: Path, *, timeout_s: float = 120.0) -> Server:
+    """Start the app on a free port with RNNLAB_HOME=home; return once it is healthy."""
+    home.mkdir(parents=True, exist_ok=True)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    command = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        "app.py",
+        "--server.headless",
+        "true",
+        "--server.port",
+        str(port),
+        "--server.address",
+        "127.0.0.1",
+        "--browser.gatherUsageStats",
+        "false",
+        # Others edit this checkout while the tests run: never reload modules mid-test.
+        "--server.fileWatcherType",
+        "none",
+    ]
+    env = {**os.environ, "RNNLAB_HOME": str(home), "PYTHONUNBUFFERED": "1"}
+    with open(log, "wb") as output:
+        process = subprocess.Popen(
+            command, cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT
+        )
+    server = Server(process=process, url=f"http://127.0.0.1:{port}", home=home, log=log)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"streamlit exited with {process.returncode}:\n{server.log_tail()}")
+        try:
+            with urllib.request.urlopen(f"{server.url}/_stcore/health", timeout=5) as response:
+                if response.status == 200:
+                    return server
+        except OSError:
+            pass
+        time.sleep(0.25)
+    server.stop()
+    raise RuntimeError(f"streamlit not healthy after {timeout_s} s:\n{server.log_tail()}")
+
+
+def launch_browser(playwright):
+    return playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+
+
+def wait_idle(page, timeout_ms: float = 90_000) -> None:
+    page.wait_for_function(APP_IDLE_JS, timeout=timeout_ms)
+
+
+def open_app(page, server: Server, path: str = "", query: str = "", **wait) -> None:
+    """Open a page of the app (path "" is Train) and wait for its script run to end."""
+    page.goto(f"{server.url}/{path}" + (f"?{query}" if query else ""))
+    wait_idle(page, **wait)
+
+
+def loss_points(page, key: str = "train_loss") -> int:
+    return page.evaluate(LOSS_POINTS_JS, key)
+
+
+def set_slider(page, label: str, value: int, *, minimum: int = 1) -> None:
+    """Move a slider with the keyboard, as a person would: Home, then arrow presses."""
+    slider = page.get_by_role("slider", name=label)
+    slider.focus()
+    page.keyboard.press("Home")
+    for _ in range(value - minimum):
+        page.keyboard.press("ArrowRight")
+
+
+def set_number(page, key: str, value: float) -> None:
+    """Type into a number input (by its widget key) and commit with Enter."""
+    box = page.locator(f".st-key-{key} input")
+    box.fill(str(value))
+    box.press("Enter")

@@ -1,0 +1,197 @@
+"""The dashboard in a real Chromium against a real `streamlit run app.py`.
+
+Every page opens without an exception page; on Train, sliders move, Train starts a run in
+the server's pool and the loss chart grows while it trains; a race ends with its grid; a
+shared link reproduces a run exactly; bad links and uploads get messages. Screenshots of
+every page go to artifacts/screenshots/.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+from harness import loss_points, open_app, set_number, set_slider, wait_idle
+
+from rnnlab.store import RunStore
+
+EXCEPTION = '[data-testid="stException"]'
+PAGES = {
+    "train": ("", "Train a recurrent network"),
+    "inside": ("inside", "Inside the cell"),
+    "compare": ("compare", "Compare runs"),
+    "race": ("race", "Race"),
+    "learn": ("learn", "Learn"),
+}
+RUN_TIMEOUT_MS = 150_000
+SAMPLE_EVERY_MS = 200
+
+
+def assert_no_exception(page) -> None:
+    shown = page.locator(EXCEPTION)
+    assert shown.count() == 0, f"exception on the page: {shown.all_inner_texts()}"
+
+
+def heading(page, text: str):
+    return page.locator("h1").filter(has_text=text).first
+
+
+# Train: live ------------------------------------------------------------------------------
+
+
+def test_train_chart_updates_live_during_a_run(server, new_page, screenshots):
+    page = new_page()
+    open_app(page, server)
+    set_slider(page, "Hidden size", 4)
+    page.wait_for_url(re.compile(r"hidden_size=4\b"))
+    page.locator(".st-key-train_cell").get_by_text("rnn", exact=True).click()
+    page.wait_for_url(re.compile(r"cell=rnn"))
+    set_number(page, "train_steps", 20000)
+    page.wait_for_url(re.compile(r"steps=20000"))
+    wait_idle(page)
+    assert page.get_by_role("slider", name="Hidden size").get_attribute("aria-valuetext") == "4"
+
+    page.locator(".st-key-train_start button").click()
+    seen: list[int] = []
+    deadline = time.monotonic() + RUN_TIMEOUT_MS / 1000
+    while time.monotonic() < deadline and len(set(seen)) < 4:
+        points = loss_points(page)
+        if points > 0 and (not seen or points != seen[-1]):
+            seen.append(points)
+        page.wait_for_timeout(SAMPLE_EVERY_MS)
+    assert page.get_by_text("Finished").count() == 0, "the run ended before 4 updates"
+    assert len(set(seen)) >= 3, f"the loss chart showed only {seen} while training"
+    assert seen == sorted(seen), f"the curve shrank: {seen}"
+    caption = page.get_by_text(re.compile(r"[\d,]+ steps recorded")).first.inner_text()
+    assert int(caption.split()[0].replace(",", "")) > 0
+    assert_no_exception(page)
+
+    page.locator(".st-key-train_stop button").click()
+    page.get_by_text("Stopped at step").wait_for(timeout=RUN_TIMEOUT_MS)
+    assert_no_exception(page)
+    page.screenshot(path=screenshots / "train-stopped.png", full_page=True)
+
+
+# Shared link --------------------------------------------------------------------------
+
+
+SHARED = {
+    "task": "hello",
+    "word": "hello",
+    "cell": "rnn",
+    "hidden_size": "6",
+    "lr": "0.01",
+    "steps": "120",
+    "seed": "3",
+}
+
+
+def test_a_shared_link_reproduces_a_run(server, new_page, screenshots):
+    query = "&".join(f"{k}={v}" for k, v in SHARED.items())
+    tabs = [new_page(), new_page()]
+    for tab in tabs:
+        open_app(tab, server, query=query)
+        assert tab.get_by_role("slider", name="Hidden size").get_attribute("aria-valuetext") == "6"
+        assert tab.locator(".st-key-train_steps input").input_value() == "120"
+        tab.locator(".st-key-train_start button").click()
+    finals = []
+    for tab in tabs:
+        tab.get_by_text("Finished 120 steps").wait_for(timeout=RUN_TIMEOUT_MS)
+        wait_idle(tab)
+        assert_no_exception(tab)
+        metrics = tab.locator('[data-testid="stMetric"]')
+        finals.append(
+            [
+                metrics.filter(has_text=label)
+                .first.locator('[data-testid="stMetricValue"]')
+                .inner_text()
+                for label in ("Train loss", "Held-out loss", "Accuracy")
+            ]
+        )
+    assert finals[0] == finals[1], f"the same link gave different results: {finals}"
+    tabs[0].screenshot(path=screenshots / "train-finished.png", full_page=True)
+
+    with RunStore(server.home / "runs.sqlite") as store:
+        runs = [
+            run
+            for run in store.list_runs()
+            if all(str(run.config[k]) == v for k, v in SHARED.items())
+        ]
+        assert len(runs) == 2 and runs[0].owner != runs[1].owner
+        assert runs[0].summary["final_loss"] == runs[1].summary["final_loss"]
+        first, second = (store.history(run.id)["loss"].tolist() for run in runs)
+        assert first == second and len(first) == 120
+
+
+# Race -----------------------------------------------------------------------------------
+
+
+def test_race_preset_completes_with_a_grid(server, new_page, screenshots):
+    page = new_page()
+    open_app(page, server, "race")
+    page.locator(".st-key-race_preset_button button").click()
+    page.wait_for_url(re.compile(r"task=adding"))
+    wait_idle(page)
+    assert page.locator(".st-key-race_values_1 input").input_value() == "rnn, lstm, gru"
+    set_number(page, "race_steps", 60)
+    page.wait_for_url(re.compile(r"steps=60\b"))
+    set_slider(page, "Sequence length", 10)
+    page.wait_for_url(re.compile(r"seq_len=10\b"))
+    wait_idle(page)
+
+    page.locator(".st-key-race_start button").click()
+    page.get_by_text("3 of 3 runs finished").wait_for(timeout=RUN_TIMEOUT_MS)
+    grid = page.locator(".st-key-race_grid .js-plotly-plot").last
+    grid.wait_for(timeout=RUN_TIMEOUT_MS)
+    rows = grid.evaluate("(plot) => Array.from(plot._fullData[0].y).map(String)")
+    assert sorted(rows) == ["gru", "lstm", "rnn"]
+    wait_idle(page)
+    assert_no_exception(page)
+    page.screenshot(path=screenshots / "race-result.png", full_page=True)
+
+
+# Bad input --------------------------------------------------------------------------------
+
+
+def test_a_bad_link_gives_notes_not_an_exception(server, new_page):
+    page = new_page()
+    open_app(page, server, query="hidden_size=99999&cell=banana&lr=abc")
+    heading(page, "Train").wait_for()
+    alerts = page.locator('[data-testid="stAlert"]')
+    for name in ("hidden_size", "cell", "lr"):
+        assert alerts.filter(has_text=name).count() >= 1, f"no note about {name}"
+    assert page.get_by_role("slider", name="Hidden size").get_attribute("aria-valuetext") == "512"
+    assert_no_exception(page)
+
+
+def test_a_binary_upload_gives_a_message(server, new_page):
+    page = new_page()
+    open_app(page, server, query="task=text")
+    upload = page.locator('.st-key-train_upload input[type="file"]')
+    upload.set_input_files(
+        files=[{"name": "photo.txt", "mimeType": "text/plain", "buffer": b"\x00\x01\x02" * 100}]
+    )
+    page.get_by_text("looks binary").wait_for(timeout=RUN_TIMEOUT_MS)
+    assert_no_exception(page)
+
+
+# Every page (after the runs above, so Inside and Compare have something to show) -------
+
+
+@pytest.mark.parametrize("name", list(PAGES))
+def test_every_page_opens_without_an_exception(server, new_page, screenshots, name):
+    path, title = PAGES[name]
+    page = new_page()
+    open_app(page, server, path)
+    heading(page, title).wait_for()
+    assert heading(page, title).is_visible()
+    page.wait_for_timeout(500)
+    wait_idle(page)
+    assert_no_exception(page)
+    # Streamlit scrolls inside the page, so a tall window is what shows all of it.
+    page.set_viewport_size({"width": 1400, "height": 2600})
+    page.wait_for_timeout(500)
+    wait_idle(page)
+    assert_no_exception(page)
+    page.screenshot(path=screenshots / f"{name}.png")

@@ -1,0 +1,671 @@
+"""The dashboard under Streamlit's AppTest: every page, the settings form, presets, the URL,
+real (tiny) training runs in the shared pool, and bad input of every kind.
+
+AppTest runs the scripts in this process, so the app's job manager is this process's
+`rnnlab.jobs.get_manager()`: a test waits for a run with its `wait()` and then reruns the
+page (AppTest never fires the live view's run_every timer). Every test gets its own
+RNNLAB_HOME and a fresh pool.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from rnnlab import jobs
+from rnnlab.config import ACTIVATION_NAMES, CELL_NAMES, TASK_NAMES, RunConfig, field_spec
+from rnnlab.presets import PRESETS
+from rnnlab.tasks import MAX_TEXT_BYTES
+
+pytest.importorskip("streamlit")
+pytest.importorskip("plotly")
+import streamlit as st  # noqa: E402
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+APP = ROOT / "app.py"
+SCRIPT_TIMEOUT_S = 60
+RUN_TIMEOUT_S = 240
+
+TRAIN = "pages/train.py"
+PAGE_TITLES = {
+    "pages/train.py": "Train",
+    "pages/inside.py": "Inside the cell",
+    "pages/compare.py": "Compare",
+    "pages/race.py": "Race",
+    "pages/learn.py": "Learn",
+}
+# The presets the dashboard issue asks for by name.
+REQUIRED_PRESETS = [
+    "Hello, RNN",
+    "Why LSTM? long-range memory",
+    "Sigmoid vs tanh: vanishing gradients",
+    "Why not relu?",
+]
+# Settings that have a widget on the Train page for every task (word and seq_len depend
+# on the task; text_file and eval_every have none).
+ALWAYS_SHOWN = [
+    "task",
+    "cell",
+    "activation",
+    "hidden_size",
+    "num_layers",
+    "batch_size",
+    "lr",
+    "optimizer",
+    "steps",
+    "clip",
+    "init",
+    "seed",
+    "device",
+    "stop_when_solved",
+]
+TINY = {"hidden_size": 4, "steps": 30}
+
+
+def _forget_engine() -> None:
+    """Shut the process's pool down and drop cached resources: the next app builds anew."""
+    manager = jobs._manager
+    if manager is not None and not manager.closed:
+        manager.shutdown(timeout=60)
+    st.cache_resource.clear()
+
+
+@pytest.fixture(autouse=True)
+def home(tmp_path, monkeypatch):
+    """A private RNNLAB_HOME, set before the app makes its job manager and store."""
+    monkeypatch.setenv("RNNLAB_HOME", str(tmp_path))
+    monkeypatch.syspath_prepend(str(ROOT))
+    threads = torch.get_num_threads()
+    _forget_engine()
+    yield tmp_path
+    _forget_engine()
+    torch.set_num_threads(threads)
+
+
+def open_app(page: str = TRAIN, query: dict[str, Any] | None = None) -> AppTest:
+    """The whole app (app.py and its st.navigation), run once, then on `page`."""
+    at = AppTest.from_file(str(APP), default_timeout=SCRIPT_TIMEOUT_S)
+    if query:
+        at.query_params.update(query)
+    at.run()
+    if page != TRAIN:
+        at.switch_page(page).run()
+    assert_no_exception(at)
+    return at
+
+
+def assert_no_exception(at: AppTest) -> None:
+    messages = [error.message for error in at.exception]
+    assert not messages, f"the page shows an exception: {messages}"
+
+
+def texts(elements) -> list[str]:
+    return [element.value for element in elements]
+
+
+def titles(at: AppTest) -> list[str]:
+    return texts(at.title)
+
+
+def figure(at: AppTest, key: str) -> dict[str, Any]:
+    """The Plotly figure of the chart with `key`, as the browser would receive it."""
+    charts = [chart for chart in at.get("plotly_chart") if chart.key == key]
+    assert charts, f"no chart {key!r}; charts: {[c.key for c in at.get('plotly_chart')]}"
+    return json.loads(charts[-1].proto.spec)
+
+
+def values(array: Any) -> list[float]:
+    """A Plotly data array: a plain list, or the typed-array form {'dtype', 'bdata'}."""
+    if isinstance(array, dict) and "bdata" in array:
+        decoded = np.frombuffer(base64.b64decode(array["bdata"]), dtype=array["dtype"])
+        return decoded.astype(float).tolist()
+    return [math.nan if v is None else float(v) for v in array]
+
+
+def trace(spec: dict[str, Any], name: str) -> dict[str, Any]:
+    named = [t for t in spec["data"] if t.get("name") == name]
+    assert named, f"no trace {name!r}; traces: {[t.get('name') for t in spec['data']]}"
+    return named[0]
+
+
+def metric(at: AppTest, label: str) -> str:
+    found = [m.value for m in at.metric if m.label == label]
+    assert found, f"no metric {label!r}; metrics: {[m.label for m in at.metric]}"
+    return found[-1]
+
+
+def form_values(at: AppTest, prefix: str = "train") -> dict[str, Any]:
+    """The settings form's widgets by field name: {'hidden_size': 32, ...}."""
+    widgets = [
+        *at.sidebar.slider,
+        *at.sidebar.number_input,
+        *at.sidebar.radio,
+        *at.sidebar.selectbox,
+        *at.sidebar.checkbox,
+        *at.sidebar.text_input,
+    ]
+    start = f"{prefix}_"
+    return {w.key[len(start) :]: w.value for w in widgets if w.key and w.key.startswith(start)}
+
+
+def set_form(at: AppTest, prefix: str = "train", **settings: Any) -> AppTest:
+    """Set settings through their widgets (not through session state) and rerun.
+
+    A widget that appears only after another setting changes (seq_len after the task)
+    is set on a second pass.
+    """
+    pending = dict(settings)
+    for _ in range(2):
+        for name, value in list(pending.items()):
+            key = f"{prefix}_{name}"
+            for kind in ("slider", "number_input", "radio", "selectbox", "checkbox", "text_input"):
+                matches = [w for w in getattr(at.sidebar, kind) if w.key == key]
+                if matches:
+                    matches[0].set_value(value)
+                    del pending[name]
+                    break
+        at.run()
+        assert_no_exception(at)
+        if not pending:
+            return at
+    raise AssertionError(f"no widgets for {sorted(pending)} (prefix {prefix!r})")
+
+
+def wait_for(run_id: str) -> jobs.Progress:
+    progress = jobs.get_manager().wait(run_id, timeout=RUN_TIMEOUT_S)
+    assert progress is not None, f"run {run_id} vanished"
+    assert not progress.active, f"run {run_id} still {progress.status} after {RUN_TIMEOUT_S} s"
+    return progress
+
+
+def until(predicate, *, what: str, timeout: float = RUN_TIMEOUT_S):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def train_once(at: AppTest, **settings: Any) -> str:
+    """Set the form, press Train, wait for the run, rerun the page; the run's id."""
+    set_form(at, **settings)
+    at.button(key="train_start").click().run()
+    assert_no_exception(at)
+    run_id = at.session_state["train_run"]
+    wait_for(run_id)
+    at.run()
+    assert_no_exception(at)
+    return run_id
+
+
+# Every page ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("page", list(PAGE_TITLES))
+def test_every_page_opens_without_an_exception(page):
+    at = open_app(page)
+    assert any(PAGE_TITLES[page] in title for title in titles(at)), titles(at)
+
+
+@pytest.mark.parametrize("page", ["pages/inside.py", "pages/compare.py"])
+def test_pages_that_need_runs_say_so_when_there_are_none(page):
+    at = open_app(page)
+    assert any("No runs yet" in text for text in texts(at.info)), texts(at.info)
+
+
+# Train: the settings form -------------------------------------------------------------
+
+
+def test_train_form_has_every_setting_with_the_configs_range():
+    at = open_app()
+    assert titles(at) and "Train" in titles(at)[0]
+    hidden = at.slider(key="train_hidden_size")
+    assert (hidden.min, hidden.max) == (1, 512)
+    for name in ("hidden_size", "num_layers", "batch_size"):
+        slider = at.slider(key=f"train_{name}")
+        assert (slider.min, slider.max) == field_spec(name)["range"], name
+        assert slider.value == field_spec(name)["default"], name
+    for name in ("lr", "steps", "clip", "seed"):
+        box = at.number_input(key=f"train_{name}")
+        assert (box.min, box.max) == field_spec(name)["range"], name
+        assert box.value == field_spec(name)["default"], name
+    assert at.radio(key="train_cell").options == list(CELL_NAMES)
+    assert at.radio(key="train_activation").options == list(ACTIVATION_NAMES)
+    task_labels = at.selectbox(key="train_task").options
+    assert [label.split()[0] for label in task_labels] == list(TASK_NAMES)
+    devices = at.selectbox(key="train_device").options
+    assert devices[:2] == ["auto", "cpu"]
+    assert set(devices) <= {"auto", "cpu", "cuda", "mps"}
+    presets = at.selectbox(key="train_preset").options
+    for name in REQUIRED_PRESETS:
+        assert name in presets
+    assert set(form_values(at)) >= set(ALWAYS_SHOWN) | {"word", "preset"}
+    assert at.button(key="train_start")
+
+
+def test_the_form_shows_what_the_task_needs():
+    at = open_app()
+    assert "seq_len" not in form_values(at), "hello's sequence length is set by its word"
+    set_form(at, task="adding")
+    shown = form_values(at)
+    assert "word" not in shown
+    seq_len = at.slider(key="train_seq_len")
+    assert (seq_len.min, seq_len.max) == field_spec("seq_len")["range"]
+    set_form(at, task="text")
+    assert [u.key for u in at.sidebar.file_uploader] == ["train_upload"]
+
+
+def _reference_parameters(cell: str, input_dim: int, hidden: int, layers: int, out: int) -> int:
+    modules = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
+    recurrent = modules[cell](input_dim, hidden, num_layers=layers, batch_first=True)
+    head = nn.Linear(hidden, out)
+    return sum(p.numel() for p in [*recurrent.parameters(), *head.parameters()])
+
+
+def test_shapes_and_parameter_count_follow_the_sliders():
+    at = open_app()
+    set_form(at, cell="gru", hidden_size=8, num_layers=2)
+    assert_no_exception(at)
+    # hello: vocabulary h, e, l, o; 4 input->target pairs; one sequence per batch.
+    assert metric(at, "Input (batch, seq_len, input_dim)") == "(1, 4, 4)"
+    assert metric(at, "Hidden states per layer") == "(1, 4, 8)"
+    assert metric(at, "Layers × cell") == "2 × GRU"
+    parameters = int(metric(at, "Parameters").replace(",", ""))
+    assert parameters == _reference_parameters("gru", 4, 8, 2, 4)
+
+    set_form(at, task="adding", cell="lstm", num_layers=1, batch_size=16, seq_len=20)
+    assert metric(at, "Input (batch, seq_len, input_dim)") == "(16, 20, 2)"
+    assert metric(at, "Hidden states per layer") == "(16, 20, 8)"
+    parameters = int(metric(at, "Parameters").replace(",", ""))
+    assert parameters == _reference_parameters("lstm", 2, 8, 1, 1)
+
+
+def test_presets_set_the_widgets():
+    at = open_app()
+    for name in REQUIRED_PRESETS:
+        assert name in PRESETS
+    for name, preset in PRESETS.items():
+        at.selectbox(key="train_preset").set_value(name).run()
+        assert_no_exception(at)
+        expected = preset.config()
+        shown = form_values(at)
+        for field_name in ALWAYS_SHOWN:
+            wanted = getattr(expected, field_name)
+            got = shown[field_name]
+            assert got == wanted, f"{name}: {field_name} shows {got!r}, preset has {wanted!r}"
+        if expected.task == "hello":
+            assert shown["word"] == expected.word, name
+        else:
+            assert shown["seq_len"] == expected.seq_len, name
+        assert any(preset.teaches in text for text in texts(at.info)), name
+
+
+def test_a_preset_then_a_slider_move_keeps_the_other_settings():
+    at = open_app()
+    at.selectbox(key="train_preset").set_value("Why LSTM? long-range memory").run()
+    set_form(at, cell="rnn")
+    shown = form_values(at)
+    assert shown["cell"] == "rnn"
+    assert (shown["task"], shown["seq_len"], shown["hidden_size"]) == ("adding", 100, 64)
+
+
+# Train: a real run --------------------------------------------------------------------
+
+
+def test_a_tiny_training_run_finishes_and_shows_its_curve(home):
+    at = open_app()
+    run_id = train_once(at, cell="rnn", **TINY)
+
+    assert any("Finished 30 steps" in text for text in texts(at.success)), texts(at.success)
+    spec = figure(at, "train_loss")
+    losses = values(trace(spec, "train loss")["y"])
+    assert len(losses) == 30 and all(math.isfinite(v) and v > 0 for v in losses)
+    assert "30 steps recorded" in texts(at.caption)
+    assert math.isfinite(float(metric(at, "Train loss")))
+    assert math.isfinite(float(metric(at, "Held-out loss")))
+    assert figure(at, "train_gates_0")["data"], "no gate heatmaps"
+    table = at.dataframe[-1].value
+    assert {"input", "target", "top guesses"} <= set(table.columns)
+    assert list(table["input"]) == list("hell")
+
+    record = jobs.get_manager().store.get_run(run_id)
+    assert record.status == "completed"
+    assert record.owner == at.session_state["owner"]
+    assert (record.config["cell"], record.config["hidden_size"], record.config["steps"]) == (
+        "rnn",
+        4,
+        30,
+    )
+    assert (home / "runs.sqlite").exists(), "the store is not under RNNLAB_HOME"
+
+
+def test_stop_belongs_to_the_tab_that_started_the_run():
+    mine = open_app()
+    set_form(mine, cell="rnn", hidden_size=4, steps=200_000)
+    mine.button(key="train_start").click().run()
+    assert_no_exception(mine)
+    run_id = mine.session_state["train_run"]
+
+    other = open_app()
+    other.session_state["train_run"] = run_id
+    other.run()
+    assert_no_exception(other)
+    assert not [b for b in other.button if b.key == "train_stop"], "another tab may stop it"
+    assert any("another browser tab" in text for text in texts(other.caption))
+
+    mine.button(key="train_stop").click().run()
+    assert_no_exception(mine)
+    assert wait_for(run_id).status == "stopped"
+    mine.run()
+    assert any("Stopped at step" in text for text in texts(mine.warning)), texts(mine.warning)
+
+
+def test_a_diverged_run_says_so_and_what_to_do():
+    at = open_app()
+    at.selectbox(key="train_preset").set_value("Why not relu?").run()
+    run_id = train_once(at)
+    assert wait_for(run_id).status == "diverged"
+    errors = " ".join(texts(at.error))
+    assert "diverged" in errors
+    assert "clipping" in errors and "learning rate" in errors
+
+
+# The URL ------------------------------------------------------------------------------
+
+
+def test_a_fresh_page_has_a_clean_url():
+    at = open_app()
+    assert dict(at.query_params) == {}
+
+
+def test_url_parameters_restore_the_settings():
+    query = {
+        "task": "adding",
+        "cell": "gru",
+        "activation": "sigmoid",
+        "hidden_size": "8",
+        "num_layers": "2",
+        "batch_size": "16",
+        "seq_len": "20",
+        "lr": "0.01",
+        "optimizer": "sgd",
+        "steps": "40",
+        "clip": "0.5",
+        "init": "orthogonal",
+        "seed": "3",
+        "stop_when_solved": "true",
+    }
+    at = open_app(query=query)
+    assert not texts(at.warning)
+    expected = RunConfig.from_strings(query)
+    shown = form_values(at)
+    for name in query:
+        assert shown[name] == getattr(expected, name), name
+
+
+def test_settings_go_to_the_url_and_the_url_brings_them_back():
+    at = open_app()
+    set_form(at, cell="rnn", activation="relu", hidden_size=12, seed=7, word="banana")
+    query = {name: at.query_params[name] for name in at.query_params}
+    assert query == {
+        "cell": "rnn",
+        "activation": "relu",
+        "hidden_size": "12",
+        "seed": "7",
+        "word": "banana",
+    }
+    link = " ".join(texts(at.code))
+    for name, value in query.items():
+        assert f"{name}={value}" in link, f"the share link lacks {name}: {link}"
+    shared = open_app(query=query)
+    assert {k: form_values(shared)[k] for k in query} == {
+        "cell": "rnn",
+        "activation": "relu",
+        "hidden_size": 12,
+        "seed": 7,
+        "word": "banana",
+    }
+
+
+BAD_QUERIES = {
+    "out of range and garbage": (
+        {"hidden_size": "99999", "cell": "banana", "lr": "abc"},
+        {"hidden_size": 512, "cell": "lstm", "lr": 3e-3},
+    ),
+    "negative, huge, unknown, too short": (
+        {"steps": "-5", "num_layers": "1e9", "task": "<script>", "word": "x"},
+        {"steps": 1, "num_layers": 4, "task": "hello", "word": "hello"},
+    ),
+    "not a finite number (float field)": ({"lr": "nan"}, {"lr": 3e-3}),
+    "not a finite number (int field)": ({"seed": "nan"}, {"seed": 0}),
+    "infinite (int field)": ({"seed": "inf"}, {}),
+    "overflowing (int field)": ({"hidden_size": "1e400"}, {}),
+    "fraction for an int": ({"batch_size": "2.5"}, {}),
+    "not a boolean": ({"stop_when_solved": "maybe"}, {"stop_when_solved": False}),
+    "init for another cell": ({"init": "identity"}, {"init": "default"}),
+    "unknown device": ({"device": "tpu"}, {"device": "auto"}),
+    "control character in the word": ({"word": "he\x00llo"}, {"word": "hello"}),
+    "very long value": ({"word": "w" * 5000}, {"word": "hello"}),
+}
+
+
+@pytest.mark.parametrize("query, expected", BAD_QUERIES.values(), ids=list(BAD_QUERIES))
+def test_bad_url_parameters_give_a_note_not_an_exception(query, expected):
+    at = open_app(query=query)
+    assert_no_exception(at)
+    notes = texts(at.warning)
+    for name in query:
+        assert any(name in note for note in notes), f"no note about {name}: {notes}"
+    assert all(len(note) < 600 for note in notes), "a note repeats a huge value"
+    shown = form_values(at)
+    for name, value in expected.items():
+        assert shown[name] == value, name
+    for name in ("hidden_size", "num_layers", "batch_size"):
+        low, high = field_spec(name)["range"]
+        assert low <= shown[name] <= high
+    assert at.button(key="train_start"), "the form is unusable after a bad link"
+
+
+def test_a_run_too_large_for_the_pool_is_refused_with_a_message():
+    query = {
+        "task": "adding",
+        "hidden_size": "512",
+        "num_layers": "4",
+        "batch_size": "512",
+        "seq_len": "1000",
+        "steps": "200000",
+    }
+    at = open_app(query=query)
+    assert any("TFLOP" in text or "GiB" in text for text in texts(at.sidebar.error))
+    assert not [b for b in at.button if b.key == "train_start"]
+
+
+# Uploads (text task) ------------------------------------------------------------------
+
+BAD_UPLOADS = {
+    "empty": (b"", "empty"),
+    "whitespace only": (b" \n\t\n", "empty"),
+    "binary": (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" * 20, "binary"),
+    "not utf-8": ("café, naïve, Größe".encode("latin-1") * 50, "UTF-8"),
+    "too large": (b"a" * (MAX_TEXT_BYTES + 1), "limit"),
+}
+
+
+@pytest.mark.parametrize("data, says", BAD_UPLOADS.values(), ids=list(BAD_UPLOADS))
+def test_a_bad_upload_gives_a_message_and_the_bundled_text_is_used(home, data, says):
+    at = open_app(query={"task": "text"})
+    bundled_input = metric(at, "Input (batch, seq_len, input_dim)")
+    at.file_uploader(key="train_upload").set_value(("notes.txt", data, "text/plain")).run()
+    assert_no_exception(at)
+    notes = [*texts(at.warning), *texts(at.error), *texts(at.sidebar.error)]
+    assert any(says in note and "notes.txt" in note for note in notes), notes
+    assert metric(at, "Input (batch, seq_len, input_dim)") == bundled_input
+    assert not list((home / "uploads").glob("*")), "a rejected upload was kept"
+
+
+def test_a_good_upload_is_used_for_the_text_task(home):
+    at = open_app(query={"task": "text", "seq_len": "20", "batch_size": "4"})
+    text = "the cat sat on the mat. " * 40
+    at.file_uploader(key="train_upload").set_value(("cat.txt", text.encode(), "text/plain"))
+    at.run()
+    assert_no_exception(at)
+    vocabulary = len(set(text))
+    assert metric(at, "Input (batch, seq_len, input_dim)") == f"(4, 20, {vocabulary})"
+    saved = list((home / "uploads").glob("*.txt"))
+    assert len(saved) == 1 and saved[0].read_text("utf-8") == text
+
+
+def test_an_upload_too_short_for_the_sequence_length_says_so():
+    at = open_app(query={"task": "text"})
+    at.file_uploader(key="train_upload").set_value(("tiny.txt", b"ab", "text/plain")).run()
+    assert_no_exception(at)
+    assert any("seq_len" in text for text in texts(at.error)), texts(at.error)
+
+
+# Inside the cell ----------------------------------------------------------------------
+
+
+def test_inside_shows_gates_and_gradients_of_a_run():
+    at = open_app()
+    run_id = train_once(at, cell="lstm", **TINY)
+    at.switch_page("pages/inside.py").run()
+    assert_no_exception(at)
+    assert at.selectbox(key="inside_run").value == run_id
+    gates = figure(at, "inside_gates_0")
+    assert len(gates["data"]) == 6, "an LSTM has i, f, g, o, c and h"
+    gradients = figure(at, "inside_gradients")
+    norms = values(gradients["data"][0]["y"])
+    assert norms and all(v >= 0 for v in norms if not math.isnan(v))
+    assert figure(at, "inside_saturation_0")["data"]
+    assert any("snapshot at step 30" in text for text in texts(at.markdown))
+
+
+# Compare ------------------------------------------------------------------------------
+
+
+def test_compare_lists_overlays_exports_and_deletes_runs():
+    at = open_app()
+    first = train_once(at, cell="rnn", **TINY)
+    second = train_once(at, cell="gru", **TINY)
+    at.switch_page("pages/compare.py").run()
+    assert_no_exception(at)
+    table = at.dataframe[0].value
+    assert set(table["id"]) == {first, second}
+    assert any(text.startswith("2 runs") for text in texts(at.caption))
+    assert at.get("download_button"), "no CSV download"
+    assert figure(at, "compare_parallel")["data"]
+
+    at.session_state["compare_table"] = {"selection": {"rows": [0, 1], "columns": []}}
+    at.run()
+    assert_no_exception(at)
+    assert len(figure(at, "compare_overlay")["data"]) == 2
+
+    at.button(key="compare_delete").click().run()
+    assert_no_exception(at)
+    assert jobs.get_manager().store.runs_frame().empty
+
+
+# Race ---------------------------------------------------------------------------------
+
+
+def test_race_preset_runs_and_ends_with_a_grid():
+    at = open_app("pages/race.py")
+    at.button(key="race_preset_button").click().run()
+    assert_no_exception(at)
+    assert at.text_input(key="race_values_1").value.replace(" ", "") == "rnn,lstm,gru"
+    assert at.selectbox(key="race_axis_1").value == "cell"
+    set_form(at, "race", steps=20, hidden_size=4, seq_len=5, batch_size=4)
+    at.button(key="race_start").click().run()
+    assert_no_exception(at)
+    race = at.session_state["race"]
+    store = jobs.get_manager().store
+    run_ids = until(
+        lambda: (
+            [r.id for r in store.list_runs(sweep_id=race["sweep_id"])]
+            if len(store.list_runs(sweep_id=race["sweep_id"])) == race["total"]
+            else None
+        ),
+        what="the race's runs to be queued",
+    )
+    assert len(run_ids) == race["total"] == 3
+    for run_id in run_ids:
+        wait_for(run_id)
+    at.run()
+    assert_no_exception(at)
+    grid = figure(at, "race_grid")["data"][0]
+    assert sorted(grid["y"]) == ["gru", "lstm", "rnn"]
+    assert figure(at, "race_curves")["data"]
+    assert any("3 of 3 runs finished" in p.proto.text for p in at.get("progress"))
+
+
+def test_race_rejects_bad_values_with_a_message():
+    at = open_app("pages/race.py")
+    at.text_input(key="race_values_1").set_value("rnn, banana").run()
+    assert_no_exception(at)
+    assert any("banana" in text for text in texts(at.error)), texts(at.error)
+    assert at.button(key="race_start").disabled
+
+
+# Learn --------------------------------------------------------------------------------
+
+
+def test_learn_one_hot_table_follows_the_word():
+    at = open_app("pages/learn.py")
+    table = at.dataframe[0].value
+    assert list(table.columns) == ["h", "e", "l", "o"] or sorted(table.columns) == list("ehlo")
+    assert table.shape == (4, 4)
+    assert (table.sum(axis=1) == 1).all(), "each row is one-hot"
+    assert any("input_dim = 4" in text for text in texts(at.markdown))
+
+    at.text_input(key="learn_word").set_value("abcab").run()
+    assert_no_exception(at)
+    assert at.dataframe[0].value.shape == (4, 3)
+    at.text_input(key="learn_word").set_value("a").run()
+    assert_no_exception(at)
+    assert texts(at.warning)
+
+
+def test_learn_shows_true_activation_ranges_and_derivative_bounds():
+    at = open_app("pages/learn.py")
+    functions = {t["name"]: t for t in figure(at, "learn_activations")["data"]}
+    sigmoid = values(functions["sigmoid"]["y"])
+    assert min(sigmoid) >= 0 and max(sigmoid) <= 1, "sigmoid's range is 0..1"
+    tanh = values(functions["tanh"]["y"])
+    assert -1 <= min(tanh) < -0.99 and 0.99 < max(tanh) <= 1
+    slopes = {t["name"]: values(t["y"]) for t in figure(at, "learn_derivatives")["data"]}
+    assert max(slopes["sigmoid′"]) == pytest.approx(0.25, abs=1e-3)
+    assert max(slopes["tanh′"]) == pytest.approx(1.0, abs=1e-3)
+    assert len(at.latex) >= 2, "the LSTM and GRU equations"
+
+
+def test_learn_parameter_counts_match_pytorch():
+    at = open_app("pages/learn.py")
+    at.slider(key="learn_hidden").set_value(16).run()
+    at.slider(key="learn_layers").set_value(1).run()
+    rows = {row["cell"]: row for row in at.dataframe[-1].value.to_dict("records")}
+    for cell in CELL_NAMES:
+        shown = int(str(rows[cell.upper()]["parameters (with a 4-way head)"]).replace(",", ""))
+        assert shown == _reference_parameters(cell, 4, 16, 1, 4), cell
+
+
+def test_learn_try_it_opens_train_with_the_preset():
+    at = open_app("pages/learn.py")
+    at.button(key="learn_try_relu").click().run()
+    assert_no_exception(at)
+    assert titles(at) and "Train" in titles(at)[0]
+    expected = PRESETS["Why not relu?"].config()
+    shown = form_values(at)
+    for name in ALWAYS_SHOWN:
+        assert shown[name] == getattr(expected, name), name
