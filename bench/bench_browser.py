@@ -40,17 +40,23 @@ from harness import (  # noqa: E402
     wait_idle,
 )
 
+from rnnlab.store import RunStore  # noqa: E402
+
 RUN_TIMEOUT_MS = 180_000
 
 # Watch the Train page: when the Train button is clicked, and every change of the loss
 # chart's point count and of the hidden-state metric, with performance.now() times.
 WATCH_JS = """(lossPointsSource) => {
     const lossPoints = eval(lossPointsSource);
-    const watch = { clickAt: null, firstPointAt: null, updates: [], keyAt: [], shapes: [] };
+    const watch = {
+        clickAt: null, clickWall: null, firstPointAt: null, firstPointWall: null,
+        updates: [], keyAt: [], shapes: [],
+    };
     window.__bench = watch;
     document.addEventListener('click', (event) => {
         if (watch.clickAt === null && event.target.closest('.st-key-train_start')) {
             watch.clickAt = performance.now();
+            watch.clickWall = Date.now();
         }
     }, true);
     document.addEventListener('keydown', () => watch.keyAt.push(performance.now()), true);
@@ -70,6 +76,7 @@ WATCH_JS = """(lossPointsSource) => {
         if (points !== lastPoints) {
             if (points > 0 && watch.firstPointAt === null && watch.clickAt !== null) {
                 watch.firstPointAt = now;
+                watch.firstPointWall = Date.now();
             }
             if (points > 0) watch.updates.push([now, points]);
             lastPoints = points;
@@ -103,19 +110,38 @@ def stop_if_running(page) -> None:
         page.locator(".st-key-train_stop button").click(timeout=5_000)
 
 
-def click_to_first_point(browser, server, repeats: int) -> list[float]:
-    """Seconds from the click on Train to the first loss point, one fresh tab per run."""
-    seconds = []
+def click_to_first_point(browser, server, repeats: int) -> tuple[list[float], list[dict]]:
+    """Seconds from the click on Train to the first loss point, one fresh tab per run.
+
+    Also where the time went, from the server's store (same machine, same clock): the
+    click until the run was submitted (the page's rerun), until a worker started it,
+    until its first step, and until that step was on screen (store flush, poll, draw).
+    """
+    seconds, phases = [], []
     for _ in range(repeats):
         context, page = watched_tab(browser, server, query="")
         page.locator(".st-key-train_start button").click()
         page.wait_for_function("() => window.__bench.firstPointAt !== null")
         watch = page.evaluate("() => window.__bench")
         seconds.append((watch["firstPointAt"] - watch["clickAt"]) / 1000)
+        phases.append(_phases(server, watch["clickWall"] / 1000, watch["firstPointWall"] / 1000))
         stop_if_running(page)
         page.get_by_text(re.compile("Finished|Stopped at step")).first.wait_for()
         context.close()
-    return seconds
+    return seconds, phases
+
+
+def _phases(server, clicked: float, shown: float) -> dict:
+    with RunStore(server.home / "runs.sqlite") as store:
+        run = store.list_runs()[0]  # the newest
+        first_step = float(store.history(run.id)["elapsed_s"].iloc[0])
+    first_step_at = run.started_at + first_step
+    return {
+        "click -> submitted": run.created_at - clicked,
+        "submitted -> worker started": run.started_at - run.created_at,
+        "started -> first step": first_step,
+        "first step -> on screen": shown - first_step_at,
+    }
 
 
 def live_refresh_and_slider(browser, server, window_s: float, moves: int):
@@ -208,12 +234,19 @@ def main() -> None:
                 )
                 print(f"server RSS after start: {server.rss_bytes() / 2**20:.0f} MiB")
 
-                first = click_to_first_point(browser, server, args.repeats + 1)
+                first, phases = click_to_first_point(browser, server, args.repeats + 1)
                 cold, warm = first[0], first[1:]
                 print(
                     f"click on Train -> first loss point (hello, defaults): cold {cold:.2f} s; "
                     f"warm {describe(warm, 's')}; target <= 1 s"
                 )
+
+                for phase in phases[0]:
+                    each = [p[phase] for p in phases[1:]]
+                    print(
+                        f"    {phase}: median {statistics.median(each):.2f} s (cold "
+                        f"{phases[0][phase]:.2f} s)"
+                    )
 
                 hz, count, rerender, training = live_refresh_and_slider(
                     browser, server, args.window, args.moves

@@ -610,11 +610,22 @@ def test_race_preset_runs_and_ends_with_a_grid():
     assert any("3 of 3 runs finished" in p.proto.text for p in at.get("progress"))
 
 
-def test_race_rejects_bad_values_with_a_message():
+RACE_BAD_INPUT = {
+    "unknown cell": ("race_values_1", "rnn, banana", "banana"),
+    "repeated value": ("race_values_1", "rnn, rnn", "repeat"),
+    "no values": ("race_values_1", " , ", "cell"),
+    "seed not a number": ("race_seeds", "x", "seed"),
+    "seed not finite": ("race_seeds", "nan", "seed"),
+    "too many runs": ("race_seeds", ",".join(map(str, range(300))), "runs"),
+}
+
+
+@pytest.mark.parametrize("key, text, says", RACE_BAD_INPUT.values(), ids=list(RACE_BAD_INPUT))
+def test_race_rejects_bad_values_with_a_message(key, text, says):
     at = open_app("pages/race.py")
-    at.text_input(key="race_values_1").set_value("rnn, banana").run()
+    at.text_input(key=key).set_value(text).run()
     assert_no_exception(at)
-    assert any("banana" in text for text in texts(at.error)), texts(at.error)
+    assert any(says in error for error in texts(at.error)), texts(at.error)
     assert at.button(key="race_start").disabled
 
 
