@@ -3,7 +3,7 @@
 import streamlit as st
 
 from ui import charts
-from ui.live import GATES, POLL_S, snapshot_of
+from ui.live import GATES, POLL_S, gradient_profile, snapshot_of
 from ui.state import manager, owner
 
 st.title("Inside the cell")
@@ -31,7 +31,6 @@ run_id = st.selectbox("Run", choices, index=default, format_func=labels.get, key
 
 first = manager().progress(run_id)
 interval = POLL_S if first is not None and first.active else None
-history = st.session_state.setdefault("gradient_history", {})
 
 
 @st.fragment(run_every=interval)
@@ -45,9 +44,7 @@ def inside() -> None:
     if not snapshot:
         st.info("This run has no snapshot yet.")
         return
-    profile = history.setdefault(run_id, [])
-    if not profile or profile[-1][0] != snapshot["step"]:
-        profile.append((snapshot["step"], snapshot["gradient_norms"][0]))
+    profile = gradient_profile(run_id)
 
     config = progress.config
     kept = snapshot["kept"]
@@ -117,7 +114,10 @@ def inside() -> None:
                 key="inside_gradient_history",
             )
         else:
-            st.caption("Watch a run live from this page to collect its snapshots over time.")
+            st.caption(
+                "Collected while a run trains with the Train or this page open: start one "
+                "and the profiles of its snapshots appear here."
+            )
 
     if interval is not None and not progress.active:
         st.rerun()

@@ -13,6 +13,8 @@ from .widgets import task_for
 
 POLL_S = 0.4
 INSIDE_POLL_S = 1.0
+MAX_PROFILES = 64  # gradient profiles kept per run
+MAX_PROFILED_RUNS = 200
 GATES = {"lstm": ["i", "f", "g", "o", "c", "h"], "gru": ["r", "z", "n", "h"], "rnn": ["pre", "h"]}
 
 
@@ -122,8 +124,29 @@ def loss_chart(progress: Progress, *, key: str) -> None:
         st.caption(f"{len(steps):,} steps recorded", help="Refreshes while the run trains.")
 
 
+@st.cache_resource(show_spinner=False)
+def _gradient_profiles() -> dict[str, list[tuple[int, list]]]:
+    """run id -> (step, layer 1's ‖∂L/∂h_t‖) for every snapshot any page has seen."""
+    return {}
+
+
+def gradient_profile(run_id: str) -> list[tuple[int, list]]:
+    return _gradient_profiles().get(run_id, [])
+
+
 def snapshot_of(progress: Progress) -> dict | None:
-    return progress.snapshot or manager().store.snapshot(progress.run_id)
+    """The run's latest snapshot; remembers its gradient profile for Inside the cell."""
+    snapshot = progress.snapshot or manager().store.snapshot(progress.run_id)
+    if snapshot:
+        profiles = _gradient_profiles()
+        profile = profiles.setdefault(progress.run_id, [])
+        if not profile or profile[-1][0] < snapshot["step"]:
+            profile.append((snapshot["step"], snapshot["gradient_norms"][0]))
+            if len(profile) > MAX_PROFILES:
+                profile[:] = profile[::2]  # thin out, keeping the whole run covered
+        while len(profiles) > MAX_PROFILED_RUNS:
+            profiles.pop(next(iter(profiles)))
+    return snapshot
 
 
 def gates_and_predictions(progress: Progress, *, key: str, layer: int = 0) -> None:
