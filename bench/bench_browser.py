@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT / "tests" / "e2e"))
 
 from harness import (  # noqa: E402
     ARTIFACTS,
-    LOSS_POINTS_JS,
+    LAST_LOSS_STEP_JS,
     VIEWPORT,
     chromium_missing_reason,
     launch_browser,
@@ -46,8 +46,8 @@ RUN_TIMEOUT_MS = 180_000
 
 # Watch the Train page: when the Train button is clicked, and every change of the loss
 # chart's point count and of the hidden-state metric, with performance.now() times.
-WATCH_JS = """(lossPointsSource) => {
-    const lossPoints = eval(lossPointsSource);
+WATCH_JS = """(lastStepSource) => {
+    const lastStep = eval(lastStepSource);
     const watch = {
         clickAt: null, clickWall: null, firstPointAt: null, firstPointWall: null,
         updates: [], keyAt: [], shapes: [],
@@ -62,24 +62,24 @@ WATCH_JS = """(lossPointsSource) => {
     document.addEventListener('keydown', () => watch.keyAt.push(performance.now()), true);
     const hiddenMetric = () => {
         for (const m of document.querySelectorAll('[data-testid="stMetric"]')) {
-            if (m.innerText.includes('Hidden states per layer')) {
+            if (m.textContent.includes('Hidden states per layer')) {
                 const value = m.querySelector('[data-testid="stMetricValue"]');
-                return value ? value.innerText : null;
+                return value ? value.textContent : null;
             }
         }
         return null;
     };
-    let lastPoints = -1, lastShape = hiddenMetric();
+    let lastDrawn = -1, lastShape = hiddenMetric();
     const frame = () => {
         const now = performance.now();
-        const points = lossPoints('train_loss');
-        if (points !== lastPoints) {
-            if (points > 0 && watch.firstPointAt === null && watch.clickAt !== null) {
+        const step = lastStep('train_loss');
+        if (step !== lastDrawn) {
+            if (step > 0 && watch.firstPointAt === null && watch.clickAt !== null) {
                 watch.firstPointAt = now;
                 watch.firstPointWall = Date.now();
             }
-            if (points > 0) watch.updates.push([now, points]);
-            lastPoints = points;
+            if (step > 0) watch.updates.push([now, step]);
+            lastDrawn = step;
         }
         const shape = hiddenMetric();
         if (shape !== lastShape) {
@@ -98,7 +98,7 @@ def watched_tab(browser, server, query: str):
     page = context.new_page()
     open_app(page, server, query=query)
     page.locator(".st-key-train_start button").wait_for()
-    page.evaluate(WATCH_JS, LOSS_POINTS_JS)
+    page.evaluate(WATCH_JS, LAST_LOSS_STEP_JS)
     return context, page
 
 

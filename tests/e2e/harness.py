@@ -38,15 +38,16 @@ APP_IDLE_JS = """() => {
         && app.dataset.testConnectionState === 'CONNECTED';
 }"""
 
-# Points of the Train page's "train loss" line as Plotly holds them (-1: no chart yet).
-# While a fragment reruns, the old and new chart can both be in the page: take the most.
-LOSS_POINTS_JS = """(key) => {
-    let most = -1;
+# The last training step drawn on a run's loss chart (0: no point yet, -1: no chart). Not
+# the number of points: the chart thins long curves. While a fragment reruns, the old and
+# new chart can both be in the page: take the furthest.
+LAST_LOSS_STEP_JS = """(key) => {
+    let last = -1;
     for (const plot of document.querySelectorAll(`.st-key-${key} .js-plotly-plot`)) {
         const line = (plot._fullData || []).find((t) => t.name === 'train loss');
-        if (line && line.x) most = Math.max(most, line.x.length);
+        if (line && line.x) last = Math.max(last, line.x.length ? line.x[line.x.length - 1] : 0);
     }
-    return most;
+    return last;
 }"""
 
 
@@ -54,6 +55,10 @@ def chromium_missing_reason() -> str | None:
     """Why the browser tests cannot run here, or None."""
     if not CHROMIUM.exists():
         return f"{CHROMIUM} is missing (apt-get install chromium)"
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "the playwright package is missing (pip install -r requirements-dev.txt)"
     return None
 
 
@@ -157,8 +162,8 @@ def open_app(page, server: Server, path: str = "", query: str = "", **wait) -> N
     wait_idle(page, **wait)
 
 
-def loss_points(page, key: str = "train_loss") -> int:
-    return page.evaluate(LOSS_POINTS_JS, key)
+def last_loss_step(page, key: str = "train_loss") -> int:
+    return page.evaluate(LAST_LOSS_STEP_JS, key)
 
 
 def set_slider(page, label: str, value: int, *, minimum: int = 1) -> None:
