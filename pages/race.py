@@ -52,7 +52,8 @@ axis_1 = columns[0].selectbox("Vary", fields, key="race_axis_1")
 values_1 = columns[1].text_input("Values (comma-separated)", key="race_values_1")
 axis_2 = columns[2].selectbox("and", ["(none)", *fields], key="race_axis_2")
 values_2 = columns[3].text_input("Values", key="race_values_2", disabled=axis_2 == "(none)")
-seeds_text = columns[4].text_input("Seeds", value="0", key="race_seeds")
+st.session_state.setdefault("race_seeds", "0")
+seeds_text = columns[4].text_input("Seeds", key="race_seeds")
 
 
 def _grid(base: RunConfig) -> Grid:

@@ -7,6 +7,7 @@ parser and the dashboard's sliders all read the same table.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -192,7 +193,7 @@ def _parse(f: dataclasses.Field, text: Any) -> Any:
             number = float(text)
         except ValueError:
             raise ConfigError(f"{f.name} must be a whole number, got {text!r}", f.name) from None
-        if number != int(number):
+        if not math.isfinite(number) or number != int(number):
             raise ConfigError(f"{f.name} must be a whole number, got {text!r}", f.name)
         return int(number)
     if f.type == "float":

@@ -187,8 +187,8 @@ def predictions_figure(predictions: dict[str, Any]) -> go.Figure | None:
         true, predicted = predictions["target"], predictions["predicted"]
         figure = go.Figure()
         figure.add_scatter(x=true, y=predicted, mode="markers", name="sequences")
-        low = min([*true, *predicted, 0])
-        high = max([*true, *predicted, 2])
+        finite = [v for v in [*true, *predicted] if v is not None and math.isfinite(v)]
+        low, high = min([*finite, 0]), max([*finite, 2])
         figure.add_shape(type="line", x0=low, y0=low, x1=high, y1=high, line=dict(dash="dot"))
         figure.update_xaxes(title="true sum")
         figure.update_yaxes(title="predicted sum")
@@ -258,7 +258,7 @@ def parallel_coordinates(frame: pd.DataFrame, dimensions: list[str], colour: str
     axes = []
     for name in dimensions:
         column = frame[name]
-        if column.dtype == object or column.dtype == bool:
+        if not pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column):
             labels = sorted(column.astype(str).unique())
             codes = column.astype(str).map({label: i for i, label in enumerate(labels)})
             axes.append(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import uuid
 from typing import Any
 
@@ -64,12 +65,12 @@ def _checked_value(name: str, raw: str) -> tuple[Any, str | None]:
         return value, None
     except ConfigError as error:
         if "range" not in spec:
-            return None, f"Ignored `{name}={raw[:40]}` from the link: {error}."
+            return None, f"Ignored `{name}={raw[:40]}` from the link: {str(error)[:200]}."
     try:
         number = float(raw)
     except ValueError:
         return None, f"Ignored `{name}={raw[:40]}` from the link: not a number."
-    if number != number:
+    if not math.isfinite(number):
         return None, f"Ignored `{name}={raw[:40]}` from the link: not a number."
     lo, hi = spec["range"]
     clamped = min(max(number, lo), hi)

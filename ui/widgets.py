@@ -118,12 +118,14 @@ def config_form(*, key: str, show_presets: bool = True) -> tuple[RunConfig | Non
     values["num_layers"] = sidebar.slider(
         "Layers", *_range("num_layers"), key=k("num_layers"), persist_state="session"
     )
-    values["batch_size"] = sidebar.slider(
-        "Batch size", *_range("batch_size"), key=k("batch_size"), persist_state="session"
-    )
     if values["task"] == "hello":
-        sidebar.caption("Sequence length: set by the word (its length − 1).")
+        sidebar.caption(
+            "Batch and sequence length: set by the word (one sequence, its length − 1)."
+        )
     else:
+        values["batch_size"] = sidebar.slider(
+            "Batch size", *_range("batch_size"), key=k("batch_size"), persist_state="session"
+        )
         seq_label = "Delay T (copy)" if values["task"] == "copy" else "Sequence length"
         values["seq_len"] = sidebar.slider(
             seq_label, *_range("seq_len"), key=k("seq_len"), persist_state="session"
