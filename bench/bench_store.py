@@ -5,11 +5,11 @@
     python bench/bench_store.py --part pool --processes   # also a process pool, for contrast
 
 Store overhead: the adding problem, T = 100, LSTM hidden 64, batch 64. Two identical
-train() runs advance in turn, step by step, in one process: one's events are only
-consumed, the other's are all written to a RunStore (flushes, snapshots and the final
-write included), so background load hits both alike. Printed: the ratio of their seconds
-per step (median over rounds) and the time spent inside store.add() per step. Target:
-≤ 1.02.
+train() runs advance in turn, step by step, in one process (one torch thread, for
+steadiness): one's events are only consumed, the other's are all written to a RunStore
+(flushes, snapshots and the final write included), so background load hits both alike.
+Printed: the ratio of their seconds per step (median over rounds) and the time spent
+inside store.add() per step. Target: ≤ 1.02.
 
 Pool throughput: the same runs through a JobManager with 1 and with 2 workers (torch
 threads split between them); steps per second over all jobs, and the speed-up. With
@@ -80,6 +80,8 @@ def store_round(config: RunConfig, store: RunStore) -> tuple[float, float, float
 
 def store_overhead(steps: int, rounds: int, home: Path) -> None:
     config = CONFIG.replace(steps=steps)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # two runs share the process; spinning thread pools add noise
     results = []
     with RunStore(home / "runs.sqlite") as store:
         store_round(config.replace(steps=3), store)  # warm-up
@@ -91,6 +93,7 @@ def store_overhead(steps: int, rounds: int, home: Path) -> None:
                 f"{stored * 1e3:.2f} ms/step ({stored / bare:.3f}), store.add {add * 1e6:.1f} µs",
                 flush=True,
             )
+    torch.set_num_threads(threads)
     ratio = statistics.median(stored / bare for bare, stored, _ in results)
     step = statistics.median(bare for bare, _, _ in results)
     add = statistics.median(add for _, _, add in results)
@@ -105,11 +108,18 @@ def store_overhead(steps: int, rounds: int, home: Path) -> None:
 
 def pool_throughput(jobs: int, steps: int, home: Path, processes: bool) -> None:
     config = CONFIG.replace(steps=steps)
-    threads = torch.get_num_threads()
+    threads, cores = torch.get_num_threads(), os.cpu_count() or 1
     rates = {}
-    for workers in (1, 2):
-        with RunStore(home / f"pool{workers}.sqlite") as store:
-            manager = JobManager(workers=workers, store=store, max_queued_per_owner=None)
+    # (workers, torch threads per worker): the pool's defaults, and one worker on one thread
+    # to tell the second worker's gain from the thread count's.
+    for workers, torch_threads in ((1, cores), (1, 1), (2, max(1, cores // 2))):
+        with RunStore(home / f"pool{workers}x{torch_threads}.sqlite") as store:
+            manager = JobManager(
+                workers=workers,
+                store=store,
+                max_queued_per_owner=None,
+                torch_threads=torch_threads,
+            )
             manager.wait(manager.submit(config.replace(steps=5), owner="bench"))  # warm-up
             start = time.perf_counter()
             run_ids = [manager.submit(config.replace(seed=i), owner="bench") for i in range(jobs)]
@@ -117,16 +127,19 @@ def pool_throughput(jobs: int, steps: int, home: Path, processes: bool) -> None:
             wall = time.perf_counter() - start
             manager.shutdown()
         assert statuses == ["completed"] * jobs, statuses
-        rates[workers] = jobs * steps / wall
+        rates[workers, torch_threads] = jobs * steps / wall
         print(
-            f"  {workers} worker(s), {manager.torch_threads} torch thread(s) each: "
-            f"{jobs} jobs in {wall:.1f} s, {rates[workers]:.1f} steps/s",
+            f"  {workers} worker(s), {torch_threads} torch thread(s) each: "
+            f"{jobs} jobs in {wall:.1f} s, {rates[workers, torch_threads]:.1f} steps/s",
             flush=True,
         )
     torch.set_num_threads(threads)
-    print(f"pool throughput, 2 workers / 1 worker: {rates[2] / rates[1]:.2f}x")
+    two = rates[2, max(1, cores // 2)]
+    print(
+        f"pool throughput, 2 workers / 1 worker: {two / rates[1, cores]:.2f}x "
+        f"(against one worker on one thread: {two / rates[1, 1]:.2f}x)"
+    )
     if processes:
-        cores = os.cpu_count() or 1
         with concurrent.futures.ProcessPoolExecutor(
             2, initializer=torch.set_num_threads, initargs=(max(1, cores // 2),)
         ) as pool:
@@ -137,7 +150,7 @@ def pool_throughput(jobs: int, steps: int, home: Path, processes: bool) -> None:
         rate = jobs * steps / wall
         print(
             f"  2 processes (no store): {jobs} jobs in {wall:.1f} s, {rate:.1f} steps/s; "
-            f"threads reach {rates[2] / rate:.2f} of it"
+            f"threads reach {two / rate:.2f} of it"
         )
 
 
