@@ -222,14 +222,19 @@ class RecurrentScan(torch.autograd.Function):
         for t in range(xw.shape[0]):
             steps.forward(t, h)
             h = steps.hs[t]
+        hs_all = steps.hs_all
+        # The output goes through save_for_backward, not ctx.steps: an output kept on
+        # ctx would reference its own grad_fn, a cycle that is never freed.
+        del steps.hs_all, steps.hs, h
         ctx.steps = steps
-        ctx.save_for_backward(w_hh)
-        return steps.hs_all
+        ctx.save_for_backward(w_hh, hs_all)
+        return hs_all
 
     @staticmethod
     def backward(ctx, dhs: Tensor):
-        (w_hh,) = ctx.saved_tensors
+        w_hh, hs_all = ctx.saved_tensors
         steps = ctx.steps
+        steps.hs_all, steps.hs = hs_all, hs_all.unbind(0)
         steps.begin_backward()
         T, B, H = steps.hs_all.shape
         dh_out = dhs.unbind(0)
@@ -241,7 +246,9 @@ class RecurrentScan(torch.autograd.Function):
                 dh = torch.addmm(through_w, steps.dgh[t], w_hh)  # (B, H)
         h_prev = _shifted(steps.hs_all).reshape(T * B, H)
         dgh = steps.dgh_all.reshape(T * B, -1)  # (T·B, G·H)
-        return steps.dxw_all, dgh.t() @ h_prev, dgh.sum(0), None, None
+        dxw = steps.dxw_all
+        del steps.hs_all, steps.hs  # the saved output refers back to this node
+        return dxw, dgh.t() @ h_prev, dgh.sum(0), None, None
 
 
 class Recurrent(nn.Module):

@@ -1,4 +1,6 @@
+import gc
 import itertools
+import weakref
 
 import pytest
 import torch
@@ -102,3 +104,16 @@ def test_heads_match_the_task(task_name):
         assert output.shape == (x.shape[0], x.shape[1], task.output_dim)
     else:
         assert output.shape == (x.shape[0], task.output_dim)
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_custom_layers_free_their_buffers_after_backward(cell):
+    model = Recurrent(cell, "sigmoid", 2, 8)
+    out = model(torch.randn(3, 5, 2))
+    scan = out.grad_fn.next_functions[0][0]  # the RecurrentScan node under the transpose
+    buffers = weakref.ref(scan.steps)
+    del scan
+    out.sum().backward()
+    del out
+    gc.collect()
+    assert buffers() is None  # no reference cycle keeps the step buffers alive
