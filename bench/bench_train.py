@@ -21,18 +21,25 @@ from torch import nn
 from rnnlab import RunConfig, train
 from rnnlab.tasks import AddingTask
 
-BASE = dict(task="adding", hidden_size=64, batch_size=64, seq_len=100, lr=3e-3, clip=1.0)
+# eval_every as in a 3000-step run (train() evaluates about 100 times per run)
+BASE = dict(
+    task="adding", hidden_size=64, batch_size=64, seq_len=100, lr=3e-3, clip=1.0, eval_every=30
+)
 
 
 def rnnlab_block(config: RunConfig) -> float:
     """Seconds per step of train() (no snapshots), from the first step event to the last."""
     first = last = None
+    steps = 0
     for event in train(config, snapshot_every_s=None):
         if event.kind == "step":
+            steps += 1
             if first is None:
                 first = time.perf_counter()
             last = time.perf_counter()
-    return (last - first) / (config.steps - 1)
+        if event.kind == "finished" and event.summary["status"] != "completed":
+            print(f"  note: {config.cell}/{config.activation} ended {event.summary['status']}")
+    return (last - first) / max(1, steps - 1)
 
 
 class PlainLSTM(nn.Module):
@@ -82,9 +89,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--steps", type=int, default=150, help="steps per block")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch threads (default: torch's)"
+    )
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     steps = args.steps
-    eval_every = max(1, steps // 100)
+    eval_every = BASE["eval_every"]
     configs = {
         "lstm tanh (fused)": RunConfig(**BASE, cell="lstm", steps=steps),
         "rnn sigmoid (custom)": RunConfig(**BASE, cell="rnn", activation="sigmoid", steps=steps),
