@@ -22,7 +22,9 @@ def main() -> None:
     parser.add_argument("--cells", default="lstm,gru,rnn")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     print(f"{'cell':5s} {'seed':>4s} {'status':>9s} {'solved at':>9s} {'MSE':>8s} {'seconds':>8s}")
     for cell in args.cells.split(","):
