@@ -104,7 +104,7 @@ def gate_heatmaps(layer: dict[str, Any], kept: dict[str, Any], *, names: list[st
         cols=columns,
         subplot_titles=[GATE_TITLES.get(n, n) for n in names],
         horizontal_spacing=0.06,
-        vertical_spacing=0.14,
+        vertical_spacing=0.26 if rows > 1 else 0.14,
     )
     steps, units = kept.get("steps"), kept.get("units")
     for index, name in enumerate(names):
@@ -126,7 +126,7 @@ def gate_heatmaps(layer: dict[str, Any], kept: dict[str, Any], *, names: list[st
         )
     figure.update_xaxes(title_text="time step", title_standoff=2)
     figure.update_yaxes(title_text="unit", title_standoff=2)
-    return _layout(figure, height=250 * rows)
+    return _layout(figure, height=270 * rows)
 
 
 def gradient_figure(gradient_norms: list[list[float | None]], steps: list[int]) -> go.Figure:
