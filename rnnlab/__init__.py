@@ -1,8 +1,8 @@
 """rnnlab: train RNNs, LSTMs and GRUs and watch what happens inside them.
 
-    from rnnlab import RunConfig, train
-    for event in train(RunConfig(task="hello", cell="rnn")):
-        print(event.to_dict())
+>>> from rnnlab import RunConfig, train
+>>> for event in train(RunConfig(task="hello", cell="rnn")):
+...     print(event.to_dict())
 """
 
 from .config import ConfigError, RunConfig
