@@ -3,7 +3,7 @@
 import streamlit as st
 
 from ui import charts
-from ui.live import GATES, POLL_S, gradient_profile, snapshot_of
+from ui.live import POLL_S, gates_figure, gradient_profile, snapshot_of
 from ui.state import manager, owner
 
 st.title("Inside the cell")
@@ -59,9 +59,8 @@ def inside() -> None:
     tabs = st.tabs([f"Layer {i + 1}" for i in range(len(snapshot["layers"]))])
     for layer, tab in enumerate(tabs):
         with tab:
-            names = GATES[config["cell"]]
             st.plotly_chart(
-                charts.gate_heatmaps(snapshot["layers"][layer], kept, names=names),
+                gates_figure(run_id, snapshot["step"], layer, config["cell"], snapshot),
                 key=f"inside_gates_{layer}",
             )
             means = snapshot["gate_means"][layer]

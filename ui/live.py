@@ -149,6 +149,12 @@ def snapshot_of(progress: Progress) -> dict | None:
     return snapshot
 
 
+@st.cache_resource(show_spinner=False, max_entries=64)
+def gates_figure(run_id: str, step: int, layer: int, cell: str, _snapshot: dict):
+    """A run's gate heatmaps at one snapshot: built once (about 0.1 s), then reused."""
+    return charts.gate_heatmaps(_snapshot["layers"][layer], _snapshot["kept"], names=GATES[cell])
+
+
 def gates_and_predictions(progress: Progress, *, key: str, layer: int = 0) -> None:
     snapshot = snapshot_of(progress)
     if not snapshot:
@@ -158,9 +164,7 @@ def gates_and_predictions(progress: Progress, *, key: str, layer: int = 0) -> No
     left, right = st.columns([3, 2])
     with left:
         st.markdown(f"**Inside layer {layer + 1}** at step {snapshot['step']:,} (probe sequence)")
-        figure = charts.gate_heatmaps(
-            snapshot["layers"][layer], snapshot["kept"], names=GATES[cell]
-        )
+        figure = gates_figure(progress.run_id, snapshot["step"], layer, cell, snapshot)
         st.plotly_chart(figure, key=f"{key}_gates_{layer}")
     with right:
         st.markdown("**Predictions** on the probe sequence")
