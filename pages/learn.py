@@ -3,21 +3,17 @@
 import pandas as pd
 import streamlit as st
 
-from rnnlab.config import ConfigError, RunConfig
+from rnnlab.config import GATE_CHUNKS, RunConfig
 from rnnlab.models import count_parameters
-from rnnlab.presets import PRESETS
 from rnnlab.tasks import HelloTask
 from ui import charts
-from ui.widgets import NO_PRESET
+from ui.widgets import load_preset
 
 
 def try_preset(name: str, *, key: str) -> None:
     """A button that loads a preset into the Train page and opens it."""
     if st.button(f"Try it: {name}", icon=":material/play_arrow:", key=key):
-        settings = PRESETS[name].config().to_dict()
-        for field, value in settings.items():
-            st.session_state[f"train_{field}"] = value
-        st.session_state.train_preset = name if name in PRESETS else NO_PRESET
+        load_preset(name, "train")
         st.switch_page("pages/train.py")
 
 
@@ -71,13 +67,9 @@ st.caption(
 st.header("3 · Shapes and parameter counts")
 hidden = st.slider("Hidden size", 1, 256, 32, key="learn_hidden")
 rows = []
-for name in ("rnn", "lstm", "gru"):
-    try:
-        config = RunConfig(task="hello", cell=name, hidden_size=hidden, num_layers=layers)
-    except ConfigError:
-        continue
-    task = HelloTask("hello")
-    gates = {"rnn": 1, "lstm": 4, "gru": 3}[name]
+task = HelloTask("hello")
+for name, gates in GATE_CHUNKS.items():
+    config = RunConfig(task="hello", cell=name, hidden_size=hidden, num_layers=layers)
     rows.append(
         {
             "cell": name.upper(),

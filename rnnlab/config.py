@@ -110,6 +110,10 @@ class RunConfig:
             return self.seq_len + 20  # 10 symbols, T blanks less one, delimiter, 10 blanks
         return self.seq_len
 
+    def sequences_per_step(self) -> int:
+        """The batch actually trained on: hello trains on its one word."""
+        return 1 if self.task == "hello" else self.batch_size
+
     def estimated_flops(self) -> float:
         """Multiply-adds x 2 for forward and backward over the whole run (weights only)."""
         gates = GATE_CHUNKS[self.cell] * self.hidden_size
@@ -117,8 +121,7 @@ class RunConfig:
             gates * (self.hidden_size + (self.hidden_size if layer else 64))
             for layer in range(self.num_layers)
         )
-        batch = 1 if self.task == "hello" else self.batch_size
-        return 6.0 * per_token * batch * self.time_steps() * self.steps
+        return 6.0 * per_token * self.sequences_per_step() * self.time_steps() * self.steps
 
     def _check_cost(self) -> None:
         flops = self.estimated_flops()
@@ -129,10 +132,9 @@ class RunConfig:
                 "seq_len, batch_size or num_layers",
                 "steps",
             )
-        batch = 1 if self.task == "hello" else self.batch_size
         saved = (
             4
-            * batch
+            * self.sequences_per_step()
             * self.time_steps()
             * self.num_layers
             * self.hidden_size

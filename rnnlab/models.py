@@ -378,10 +378,9 @@ def initialise(model: RecurrentNet, init: str, generator: torch.Generator) -> No
             nn.init.uniform_(parameter, -head_bound, head_bound, generator=generator)
 
 
-def build_model(config: RunConfig, task: Task | None = None) -> RecurrentNet:
-    """The network a configuration describes, initialised from its seed, on the CPU."""
-    task = task or make_task(config)
-    model = RecurrentNet(
+def _network(config: RunConfig, task: Task) -> RecurrentNet:
+    """The network's structure on the meta device: shapes only, no memory."""
+    return RecurrentNet(
         config.cell,
         config.activation,
         task.input_dim,
@@ -390,7 +389,12 @@ def build_model(config: RunConfig, task: Task | None = None) -> RecurrentNet:
         task.output_dim,
         every_step=task.predicts_every_step,
         device="meta",
-    ).to_empty(device="cpu")
+    )
+
+
+def build_model(config: RunConfig, task: Task | None = None) -> RecurrentNet:
+    """The network a configuration describes, initialised from its seed, on the CPU."""
+    model = _network(config, task or make_task(config)).to_empty(device="cpu")
     initialise(model, config.init, torch.Generator().manual_seed(config.seed))
     if model.fused:
         model.rnn.flatten_parameters()
@@ -399,13 +403,4 @@ def build_model(config: RunConfig, task: Task | None = None) -> RecurrentNet:
 
 def count_parameters(config: RunConfig, task: Task) -> int:
     """Trainable parameters of the model `config` describes, without allocating it."""
-    model = RecurrentNet(
-        config.cell,
-        config.activation,
-        task.input_dim,
-        config.hidden_size,
-        config.num_layers,
-        task.output_dim,
-        device="meta",
-    )
-    return sum(p.numel() for p in model.parameters())
+    return sum(p.numel() for p in _network(config, task).parameters())

@@ -163,12 +163,11 @@ def train(
     parameters = list(model.parameters())
     eval_every = config.eval_every or max(1, config.steps // 100)
 
-    x, _ = task.sample(config.batch_size, torch.Generator().manual_seed(config.seed))
     yield Started(
         config=config.to_dict(),
         device=str(device),
         parameters=sum(p.numel() for p in parameters),
-        input_shape=tuple(x.shape),
+        input_shape=(config.sequences_per_step(), config.time_steps(), task.input_dim),
         metric_name=task.metric_name,
         baseline=task.baseline,
         baseline_label=task.baseline_label,

@@ -13,6 +13,7 @@ from rnnlab.config import ConfigError, RunConfig, field_spec
 from rnnlab.jobs import get_manager
 
 DEFAULTS = RunConfig()
+DEFAULT_STRINGS = DEFAULTS.to_strings()
 URL_FIELDS = [
     f.name for f in dataclasses.fields(RunConfig) if f.name not in ("text_file", "eval_every")
 ]
@@ -82,13 +83,18 @@ def _checked_value(name: str, raw: str) -> tuple[Any, str | None]:
     )
 
 
-def write_url(config: RunConfig) -> None:
-    """Mirror the settings that differ from the defaults into the query string."""
-    wanted = {
+def url_query(config: RunConfig) -> dict[str, str]:
+    """The settings that differ from the defaults, as query parameters."""
+    return {
         name: value
         for name, value in config.to_strings().items()
-        if name in URL_FIELDS and value != DEFAULTS.to_strings()[name]
+        if name in URL_FIELDS and value != DEFAULT_STRINGS[name]
     }
+
+
+def write_url(config: RunConfig) -> None:
+    """Mirror the settings that differ from the defaults into the query string."""
+    wanted = url_query(config)
     current = {name: st.query_params[name] for name in st.query_params}
     if current != wanted:
         st.query_params.from_dict(wanted)

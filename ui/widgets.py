@@ -15,7 +15,7 @@ from rnnlab.store import rnnlab_home
 from rnnlab.tasks import MAX_TEXT_BYTES, decode_text, make_task
 from rnnlab.train import available_devices
 
-from .state import DEFAULTS, settings_from_url, widget_key, write_url
+from .state import DEFAULTS, settings_from_url, url_query, widget_key, write_url
 
 TASK_LABELS = {
     "hello": "hello — next character of a word",
@@ -43,13 +43,17 @@ def task_for(config: RunConfig):
     return cached_task(config.task, config.seq_len, config.word, config.text_file)
 
 
+def load_preset(name: str, prefix: str) -> None:
+    """Set every widget of the `prefix` form to the preset's settings."""
+    st.session_state[widget_key("preset", prefix)] = name
+    for field_name, value in PRESETS[name].config().to_dict().items():
+        st.session_state[widget_key(field_name, prefix)] = value
+
+
 def _apply_preset(prefix: str) -> None:
     name = st.session_state[widget_key("preset", prefix)]
-    if name == NO_PRESET:
-        return
-    settings = PRESETS[name].config().to_dict()
-    for field_name, value in settings.items():
-        st.session_state[widget_key(field_name, prefix)] = value
+    if name != NO_PRESET:
+        load_preset(name, prefix)
 
 
 def _range(name: str) -> tuple[float, float]:
@@ -210,7 +214,7 @@ def shapes_line(config: RunConfig) -> None:
     except ConfigError as error:
         st.error(str(error))
         return
-    batch = 1 if config.task == "hello" else config.batch_size
+    batch = config.sequences_per_step()
     T, H = config.time_steps(), config.hidden_size
     columns = st.columns(4)
     columns[0].metric("Input (batch, seq_len, input_dim)", f"({batch}, {T}, {task.input_dim})")
@@ -221,11 +225,7 @@ def shapes_line(config: RunConfig) -> None:
 
 def share_link(config: RunConfig) -> None:
     """The link that reopens the app with these settings (and so reproduces the run)."""
-    query = {
-        name: value
-        for name, value in config.to_strings().items()
-        if value != DEFAULTS.to_strings()[name] and name != "text_file"
-    }
+    query = url_query(config)
     base = st.context.url or ""
     with st.popover("Share link", icon=":material/link:"):
         st.caption("Anyone opening this link gets the same sliders; same seed, same curve.")
