@@ -10,7 +10,6 @@ import torch
 
 from rnnlab.config import RunConfig
 from rnnlab.jobs import JobError, JobManager, QueueFull, default_workers, get_manager
-from rnnlab.store import RunStore
 
 
 def tiny(**changes) -> RunConfig:
@@ -29,29 +28,6 @@ def until(predicate, timeout: float = 120.0, what: str = "condition"):
             return value
         time.sleep(0.02)
     raise AssertionError(f"timed out waiting for {what}")
-
-
-@pytest.fixture
-def store(tmp_path, monkeypatch):
-    monkeypatch.setenv("RNNLAB_HOME", str(tmp_path))
-    with RunStore() as opened:
-        yield opened
-
-
-@pytest.fixture
-def make_manager(store):
-    threads = torch.get_num_threads()
-    managers: list[JobManager] = []
-
-    def make(**options) -> JobManager:
-        manager = JobManager(store=store, **{"workers": 2, **options})
-        managers.append(manager)
-        return manager
-
-    yield make
-    for manager in managers:
-        manager.shutdown(timeout=60)
-    torch.set_num_threads(threads)
 
 
 def running(manager: JobManager, run_id: str):

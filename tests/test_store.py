@@ -38,13 +38,6 @@ def until(predicate, timeout: float = 120.0, what: str = "condition"):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-@pytest.fixture
-def store(tmp_path, monkeypatch):
-    monkeypatch.setenv("RNNLAB_HOME", str(tmp_path))
-    with RunStore() as opened:
-        yield opened
-
-
 def record(store: RunStore, config: RunConfig, **options) -> str:
     run_id = store.create_run(config, status="running", **options)
     for event in train(config):

@@ -4,38 +4,13 @@ import threading
 import time
 
 import pytest
-import torch
 
 from rnnlab.config import ConfigError, RunConfig
-from rnnlab.jobs import JobManager
 from rnnlab.store import RunStore
 from rnnlab.sweep import Grid, LocalExecutor, RunResult, run_sweep, sweep_table
 from rnnlab.train import train
 
 BASE = RunConfig(task="hello", cell="rnn", hidden_size=4, steps=12)
-
-
-@pytest.fixture
-def store(tmp_path, monkeypatch):
-    monkeypatch.setenv("RNNLAB_HOME", str(tmp_path))
-    with RunStore() as opened:
-        yield opened
-
-
-@pytest.fixture
-def make_manager(store):
-    threads = torch.get_num_threads()
-    managers: list[JobManager] = []
-
-    def make(**options) -> JobManager:
-        manager = JobManager(store=store, **{"workers": 2, **options})
-        managers.append(manager)
-        return manager
-
-    yield make
-    for manager in managers:
-        manager.shutdown(timeout=60)
-    torch.set_num_threads(threads)
 
 
 def test_a_grid_is_every_combination_times_seeds():
