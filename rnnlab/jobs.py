@@ -1,52 +1,65 @@
-"""The job manager: one bounded pool of training workers per process, shared by everyone.
+"""The job manager: one pool of training worker processes per server, shared by everyone.
 
     manager = get_manager()
     run_id = manager.submit(config, owner=session_id)   # QueueFull if the owner has too many
-    manager.heartbeat(session_id)                       # on every poll of the page
+    manager.heartbeat(session_id)                       # the owner is still there
     manager.progress(run_id)                            # Progress: status, step, loss, ETA, ...
+    manager.live(run_id, since=step)                    # new points, for a page's live chart
     manager.cancel(run_id, owner=session_id)
     manager.queue()                                     # what runs and what waits, in order
 
-Jobs wait in one first-in-first-out queue and run on a fixed number of worker threads
-(`RNNLAB_WORKERS`, default min(2, cores)). PyTorch releases the GIL inside its kernels, so
-threads train in parallel; each worker gets cores // workers torch threads so the pool
-does not oversubscribe the machine. Workers never touch the UI: they write each run to
-the store and keep a small in-memory Progress that readers poll cheaply from any thread.
+Training happens in `workers` processes (`RNNLAB_WORKERS`, default one per core; see
+rnnlab.worker), forked from a fork server that has imported torch once, each with one
+torch thread. Every worker interleaves its runs, a slice of time each, so up to
+`max_running` runs train at once and all of them start within a second; beyond that,
+runs wait in one first-in-first-out queue whose positions pages show. The server keeps
+each live run's curve, latest evaluation and latest snapshot in memory, fed by one
+thread that reads the workers' updates; pages and the live route read from there, never
+from the store, which the workers write.
 
-Room rules: an owner (a browser session) may have at most `max_queued_per_owner` jobs
-waiting, and an owner that has sent a heartbeat and then goes silent for
-`orphan_after_s` (a closed tab) loses its waiting and running jobs.
+Room rules: an owner (a browser session) may have at most `max_queued_per_owner` runs
+waiting; an owner that has been seen (a heartbeat, or `presence` saying so) and is then
+absent for `orphan_after_s` (a closed tab) loses its waiting and running runs, and
+cannot submit more until it is seen again. A worker that dies (killed, out of memory)
+fails only its own runs, with a message that says so, and is replaced.
 """
 
 from __future__ import annotations
 
+import array
 import atexit
+import bisect
 import collections
+import json
 import logging
 import math
+import multiprocessing
 import os
 import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
+from multiprocessing.connection import wait
 from typing import Any
 
-import torch
-
+from . import worker as worker_module
 from .config import RunConfig
 from .store import ACTIVE_STATUSES, RunNotFound, RunStore, open_store
-from .train import train
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_QUEUED_PER_OWNER = 4
 DEFAULT_ORPHAN_AFTER_S = 60.0
-# Finished jobs stay in memory this long so a page's last poll still sees the final state.
-KEEP_FINISHED = 1000
-# Workers look for a silent owner this often while training.
+# Runs one worker trains at once (interleaved) before new ones wait in the queue.
+RUNS_PER_WORKER = 16
+# Finished runs stay in memory (without their snapshot) so a page's last poll sees the end.
+KEEP_FINISHED = 200
+# The manager looks for absent owners and dead workers this often.
 ORPHAN_CHECK_S = 0.5
 # Seconds between the Snapshot events a live run sends to its page.
 SNAPSHOT_EVERY_S = 0.5
+# Workers that die before they are ready, in a row, after which the pool stops replacing them.
+MAX_START_FAILURES = 3
 # steps/s is measured over windows of at least this length.
 RATE_WINDOW_S = 0.5
 
@@ -59,18 +72,36 @@ class QueueFull(JobError):
     """This owner already has as many jobs waiting as one owner may."""
 
 
+def _positive_int_from_env(name: str) -> int | None:
+    configured = os.environ.get(name, "").strip()
+    if not configured:
+        return None
+    try:
+        value = int(configured)
+    except ValueError:
+        raise ValueError(f"{name} must be a whole number, got {configured!r}") from None
+    if value < 1:
+        raise ValueError(f"{name} must be at least 1, got {value}")
+    return value
+
+
 def default_workers() -> int:
-    """RNNLAB_WORKERS if set, else min(2, cores)."""
-    configured = os.environ.get("RNNLAB_WORKERS", "").strip()
-    if configured:
-        try:
-            workers = int(configured)
-        except ValueError:
-            raise ValueError(f"RNNLAB_WORKERS must be a whole number, got {configured!r}") from None
-        if workers < 1:
-            raise ValueError(f"RNNLAB_WORKERS must be at least 1, got {workers}")
-        return workers
-    return min(2, os.cpu_count() or 1)
+    """RNNLAB_WORKERS if set, else one worker process per core."""
+    return _positive_int_from_env("RNNLAB_WORKERS") or (os.cpu_count() or 1)
+
+
+def default_orphan_after_s() -> float:
+    """RNNLAB_ORPHAN_AFTER_S if set, else DEFAULT_ORPHAN_AFTER_S."""
+    configured = os.environ.get("RNNLAB_ORPHAN_AFTER_S", "").strip()
+    if not configured:
+        return DEFAULT_ORPHAN_AFTER_S
+    try:
+        value = float(configured)
+    except ValueError:
+        raise ValueError(f"RNNLAB_ORPHAN_AFTER_S must be a number, got {configured!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"RNNLAB_ORPHAN_AFTER_S must be a positive number, got {configured!r}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -104,9 +135,13 @@ class Progress:
         return asdict(self)
 
 
+def _finite_or_none(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
 @dataclass(eq=False)
 class _Job:
-    """A job's live state. Its worker writes the fields; readers copy them into Progress."""
+    """A job's live state, written by the manager's update thread, read by everyone."""
 
     run_id: str
     owner: str
@@ -114,17 +149,26 @@ class _Job:
     sweep_id: str | None
     snapshot_every_s: float | None = None
     status: str = "queued"
+    worker: _WorkerProcess | None = None
     step: int = 0
     loss: float | None = None
     held_out_loss: float | None = None
     metric: float | None = None
     metric_name: str | None = None
     solved: bool = False
+    solved_at: int | None = None
     steps_per_s: float | None = None
-    snapshot: dict[str, Any] | None = None
     summary: dict[str, Any] | None = None
     error: str | None = None
-    cancel: threading.Event = field(default_factory=threading.Event)
+    # The curve so far: one entry per training step, NaN where the loss was not finite.
+    curve_steps: array.array = field(default_factory=lambda: array.array("l"))
+    curve_losses: array.array = field(default_factory=lambda: array.array("d"))
+    evaluations: list[tuple[int, float | None, float | None, bool]] = field(default_factory=list)
+    # The latest snapshot as the worker encoded it; decoded only when a page asks.
+    snapshot_step: int | None = None
+    snapshot_json: bytes | None = None
+    view_json: bytes | None = None
+    _snapshot: dict[str, Any] | None = None
     done: threading.Event = field(default_factory=threading.Event)
     # Set when the job is stopped for a reason other than its owner asking.
     stop_reason: str | None = None
@@ -136,10 +180,22 @@ class _Job:
     def active(self) -> bool:
         return self.status in ACTIVE_STATUSES
 
-    def progress(self, queue_position: int | None) -> Progress:
-        eta = None
+    def snapshot(self) -> dict[str, Any] | None:
+        """The latest snapshot as a dict (decoded once per snapshot)."""
+        encoded = self.snapshot_json
+        if encoded is None:
+            return None
+        decoded = self._snapshot
+        if decoded is None or decoded.get("step") != self.snapshot_step:
+            decoded = self._snapshot = json.loads(encoded)
+        return decoded
+
+    def eta_s(self) -> float | None:
         if self.status == "running" and self.steps_per_s:
-            eta = (self.config.steps - self.step) / self.steps_per_s
+            return (self.config.steps - self.step) / self.steps_per_s
+        return None
+
+    def progress(self, queue_position: int | None) -> Progress:
         return Progress(
             run_id=self.run_id,
             owner=self.owner,
@@ -153,58 +209,83 @@ class _Job:
             metric_name=self.metric_name,
             solved=self.solved,
             steps_per_s=self.steps_per_s,
-            eta_s=eta,
+            eta_s=self.eta_s(),
             queue_position=queue_position,
-            snapshot=self.snapshot,
+            snapshot=self.snapshot(),
             summary=self.summary,
             error=self.error,
             sweep_id=self.sweep_id,
         )
 
-
-def _finite_or_none(value: float) -> float | None:
-    return value if math.isfinite(value) else None
-
-
-def _on_started(job: _Job, event: Any) -> None:
-    job.metric_name = event.metric_name
-
-
-def _on_step(job: _Job, event: Any) -> None:
-    job.step, job.loss = event.step, _finite_or_none(event.loss)
-    if job.rate_elapsed is None:
-        job.rate_step, job.rate_elapsed = event.step, event.elapsed_s
-    elif event.elapsed_s - job.rate_elapsed >= RATE_WINDOW_S:
-        job.steps_per_s = (event.step - job.rate_step) / (event.elapsed_s - job.rate_elapsed)
-        job.rate_step, job.rate_elapsed = event.step, event.elapsed_s
-
-
-def _on_evaluation(job: _Job, event: Any) -> None:
-    job.held_out_loss = _finite_or_none(event.loss)
-    job.metric = _finite_or_none(event.metric)
-    job.solved = bool(event.solved)
-
-
-def _on_snapshot(job: _Job, event: Any) -> None:
-    job.snapshot = event.to_dict()
+    def apply(self, update: worker_module.Update) -> None:
+        """Take in what the worker reports of one slice of training."""
+        if update.started is not None:
+            self.metric_name = update.started.get("metric_name")
+        for step, loss, _grad_norm, elapsed_s in update.steps:
+            self.curve_steps.append(step)
+            self.curve_losses.append(loss if math.isfinite(loss) else math.nan)
+            self.step, self.loss = step, _finite_or_none(loss)
+            if self.rate_elapsed is None:
+                self.rate_step, self.rate_elapsed = step, elapsed_s
+            elif elapsed_s - self.rate_elapsed >= RATE_WINDOW_S:
+                self.steps_per_s = (step - self.rate_step) / (elapsed_s - self.rate_elapsed)
+                self.rate_step, self.rate_elapsed = step, elapsed_s
+        for step, loss, metric, solved, _elapsed_s in update.evaluations:
+            self.held_out_loss, self.metric = _finite_or_none(loss), _finite_or_none(metric)
+            self.solved = solved
+            if solved and self.solved_at is None:
+                self.solved_at = step
+            self.evaluations.append((step, self.held_out_loss, self.metric, solved))
+        if update.snapshot_json is not None:
+            self.snapshot_json, self.view_json = update.snapshot_json, update.view_json
+            self.snapshot_step = update.snapshot_step
 
 
-# How each kind of train() event changes a job's in-memory progress.
-PROGRESS_UPDATES: dict[str, Callable[[_Job, Any], None]] = {
-    "started": _on_started,
-    "step": _on_step,
-    "eval": _on_evaluation,
-    "snapshot": _on_snapshot,
-}
+class _WorkerProcess:
+    """The server's handle on one worker process: its connection and the runs it holds."""
+
+    def __init__(self, context: Any, store_path: str, torch_threads: int, number: int):
+        self.connection, child = context.Pipe()
+        self.process = context.Process(
+            target=worker_module.main,
+            args=(child, store_path, torch_threads),
+            name=f"rnnlab-worker-{number}",
+            daemon=True,
+        )
+        self.process.start()
+        child.close()
+        self.send_lock = threading.Lock()
+        self.jobs: dict[str, _Job] = {}
+        self.pid: int | None = None
+        self.lost = False
+
+    def send(self, command: tuple) -> None:
+        """Send a command; a worker that died is found by the update thread."""
+        try:
+            with self.send_lock:
+                self.connection.send(command)
+        except (BrokenPipeError, EOFError, OSError):
+            pass
+
+
+def _process_context() -> Any:
+    """A fork server that has imported torch once (spawn where fork servers do not exist)."""
+    try:
+        context = multiprocessing.get_context("forkserver")
+    except ValueError:
+        return multiprocessing.get_context("spawn")
+    context.set_forkserver_preload(["rnnlab._preload"])
+    return context
 
 
 class JobManager:
-    """A FIFO queue of training jobs and a fixed set of worker threads; thread-safe.
+    """A pool of training worker processes, a FIFO queue beyond its capacity; thread-safe.
 
     Every public method may be called from any thread (a Streamlit script thread, its
-    fragments, other sessions); none of them waits for training, except wait() and
-    wait_any(). Making one sets torch's intra-op threads, which are process-wide, to
-    `torch_threads` (default cores // workers).
+    fragments, the server's event loop); none of them waits for training, except
+    wait() and wait_any(). `presence(owner)` may say whether an owner is still there
+    (True, False, or None for "cannot tell"); owners it cannot tell about are judged by
+    their heartbeats alone. `clock` is for tests.
     """
 
     def __init__(
@@ -213,17 +294,24 @@ class JobManager:
         workers: int | None = None,
         store: RunStore | None = None,
         max_queued_per_owner: int | None = DEFAULT_MAX_QUEUED_PER_OWNER,
-        orphan_after_s: float | None = DEFAULT_ORPHAN_AFTER_S,
-        torch_threads: int | None = None,
+        orphan_after_s: float | None = None,
+        max_running: int | None = None,
+        torch_threads: int = 1,
+        presence: Callable[[str], bool | None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ):
         self.workers = workers if workers is not None else default_workers()
         if self.workers < 1:
             raise ValueError(f"workers must be at least 1, got {self.workers}")
         self.store = store if store is not None else open_store()
         self.max_queued_per_owner = max_queued_per_owner
-        self.orphan_after_s = orphan_after_s
-        self.torch_threads = torch_threads or max(1, (os.cpu_count() or 1) // self.workers)
-        torch.set_num_threads(self.torch_threads)
+        self.orphan_after_s = (
+            orphan_after_s if orphan_after_s is not None else default_orphan_after_s()
+        )
+        self.max_running = max_running or RUNS_PER_WORKER * self.workers
+        self.torch_threads = torch_threads
+        self.presence = presence
+        self.clock = clock
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)  # a job was queued or finished
         self._queue: collections.deque[_Job] = collections.deque()
@@ -231,13 +319,21 @@ class JobManager:
         self._finished: collections.deque[str] = collections.deque()
         self._reserved: collections.Counter[str] = collections.Counter()
         self._heartbeats: dict[str, float] = {}
+        self._gone: set[str] = set()
         self._closed = False
-        self._threads = [
-            threading.Thread(target=self._work, name=f"rnnlab-worker-{i + 1}", daemon=True)
-            for i in range(self.workers)
-        ]
-        for thread in self._threads:
-            thread.start()
+        self._context = _process_context()
+        self._started = 0
+        self._start_failures = 0
+        self._pool: list[_WorkerProcess] = []  # started by the update thread
+        self._updates = threading.Thread(target=self._read_updates, name="rnnlab-updates")
+        self._updates.daemon = True
+        self._updates.start()
+
+    def _start_worker(self) -> _WorkerProcess:
+        self._started += 1
+        return _WorkerProcess(
+            self._context, str(self.store.path), self.torch_threads, self._started
+        )
 
     def submit(
         self,
@@ -251,14 +347,17 @@ class JobManager:
 
         snapshot_every_s is passed to train() (math.inf: only the final snapshot).
         Raises QueueFull when the owner already has max_queued_per_owner jobs waiting, and
-        JobError after shutdown(). Submitting counts as the owner's heartbeat.
+        JobError after shutdown() or once the owner has been dropped as absent.
         """
         if not isinstance(config, RunConfig):
             raise TypeError(f"submit() takes a RunConfig, not {type(config).__name__}")
         with self._lock:
             if self._closed:
                 raise JobError("the training pool is shutting down; try again in a moment")
-            self._drop_orphans()
+            if self._start_failures >= MAX_START_FAILURES:
+                raise JobError("the training workers cannot start; the server log says why")
+            if owner in self._gone:
+                raise JobError("this session was closed, so its runs were stopped")
             waiting = self._reserved[owner] + sum(job.owner == owner for job in self._queue)
             cap = self.max_queued_per_owner
             if cap is not None and waiting >= cap:
@@ -267,8 +366,6 @@ class JobManager:
                     "wait for one to start, or cancel one."
                 )
             self._reserved[owner] += 1
-            if owner in self._heartbeats:
-                self._heartbeats[owner] = time.monotonic()
         try:
             run_id = self.store.create_run(config, owner=owner, sweep_id=sweep_id)
         finally:
@@ -287,7 +384,7 @@ class JobManager:
             if not self._closed:
                 self._jobs[run_id] = job
                 self._queue.append(job)
-                self._changed.notify_all()
+                self._dispatch()
                 return run_id
         self.store.finish(run_id, "interrupted", error="the server shut down")
         raise JobError("the training pool is shutting down; try again in a moment")
@@ -298,10 +395,10 @@ class JobManager:
         None if there is no such run. Cheap: no database access for live jobs.
         """
         with self._lock:
-            self._drop_orphans()
             job = self._jobs.get(run_id)
-            if job is not None:
-                return job.progress(self._position(job))
+            position = self._position(job) if job is not None else None
+        if job is not None:
+            return job.progress(position)
         try:
             record = self.store.get_run(run_id)
         except RunNotFound:
@@ -323,21 +420,66 @@ class JobManager:
             sweep_id=record.sweep_id,
         )
 
+    def live(self, run_id: str, *, since: int = 0) -> dict[str, Any] | None:
+        """What a live chart needs after step `since`: new points, evaluations, progress.
+
+        Plain JSON-ready values (NaN losses as None); None if this process does not hold
+        the run. Reads memory only, so a page may ask several times a second.
+        """
+        with self._lock:
+            job = self._jobs.get(run_id)
+            if job is None:
+                return None
+            position = self._position(job)
+            count = len(job.curve_steps)
+        steps = job.curve_steps
+        start = bisect.bisect_right(steps, since, 0, count)
+        losses = job.curve_losses[start:count].tolist()
+        return {
+            "run_id": run_id,
+            "status": job.status,
+            "step": job.step,
+            "steps": job.config.steps,
+            "loss": job.loss,
+            "held_out_loss": job.held_out_loss,
+            "metric": job.metric,
+            "metric_name": job.metric_name,
+            "solved": job.solved,
+            "solved_at": job.solved_at,
+            "steps_per_s": job.steps_per_s,
+            "eta_s": job.eta_s(),
+            "queue_position": position,
+            "error": job.error,
+            "snapshot_step": job.snapshot_step,
+            "points": {
+                "step": steps[start:count].tolist(),
+                "loss": [None if math.isnan(v) else v for v in losses],
+            },
+            "evaluations": [list(e) for e in job.evaluations if e[0] > since],
+        }
+
+    def gates_view(self, run_id: str) -> tuple[int, bytes] | None:
+        """The latest snapshot's gate pictures, as JSON bytes, and its step; None if none."""
+        job = self._jobs.get(run_id)
+        if job is None or job.view_json is None:
+            return None
+        return job.snapshot_step or 0, job.view_json
+
     def queue(self) -> list[Progress]:
         """Active jobs: the running ones, then the waiting ones in the order they will start."""
         with self._lock:
-            self._drop_orphans()
-            running = [job.progress(None) for job in self._jobs.values() if job.status == "running"]
-            waiting = [job.progress(i + 1) for i, job in enumerate(self._queue)]
-        return running + waiting
+            running = [job for job in self._jobs.values() if job.status == "running"]
+            waiting = list(self._queue)
+        return [job.progress(None) for job in running] + [
+            job.progress(i + 1) for i, job in enumerate(waiting)
+        ]
 
     def heartbeat(self, owner: str) -> None:
-        """Say that `owner` is still watching. Call it on every poll from the owner's page.
-
-        Once an owner has sent one, silence for orphan_after_s cancels its jobs.
-        """
+        """Say that `owner` is still there. Once an owner has been seen, absence for
+        orphan_after_s cancels its jobs."""
         with self._lock:
-            self._heartbeats[owner] = time.monotonic()
+            self._heartbeats[owner] = self.clock()
+            self._gone.discard(owner)
 
     def cancel(self, run_id: str, *, owner: str | None = None) -> bool:
         """Stop a job: a waiting one leaves the queue, a running one stops after its step.
@@ -351,15 +493,16 @@ class JobManager:
                 return False
             if owner is not None and job.owner != owner:
                 raise JobError("That run was started by someone else; only they can stop it.")
-            self._stop(job, None)
+            dequeued = [job] if self._stop(job, None) else []
+        self._record_dequeued(dequeued)
         return True
 
     def cancel_owner(self, owner: str, *, reason: str | None = None) -> int:
         """Cancel every active job of `owner`; returns how many."""
         with self._lock:
             jobs = [j for j in self._jobs.values() if j.owner == owner and j.active]
-            for job in jobs:
-                self._stop(job, reason)
+            dequeued = [job for job in jobs if self._stop(job, reason)]
+        self._record_dequeued(dequeued)
         return len(jobs)
 
     def wait(self, run_id: str, timeout: float | None = None) -> Progress | None:
@@ -393,26 +536,61 @@ class JobManager:
                 self._changed.wait(remaining)
             return done
 
+    def worker_pids(self) -> list[int]:
+        """The process ids of the live workers (for tests, benchmarks and memory figures)."""
+        with self._lock:
+            return [w.process.pid for w in self._pool if not w.lost and w.process.pid]
+
     def shutdown(self, *, wait: bool = True, timeout: float | None = None) -> None:
         """Refuse new jobs, stop waiting and running ones, and (by default) wait for workers.
 
         Runs cut short this way end `interrupted`: nobody asked for them to stop.
         """
         with self._lock:
+            already = self._closed
             self._closed = True
-            for job in list(self._jobs.values()):
-                if job.active:
-                    self._stop(job, "the server shut down", status="interrupted")
+            dequeued = [
+                job
+                for job in list(self._jobs.values())
+                if job.active and self._stop(job, "the server shut down", status="interrupted")
+            ]
+            pool = list(self._pool)
             self._changed.notify_all()
+        self._record_dequeued(dequeued)
+        if not already:
+            for worker in pool:
+                worker.send(("close",))
         if wait:
             deadline = None if timeout is None else time.monotonic() + timeout
-            for thread in self._threads:
+            for worker in pool:
                 remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-                thread.join(remaining)
+                worker.process.join(remaining)
+            for worker in pool:
+                if worker.process.is_alive():
+                    worker.process.terminate()
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            self._updates.join(remaining)
 
     @property
     def closed(self) -> bool:
         return self._closed
+
+    def _running(self) -> int:
+        return sum(len(worker.jobs) for worker in self._pool)
+
+    def _dispatch(self) -> None:
+        """Hand waiting jobs to the least busy workers while there is room. Lock held."""
+        while self._queue and self._running() < self.max_running:
+            candidates = [worker for worker in self._pool if not worker.lost]
+            if not candidates:
+                return
+            worker = min(candidates, key=lambda w: len(w.jobs))
+            job = self._queue.popleft()
+            job.status, job.worker = "running", worker
+            worker.jobs[job.run_id] = job
+            config = job.config.to_dict()
+            worker.send(("start", job.run_id, config, job.snapshot_every_s))
+        self._changed.notify_all()
 
     def _position(self, job: _Job) -> int | None:
         if job.status != "queued":
@@ -422,114 +600,168 @@ class JobManager:
                 return i + 1
         return None
 
-    def _orphaned(self, owner: str, now: float) -> bool:
-        last = self._heartbeats.get(owner)
-        return (
-            self.orphan_after_s is not None
-            and last is not None
-            and (now - last > self.orphan_after_s)
-        )
+    def _stop(self, job: _Job, reason: str | None, *, status: str = "stopped") -> bool:
+        """Cancel a job; it ends as `status`, with `reason` as its error. Lock held.
 
-    def _drop_orphans(self) -> None:
-        """Cancel the jobs of owners that went silent. Call with the lock held."""
-        if self.orphan_after_s is None or not self._heartbeats:
-            return
-        now = time.monotonic()
-        silent = [owner for owner in self._heartbeats if self._orphaned(owner, now)]
-        for owner in silent:
-            del self._heartbeats[owner]
-            for job in list(self._jobs.values()):
-                if job.owner == owner and job.active:
-                    self._stop(job, "its owner stopped watching (page closed)")
-
-    def _stop(self, job: _Job, reason: str | None, *, status: str = "stopped") -> None:
-        """Cancel a job; it ends as `status`, with `reason` as its error. Lock held."""
+        Returns True when the job was still waiting: it is finished here, and the caller
+        records that in the store once the lock is released (_record_dequeued).
+        """
         if job.stop_reason is None:
             job.stop_reason, job.stop_status = reason, status
-        job.cancel.set()
         if job.status == "queued" and job in self._queue:
             self._queue.remove(job)
             job.status, job.error = job.stop_status, job.stop_reason
             self._retire(job)
+            return True
+        if job.worker is not None:
+            job.worker.send(("cancel", job.run_id, job.stop_reason, job.stop_status))
+        return False
+
+    def _record_dequeued(self, jobs: Iterable[_Job]) -> None:
+        for job in jobs:
             try:
-                self.store.finish(job.run_id, job.status, error=reason)
+                self.store.finish(job.run_id, job.status, error=job.error)
             except Exception:
                 log.exception("could not record run %s as %s", job.run_id, job.status)
 
     def _retire(self, job: _Job) -> None:
-        """Mark a job done and forget the oldest finished ones. Call with the lock held."""
+        """Mark a job done, drop its snapshot, forget the oldest finished jobs. Lock held."""
+        job.snapshot_json = job.view_json = job._snapshot = None
         job.done.set()
         self._finished.append(job.run_id)
         while len(self._finished) > KEEP_FINISHED:
             self._jobs.pop(self._finished.popleft(), None)
         self._changed.notify_all()
 
-    def _work(self) -> None:
-        torch.set_num_threads(self.torch_threads)
-        _warm_up()
+    def _read_updates(self) -> None:
+        """The update thread: workers' reports in, dead workers replaced, absent owners out."""
+        started = [self._start_worker() for _ in range(self.workers)]  # seconds, the first time
+        with self._lock:
+            self._pool += started
+            self._dispatch()
+            closed = self._closed
+        if closed:  # shut down while the workers were starting
+            for worker in started:
+                worker.send(("close",))
+        next_check = 0.0
         while True:
             with self._lock:
-                self._drop_orphans()
-                while not self._queue and not self._closed:
-                    self._changed.wait()
-                if not self._queue:
+                pool = [worker for worker in self._pool if not worker.lost]
+                if self._closed and not any(w.process.is_alive() for w in pool):
                     return
-                job = self._queue.popleft()
-                job.status = "running"
-            self._run(job)
-
-    def _run(self, job: _Job) -> None:
-        """Train one job, writing every event to the store and to its progress."""
-        status = "failed"
-        next_orphan_check = time.monotonic() + ORPHAN_CHECK_S
-        try:
-            events = train(job.config, cancel=job.cancel, snapshot_every_s=job.snapshot_every_s)
-            for event in events:
-                if event.kind == "finished":
-                    status = self._record_finish(job, event.summary)
+            waitables: dict[Any, _WorkerProcess] = {}
+            for worker in pool:
+                waitables[worker.connection] = worker
+                waitables[worker.process.sentinel] = worker
+            for ready in wait(list(waitables), timeout=ORPHAN_CHECK_S):
+                worker = waitables[ready]
+                if worker.lost:
                     continue
-                self.store.add(job.run_id, event)
-                update = PROGRESS_UPDATES.get(event.kind)
-                if update is not None:
-                    update(job, event)
-                if time.monotonic() >= next_orphan_check:
-                    next_orphan_check = time.monotonic() + ORPHAN_CHECK_S
-                    if self._orphaned(job.owner, time.monotonic()):
-                        with self._lock:
-                            self._drop_orphans()
-        except Exception as error:
-            status, job.error = "failed", f"{type(error).__name__}: {error}"
-            log.exception("run %s failed", job.run_id)
+                if not self._receive(worker) or ready == worker.process.sentinel:
+                    self._receive(worker)  # whatever it sent before it died
+                    self._lose(worker)
+            if time.monotonic() >= next_check:
+                next_check = time.monotonic() + ORPHAN_CHECK_S
+                self._drop_orphans()
+
+    def _receive(self, worker: _WorkerProcess) -> bool:
+        """Read every waiting message of a worker; False once its connection is broken."""
+        try:
+            while worker.connection.poll():
+                kind, payload = worker.connection.recv()
+                if kind == "update":
+                    self._apply(worker, payload)
+                elif kind == "ready":
+                    worker.pid = payload
+                    self._start_failures = 0
+        except (EOFError, OSError):
+            return False
+        except Exception:
+            log.exception("a worker sent a message that could not be read")
+        return True
+
+    def _apply(self, worker: _WorkerProcess, update: worker_module.Update) -> None:
+        job = worker.jobs.get(update.run_id)
+        if job is None:
+            return
+        job.apply(update)
+        finished = update.finished
+        if finished is not None:
+            with self._lock:
+                job.summary, job.error = finished["summary"], finished["error"]
+                job.status = finished["status"]
+                worker.jobs.pop(job.run_id, None)
+                self._retire(job)
+                self._dispatch()
+
+    def _lose(self, worker: _WorkerProcess) -> None:
+        """A worker died: fail its runs (saying so), start another, carry on."""
+        worker.process.join(5)
+        code = worker.process.exitcode
+        how = f"killed by signal {-code}" if code is not None and code < 0 else f"exit {code}"
+        message = (
+            f"the training worker process stopped unexpectedly ({how}; out of memory?). "
+            "Other runs were not affected; press Train to run it again."
+        )
+        if worker.pid is None:
+            self._start_failures += 1
+            if self._start_failures >= MAX_START_FAILURES:
+                message = f"the training workers cannot start ({how}); the server log says why"
+        with self._lock:
+            worker.lost = True
+            orphaned = list(worker.jobs.values())
+            worker.jobs.clear()
+            self._pool.remove(worker)
+            if not self._closed and self._start_failures < MAX_START_FAILURES:
+                self._pool.append(self._start_worker())
+            if not self._pool and self._start_failures >= MAX_START_FAILURES:
+                orphaned += self._queue
+                self._queue.clear()
+            for job in orphaned:
+                job.status, job.error = "failed", message
+                self._retire(job)
+            self._dispatch()
+        if orphaned:
+            failed = [job.run_id for job in orphaned]
+            log.error("worker %s died (%s); failed runs %s", worker.pid, how, failed)
+        for job in orphaned:
             try:
-                self.store.fail(job.run_id, job.error)
+                self.store.fail(job.run_id, message)
             except Exception:
                 log.exception("could not record run %s as failed", job.run_id)
+
+    def _drop_orphans(self) -> None:
+        """Cancel the jobs of owners that have been absent for orphan_after_s."""
         with self._lock:
-            job.status = status
-            self._retire(job)
-
-    def _record_finish(self, job: _Job, summary: dict[str, Any]) -> str:
-        """Store the run's end; a run stopped by the pool says why. Returns its status."""
-        if job.stop_reason is not None:
-            job.error = job.stop_reason
-            if summary["status"] == "stopped":
-                summary = {**summary, "status": job.stop_status}
-        job.summary = summary
-        self.store.finish(job.run_id, summary["status"], summary, error=job.error)
-        return summary["status"]
-
-
-_warm_up_lock = threading.Lock()
-
-
-def _warm_up() -> None:
-    """Make torch import what the first optimizer needs (seconds, once per process).
-
-    Done by an idle worker when the pool starts, so the first run someone submits shows
-    its first step at once instead of after torch's lazy imports.
-    """
-    with _warm_up_lock:
-        torch.optim.Adam([torch.zeros(1, requires_grad=True)])
+            owners = {job.owner for job in self._jobs.values() if job.active}
+        if self.presence is not None:
+            for owner in owners:
+                try:
+                    present = self.presence(owner)
+                except Exception:
+                    present = None
+                if present:
+                    with self._lock:
+                        self._heartbeats[owner] = self.clock()
+        now = self.clock()
+        dequeued: list[_Job] = []
+        with self._lock:
+            silent = [
+                owner
+                for owner, last in self._heartbeats.items()
+                if now - last > self.orphan_after_s
+            ]
+            for owner in silent:
+                del self._heartbeats[owner]
+                self._gone.add(owner)
+                for job in list(self._jobs.values()):
+                    if job.owner == owner and job.active:
+                        reason = "its owner stopped watching (page closed)"
+                        if self._stop(job, reason):
+                            dequeued.append(job)
+            if dequeued:
+                self._dispatch()
+        self._record_dequeued(dequeued)
 
 
 _manager: JobManager | None = None

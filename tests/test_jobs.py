@@ -95,7 +95,7 @@ def test_fifty_jobs_from_ten_threads_all_land_in_the_store(make_manager, store, 
 
 
 def test_cancel_a_waiting_and_a_running_job(make_manager, store):
-    manager = make_manager(workers=1)
+    manager = make_manager(workers=1, max_running=1)
     first = manager.submit(ENDLESS, owner="ana")
     second = manager.submit(tiny(), owner="ana")
     until(lambda: running(manager, first), what="the first job to run")
@@ -119,7 +119,7 @@ def test_cancel_a_waiting_and_a_running_job(make_manager, store):
 
 
 def test_an_owner_cannot_fill_the_queue(make_manager):
-    manager = make_manager(workers=1, max_queued_per_owner=2)
+    manager = make_manager(workers=1, max_queued_per_owner=2, max_running=1)
     blocker = manager.submit(ENDLESS, owner="instructor")
     until(lambda: running(manager, blocker), what="the blocker to run")
     waiting = [manager.submit(tiny(seed=i), owner="ana") for i in range(2)]
@@ -134,7 +134,7 @@ def test_an_owner_cannot_fill_the_queue(make_manager):
 
 
 def test_jobs_of_an_owner_that_stopped_polling_are_cancelled(make_manager, store):
-    manager = make_manager(workers=1, orphan_after_s=1.0)
+    manager = make_manager(workers=1, orphan_after_s=1.0, max_running=1)
     manager.heartbeat("closed-tab")
     manager.heartbeat("open-tab")
     abandoned = manager.submit(ENDLESS, owner="closed-tab")
@@ -200,7 +200,7 @@ def test_a_job_that_raises_is_failed_with_its_message(make_manager, store, tmp_p
 
 
 def test_shutdown_interrupts_jobs_and_refuses_new_ones(make_manager, store):
-    manager = make_manager(workers=1)
+    manager = make_manager(workers=1, max_running=1)
     active = manager.submit(ENDLESS, owner="ana")
     waiting = manager.submit(tiny(), owner="ana")
     until(lambda: running(manager, active), what="the job to run")
@@ -217,18 +217,19 @@ def test_submit_takes_a_run_config(make_manager):
         make_manager().submit({"task": "hello"}, owner="ana")
 
 
-def test_workers_come_from_rnnlab_workers_and_share_the_cores(make_manager, monkeypatch):
+def test_workers_come_from_rnnlab_workers_one_process_each(make_manager, monkeypatch):
     monkeypatch.setenv("RNNLAB_WORKERS", "3")
     assert default_workers() == 3
     manager = make_manager(workers=None)
-    assert manager.workers == 3
-    assert torch.get_num_threads() == manager.torch_threads == max(1, os.cpu_count() // 3)
+    assert manager.workers == 3 and manager.torch_threads == 1
+    pids = until(lambda: len(manager.worker_pids()) == 3 and manager.worker_pids())
+    assert os.getpid() not in pids and len(set(pids)) == 3
     for bad in ("0", "two"):
         monkeypatch.setenv("RNNLAB_WORKERS", bad)
         with pytest.raises(ValueError, match="RNNLAB_WORKERS"):
             default_workers()
     monkeypatch.delenv("RNNLAB_WORKERS")
-    assert default_workers() == min(2, os.cpu_count())
+    assert default_workers() == os.cpu_count()
 
 
 def test_get_manager_is_one_per_process(store, monkeypatch):

@@ -1,0 +1,300 @@
+"""A training worker process: it trains many runs at once, each for a short slice in turn.
+
+The job manager (rnnlab.jobs) starts a few of these and hands each run to one of them.
+A run is a train() generator; the worker advances each of its active runs for SLICE_S
+in turn (round robin), so thirty runs on two cores all start at once and share the CPU
+evenly instead of twenty-eight waiting behind two. It records every event in the run
+store itself and sends the server one compact Update per slice: the new steps and
+evaluations, and at most every SNAPSHOT_SEND_S the latest snapshot, pre-encoded, so
+the server copies bytes instead of decoding nested lists it may never show.
+
+Commands, server to worker:   ("start", run_id, config_dict, snapshot_every_s)
+                              ("cancel", run_id, reason or None, status)
+                              ("close",)
+Replies, worker to server:    ("ready", pid)
+                              ("update", Update)
+
+A worker exits when told to close or when its connection to the server breaks (the
+server died), so workers never outlive the server that started them.
+"""
+
+from __future__ import annotations
+
+import base64
+import collections
+import json
+import math
+import os
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from typing import Any
+
+import torch
+
+from .config import RunConfig
+from .store import FINISHED_STATUSES, RunStore
+from .train import Event, train
+
+# How long one run trains before the next one's turn.
+SLICE_S = 0.05
+# A live run's snapshot goes to the server at most this often (the store has its own pace).
+SNAPSHOT_SEND_S = 1.0
+# The gate pictures a page streams keep at most this many units and time steps.
+VIEW_UNITS = 32
+VIEW_STEPS = 100
+# Gates squashed into 0..1 by a sigmoid; everything else is drawn around 0.
+BOUNDED = ("i", "f", "o", "r", "z")
+
+
+@dataclass
+class Update:
+    """What one slice of one run produced, as the server needs it (plain values only)."""
+
+    run_id: str
+    started: dict[str, Any] | None = None  # the Started event, without its config
+    steps: list[tuple[int, float, float, float]] = field(default_factory=list)
+    evaluations: list[tuple[int, float, float, bool, float]] = field(default_factory=list)
+    snapshot_step: int | None = None
+    snapshot_json: bytes | None = None  # the whole Snapshot event, as JSON
+    view_json: bytes | None = None  # what a page's gate pictures show, quantised
+    finished: dict[str, Any] | None = None  # {"status", "summary", "error"}
+
+
+def view_of_snapshot(snapshot: dict[str, Any]) -> dict[str, Any]:
+    """The gate pictures' share of a snapshot: every layer's gates, one byte per cell.
+
+    Values are quantised to 0..255 over [lo, hi] (0..1 for sigmoid gates, ±max|v|
+    otherwise) and kept for at most VIEW_STEPS steps and VIEW_UNITS units, so an adding
+    T=100 LSTM snapshot of 275 KB becomes about 20 KB per layer.
+    """
+    kept = snapshot["kept"]
+    steps, units = list(kept.get("steps") or []), list(kept.get("units") or [])
+    step_index = _spread(len(steps), VIEW_STEPS)
+    unit_index = _spread(len(units), VIEW_UNITS)
+    layers = []
+    for layer in snapshot["layers"]:
+        gates = {}
+        for name, rows in layer.items():
+            values = torch.tensor(
+                [[_number(rows[t][u]) for u in unit_index] for t in step_index],
+                dtype=torch.float32,
+            )  # (steps, units)
+            finite = values[torch.isfinite(values)]
+            if name in BOUNDED:
+                lo, hi = 0.0, 1.0
+            else:
+                reach = float(finite.abs().max()) if finite.numel() else 1.0
+                lo, hi = -(reach or 1.0), reach or 1.0
+            scaled = ((values.nan_to_num(lo) - lo) / (hi - lo)).clamp(0, 1) * 255
+            quantised = scaled.round().to(torch.uint8).T.contiguous()  # (units, steps)
+            gates[name] = {
+                "lo": lo,
+                "hi": hi,
+                "bytes": base64.b64encode(quantised.numpy().tobytes()).decode("ascii"),
+            }
+        layers.append(gates)
+    return {
+        "step": snapshot["step"],
+        "steps": [steps[i] for i in step_index],
+        "units": [units[i] for i in unit_index],
+        "hidden_size": kept.get("hidden_size"),
+        "layers": layers,
+        "predictions": snapshot.get("predictions", {}),
+        "gate_means": snapshot.get("gate_means"),
+    }
+
+
+def _spread(count: int, limit: int) -> list[int]:
+    """At most `limit` evenly spread indices into range(count), first and last included."""
+    if count <= limit:
+        return list(range(count))
+    return sorted({round(i * (count - 1) / (limit - 1)) for i in range(limit)})
+
+
+def _number(value: Any) -> float:
+    return math.nan if value is None else float(value)
+
+
+class _ActiveRun:
+    """One run this worker is training: its event stream and how it should end if cut short."""
+
+    def __init__(self, run_id: str, config: RunConfig, snapshot_every_s: float | None):
+        self.run_id = run_id
+        self.cancel = threading.Event()
+        self.stop_reason: str | None = None
+        self.stop_status = "stopped"
+        self.events: Iterator[Event] = train(
+            config, cancel=self.cancel, snapshot_every_s=snapshot_every_s
+        )
+        self.stepped = False
+        self.snapshot_sent_at = -math.inf
+
+
+class Worker:
+    """The loop of one worker process; see the module docstring."""
+
+    def __init__(self, connection: Connection, store: RunStore):
+        self.connection = connection
+        self.store = store
+        self.runs: dict[str, _ActiveRun] = {}
+        self.turns: collections.deque[str] = collections.deque()
+        self.open = True  # False once told to close: finish the runs held, then exit
+        self.connected = True
+
+    def serve(self) -> None:
+        self.send_message(("ready", os.getpid()))
+        while self.open or self.runs:
+            if self.connected:
+                self.read_commands(wait=None if not self.runs else 0)
+            if self.turns:
+                self.turn()
+        self.store.close()
+
+    def read_commands(self, wait: float | None) -> None:
+        """Handle every waiting command; with nothing to train, block until one comes."""
+        try:
+            while self.connection.poll(wait):
+                self.handle(self.connection.recv())
+                wait = 0
+        except (EOFError, OSError):  # the server is gone: stop what runs, then exit
+            self.connected = self.open = False
+            for run in self.runs.values():
+                if run.stop_reason is None:
+                    run.stop_reason, run.stop_status = "the server shut down", "interrupted"
+                run.cancel.set()
+
+    def handle(self, command: tuple) -> None:
+        kind = command[0]
+        if kind == "start":
+            _, run_id, config, snapshot_every_s = command
+            try:
+                run = _ActiveRun(run_id, RunConfig(**config), snapshot_every_s)
+            except Exception as error:
+                self.fail(run_id, error)
+                return
+            self.runs[run_id] = run
+            self.turns.append(run_id)
+        elif kind == "cancel":
+            _, run_id, reason, status = command
+            run = self.runs.get(run_id)
+            if run is not None:
+                if run.stop_reason is None:
+                    run.stop_reason, run.stop_status = reason, status
+                run.cancel.set()
+        elif kind == "close":
+            self.open = False
+            if not self.runs:
+                self.connected = False
+
+    def turn(self) -> None:
+        """Train the next run for one slice (or until its first step) and report it."""
+        run = self.runs[self.turns[0]]
+        self.turns.rotate(-1)
+        update = Update(run.run_id)
+        deadline = time.perf_counter() + SLICE_S
+        try:
+            for event in run.events:
+                if self.record(run, event, update) or time.perf_counter() >= deadline:
+                    break
+        except Exception as error:
+            self.send(update)
+            self.fail(run.run_id, error)
+            return
+        self.send(update)
+
+    def record(self, run: _ActiveRun, event: Event, update: Update) -> bool:
+        """Store one event and add it to the update; True when the slice should end."""
+        kind = event.kind
+        if kind == "finished":
+            update.finished = self.finish(run, event.summary)
+            return True
+        self.store.add(run.run_id, event)
+        if kind == "step":
+            update.steps.append((event.step, event.loss, event.grad_norm, event.elapsed_s))
+            if not run.stepped:
+                run.stepped = True
+                return True  # the page's first point should not wait for a whole slice
+        elif kind == "eval":
+            update.evaluations.append(
+                (event.step, event.loss, event.metric, bool(event.solved), event.elapsed_s)
+            )
+        elif kind == "started":
+            update.started = {k: v for k, v in event.to_dict().items() if k != "config"}
+        elif kind == "snapshot":
+            now = time.monotonic()
+            if now - run.snapshot_sent_at >= SNAPSHOT_SEND_S or run.cancel.is_set():
+                self.attach_snapshot(run, event.to_dict(), update)
+        return False
+
+    def attach_snapshot(self, run: _ActiveRun, snapshot: dict, update: Update) -> None:
+        run.snapshot_sent_at = time.monotonic()
+        update.snapshot_step = snapshot["step"]
+        update.snapshot_json = json.dumps(snapshot).encode()
+        update.view_json = json.dumps(view_of_snapshot(snapshot)).encode()
+
+    def finish(self, run: _ActiveRun, summary: dict[str, Any]) -> dict[str, Any]:
+        """Record the run's end; a run stopped by the server says why."""
+        error = None
+        if run.stop_reason is not None:
+            error = run.stop_reason
+            if summary["status"] == "stopped":
+                summary = {**summary, "status": run.stop_status}
+        status = summary["status"] if summary["status"] in FINISHED_STATUSES else "completed"
+        self.store.finish(run.run_id, status, summary, error=error)
+        self.forget(run.run_id)
+        return {"status": status, "summary": summary, "error": error}
+
+    def fail(self, run_id: str, error: Exception) -> None:
+        message = f"{type(error).__name__}: {error}"
+        try:
+            self.store.fail(run_id, message)
+        except Exception as store_error:
+            message += f" (and it could not be recorded: {store_error})"
+        self.forget(run_id)
+        update = Update(run_id, finished={"status": "failed", "summary": None, "error": message})
+        self.send(update)
+
+    def forget(self, run_id: str) -> None:
+        if self.runs.pop(run_id, None) is not None:
+            self.turns.remove(run_id)
+
+    def send(self, update: Update) -> None:
+        self.send_message(("update", update))
+
+    def send_message(self, message: tuple) -> None:
+        if not self.connected:
+            return
+        try:
+            self.connection.send(message)
+        except (BrokenPipeError, EOFError, OSError):
+            self.connected = self.open = False
+            for run in self.runs.values():
+                run.cancel.set()
+
+
+def warm_up() -> None:
+    """Run each fused cell once, forward and backward, so a user's first step is not slow."""
+    for module in (torch.nn.RNN(2, 2), torch.nn.LSTM(2, 2), torch.nn.GRU(2, 2)):
+        optimizer = torch.optim.Adam(module.parameters())
+        output, _ = module(torch.zeros(1, 3, 2))
+        output.sum().backward()
+        optimizer.step()
+
+
+def main(connection: Connection, store_path: str, torch_threads: int = 1) -> None:
+    """A worker process's entry point (see rnnlab.jobs)."""
+    torch.set_num_threads(torch_threads)
+    warm_up()
+    Worker(connection, RunStore(store_path)).serve()
+
+
+def preload() -> None:
+    """Import what the first optimizer pulls in lazily (seconds), without computing.
+
+    The job manager's fork server imports this module once; each worker forked from it
+    starts with these modules loaded, in tens of milliseconds instead of seconds.
+    """
+    torch.optim.Adam([torch.zeros(1, requires_grad=True)])
