@@ -1,20 +1,7 @@
-"""rnnlab dashboard: `streamlit run app.py`."""
+"""rnnlab dashboard: `streamlit run app.py` serves dashboard.py and the live routes."""
 
 import streamlit as st
 
-st.set_page_config(
-    page_title="rnnlab — recurrent networks, live", page_icon=":material/cycle:", layout="wide"
-)
+from ui.routes import ROUTES
 
-pages = [
-    st.Page("pages/train.py", title="Train", icon=":material/model_training:", default=True),
-    st.Page(
-        "pages/inside.py", title="Inside the cell", icon=":material/biotech:", url_path="inside"
-    ),
-    st.Page(
-        "pages/compare.py", title="Compare", icon=":material/compare_arrows:", url_path="compare"
-    ),
-    st.Page("pages/race.py", title="Race", icon=":material/sports_score:", url_path="race"),
-    st.Page("pages/learn.py", title="Learn", icon=":material/school:", url_path="learn"),
-]
-st.navigation(pages).run()
+app = st.App("dashboard.py", routes=ROUTES)

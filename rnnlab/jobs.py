@@ -458,11 +458,15 @@ class JobManager:
             "evaluations": [list(e) for e in job.evaluations if e[0] > since],
         }
 
-    def gates_view(self, run_id: str) -> tuple[int, bytes] | None:
-        """The latest snapshot's gate pictures, as JSON bytes, and its step; None if none."""
+    def gates_view(self, run_id: str) -> tuple[int, bytes | None] | None:
+        """The latest snapshot's gate pictures (rnnlab.worker.view_of_snapshot) as JSON
+        bytes, and its step: (-1, None) before the first snapshot; None if the run is not
+        live in this process (unknown, or finished: the store has its last snapshot)."""
         job = self._jobs.get(run_id)
-        if job is None or job.view_json is None:
+        if job is None or not job.active:
             return None
+        if job.view_json is None:
+            return -1, None
         return job.snapshot_step or 0, job.view_json
 
     def queue(self) -> list[Progress]:

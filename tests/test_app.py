@@ -32,7 +32,7 @@ import streamlit as st  # noqa: E402
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-APP = ROOT / "app.py"
+APP = ROOT / "dashboard.py"
 SCRIPT_TIMEOUT_S = 60
 RUN_TIMEOUT_S = 240
 
@@ -135,6 +135,18 @@ def trace(spec: dict[str, Any], name: str) -> dict[str, Any]:
     named = [t for t in spec["data"] if t.get("name") == name]
     assert named, f"no trace {name!r}; traces: {[t.get('name') for t in spec['data']]}"
     return named[0]
+
+
+def live_view(at: AppTest, view: str) -> dict[str, Any]:
+    """The data of the last live view of this kind ("loss" or "gates") on the page."""
+    mounted = [
+        json.loads(element.proto.json)
+        for element in at.get("bidi_component")
+        if element.proto.component_name == "rnnlab_live"
+    ]
+    found = [data for data in mounted if data["view"] == view]
+    assert found, f"no live {view} view; views: {[data['view'] for data in mounted]}"
+    return found[-1]
 
 
 def metric(at: AppTest, label: str) -> str:
@@ -332,12 +344,17 @@ def test_a_tiny_training_run_finishes_and_shows_its_curve(home):
     run_id = train_once(at, cell="rnn", **TINY)
 
     assert any("Finished 30 steps" in text for text in texts(at.success)), texts(at.success)
-    spec = figure(at, "train_loss")
-    losses = values(trace(spec, "train loss")["y"])
+    chart = live_view(at, "loss")
+    assert chart["run_id"] == run_id and chart["active"] is False
+    assert chart["points"]["step"] == list(range(1, 31))
+    losses = chart["points"]["loss"]
     assert len(losses) == 30 and all(math.isfinite(v) and v > 0 for v in losses)
-    assert "30 steps recorded" in texts(at.caption)
-    assert math.isfinite(float(metric(at, "Train loss")))
-    assert math.isfinite(float(metric(at, "Held-out loss")))
+    assert chart["evaluations"][-1][0] == 30 and chart["baseline"] == pytest.approx(
+        math.log(4)
+    )  # 4 letters: h, e, l, o
+    assert chart["progress"]["status"] == "completed"
+    assert chart["progress"]["loss"] == pytest.approx(losses[-1])
+    assert math.isfinite(chart["progress"]["held_out_loss"])
     assert figure(at, "train_gates_0")["data"], "no gate heatmaps"
     table = at.dataframe[-1].value
     assert {"input", "target", "top guesses"} <= set(table.columns)

@@ -1,6 +1,15 @@
-"""Live views of a run: a fragment polls the pool while the run is active, then stops."""
+"""Live views of a run.
+
+While a run trains, its loss chart and gate pictures are small JavaScript views
+(live.js) that poll the server's JSON routes (ui/routes.py) and extend their charts in
+place: watching costs the server no rerun per tick. Where those routes cannot be
+reached, the views say so and the page falls back to fragments that poll the pool.
+"""
 
 from __future__ import annotations
+
+import math
+from pathlib import Path
 
 import streamlit as st
 
@@ -11,11 +20,129 @@ from . import charts
 from .state import manager, owner
 from .widgets import task_for
 
-POLL_S = 0.4
+POLL_S = 0.4  # the fallback fragments' pace
 INSIDE_POLL_S = 1.0
+LIVE_POLL_MS = 200  # the live chart's pace
+GATES_POLL_MS = 1000
+MOUNT_POINTS = 1500  # at most this many points go into a chart when it is mounted
 MAX_PROFILES = 64  # gradient profiles kept per run
 MAX_PROFILED_RUNS = 200
 GATES = {"lstm": ["i", "f", "g", "o", "c", "h"], "gru": ["r", "z", "n", "h"], "rnn": ["pre", "h"]}
+
+
+_LIVE_VIEW = st.components.v2.component(
+    "rnnlab_live",
+    js=(Path(__file__).with_name("live.js")).read_text(encoding="utf-8"),
+    css=(Path(__file__).with_name("live.css")).read_text(encoding="utf-8"),
+    isolate_styles=False,  # in the page's DOM: Plotly's styles apply, tests can follow it
+)
+
+
+def _route(path: str) -> str:
+    base = (st.get_option("server.baseUrlPath") or "").strip("/")
+    return f"/{base}/{path}" if base else f"/{path}"
+
+
+def _thinned(steps: list, losses: list, limit: int = MOUNT_POINTS) -> tuple[list, list]:
+    if len(steps) <= limit:
+        return steps, losses
+    stride = math.ceil(len(steps) / limit)
+    keep = [*range(0, len(steps), stride), len(steps) - 1]
+    keep = sorted(set(keep))
+    return [steps[i] for i in keep], [losses[i] for i in keep]
+
+
+def _finite(value):
+    return value if isinstance(value, (int, float)) and math.isfinite(value) else None
+
+
+def _curve(progress: Progress) -> tuple[dict, list, int | None, dict]:
+    """The run's points, evaluations, solved step and progress fields, for mounting."""
+    live = manager().live(progress.run_id, since=0)
+    if live is not None:
+        steps, losses = _thinned(live["points"]["step"], live["points"]["loss"])
+        return {"step": steps, "loss": losses}, live["evaluations"], live["solved_at"], live
+    store = manager().store
+    history = store.history(progress.run_id)
+    evaluations = store.evaluations(progress.run_id)
+    steps, losses = _thinned(
+        history["step"].tolist(), [_finite(v) for v in history["loss"].tolist()]
+    )
+    solved = evaluations.loc[evaluations["solved"], "step"]
+    summary = progress.summary or {}
+    fields = {
+        "status": progress.status,
+        "step": progress.step,
+        "steps": progress.steps,
+        "loss": summary.get("final_train_loss", progress.loss),
+        "held_out_loss": progress.held_out_loss,
+        "metric": progress.metric,
+        "metric_name": progress.metric_name,
+        "solved": progress.solved,
+        "steps_per_s": summary.get("steps_per_s"),
+        "eta_s": None,
+        "queue_position": progress.queue_position,
+    }
+    rows = [
+        [int(row.step), _finite(row.loss), _finite(row.metric), bool(row.solved)]
+        for row in evaluations.itertuples()
+    ]
+    return (
+        {"step": steps, "loss": losses},
+        rows,
+        int(solved.iloc[0]) if len(solved) else None,
+        fields,
+    )
+
+
+def live_loss_chart(progress: Progress, *, key: str) -> bool:
+    """The live loss chart, status and metrics of a run; False if the page must poll instead."""
+    baseline, metric_baseline, label = _task_info(progress.config)
+    points, evaluations, solved_at, fields = _curve(progress)
+    result = _LIVE_VIEW(
+        key=f"{key}_live_{progress.run_id}",
+        data={
+            "view": "loss",
+            "run_id": progress.run_id,
+            "points_url": _route(f"api/runs/{progress.run_id}"),
+            "plotly_url": _route("api/plotly.js"),
+            "active": progress.active,
+            "steps": progress.steps,
+            "baseline": baseline,
+            "baseline_label": label,
+            "metric_baseline": metric_baseline,
+            "points": points,
+            "evaluations": evaluations,
+            "solved_at": solved_at,
+            "progress": fields,
+            "poll_ms": LIVE_POLL_MS,
+        },
+        on_ended_change=lambda: None,
+        on_fallback_change=lambda: None,
+    )
+    return not getattr(result, "fallback", None)
+
+
+def live_gates(progress: Progress, *, key: str, layer: int = 0) -> bool:
+    """Gate heatmaps and predictions that refresh from the route; False to poll instead."""
+    cell = progress.config["cell"]
+    result = _LIVE_VIEW(
+        key=f"{key}_gates_live_{progress.run_id}",
+        data={
+            "view": "gates",
+            "run_id": progress.run_id,
+            "gates_url": _route(f"api/runs/{progress.run_id}/gates"),
+            "plotly_url": _route("api/plotly.js"),
+            "active": progress.active,
+            "layer": layer,
+            "names": GATES[cell],
+            "titles": {name: charts.GATE_TITLES.get(name, name) for name in GATES[cell]},
+            "view_data": None,
+            "poll_ms": GATES_POLL_MS,
+        },
+        on_fallback_change=lambda: None,
+    )
+    return not getattr(result, "fallback", None)
 
 
 def _eta(seconds: float | None) -> str:
@@ -194,14 +321,37 @@ def stop_button(progress: Progress, *, key: str) -> None:
 def run_panel(run_id: str, *, key: str, show_inside: bool = True) -> Progress | None:
     """Status, metrics, loss curve and (optionally) gates of one run, live while it trains.
 
-    Two fragments: the curve and numbers refresh every POLL_S, the heavier gate pictures
-    every INSIDE_POLL_S; both stop polling once the run has ended.
+    The live views poll the server's routes by themselves and rerun the page once, when
+    the run ends. If they report that the routes cannot be reached, this page polls
+    instead: two fragments, the curve every POLL_S and the gates every INSIDE_POLL_S.
     """
     first = manager().progress(run_id)
     if first is None:
         st.info("That run is no longer stored.")
         return None
-    active = first.active
+    fallback = f"{key}_poll_{run_id}"
+    if not st.session_state.get(fallback):
+        if first.active:
+            stop_button(first, key=key)
+        else:
+            status_banner(first)
+        live = live_loss_chart(first, key=key)
+        if live and show_inside:
+            if first.active:
+                live = live_gates(first, key=key)
+            else:
+                gates_and_predictions(first, key=key)
+        if live:
+            return first
+        st.session_state[fallback] = True
+        st.rerun()
+    return _polled_panel(first, key=key, show_inside=show_inside)
+
+
+def _polled_panel(first: Progress, *, key: str, show_inside: bool) -> Progress:
+    """The same panel for pages that cannot reach the live routes: fragments that poll."""
+    run_id, active = first.run_id, first.active
+    st.caption("Live updates by polling the page (the server's live routes are not reachable).")
 
     @st.fragment(run_every=POLL_S if active else None)
     def curve() -> None:
@@ -209,7 +359,6 @@ def run_panel(run_id: str, *, key: str, show_inside: bool = True) -> Progress | 
         if progress is None:
             st.info("That run was deleted.")
             return
-        manager().heartbeat(owner())
         baseline, metric_baseline, _ = _task_info(progress.config)
         status_banner(progress)
         stop_button(progress, key=key)

@@ -8,6 +8,8 @@ import uuid
 from typing import Any
 
 import streamlit as st
+from streamlit.runtime import Runtime
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from rnnlab.config import ConfigError, RunConfig, field_spec
 from rnnlab.jobs import get_manager
@@ -20,16 +22,45 @@ URL_FIELDS = [
 
 
 def owner() -> str:
-    """This browser tab's id: runs it starts belong to it."""
+    """This browser session's id: runs it starts belong to it, whichever page it is on."""
     if "owner" not in st.session_state:
         st.session_state.owner = uuid.uuid4().hex[:12]
-    return st.session_state.owner
+    name = st.session_state.owner
+    context = get_script_run_ctx()
+    if context is not None:
+        _sessions()[name] = context.session_id
+    return name
+
+
+_session_ids: dict[str, str] = {}  # owner -> Streamlit session id, for every live session
+
+
+def _sessions() -> dict[str, str]:
+    return _session_ids
+
+
+def session_present(name: str) -> bool | None:
+    """Whether the owner's browser session is still connected; None if this cannot tell."""
+    session_id = _sessions().get(name)
+    if session_id is None or not Runtime.exists():
+        return None
+    present = Runtime.instance().is_active_session(session_id)
+    if not present:
+        _sessions().pop(name, None)
+    return present
 
 
 @st.cache_resource(show_spinner=False)
 def manager():
-    """The process-wide training pool, shared by every session on this server."""
-    return get_manager()
+    """The process-wide training pool, shared by every session on this server.
+
+    A run belongs to its browser session: it keeps training while the session is
+    connected on any page, and stops once the session has been gone for
+    RNNLAB_ORPHAN_AFTER_S seconds (a closed tab).
+    """
+    pool = get_manager()
+    pool.presence = session_present
+    return pool
 
 
 def widget_key(name: str, prefix: str) -> str:

@@ -38,14 +38,13 @@ APP_IDLE_JS = """() => {
         && app.dataset.testConnectionState === 'CONNECTED';
 }"""
 
-# The last training step drawn on a run's loss chart (0: no point yet, -1: no chart). Not
-# the number of points: the chart thins long curves. While a fragment reruns, the old and
-# new chart can both be in the page: take the furthest.
-LAST_LOSS_STEP_JS = """(key) => {
+# The last training step drawn on the page's live loss chart (0: no point yet, -1: no
+# chart), as the chart itself says in data-rnnlab-last-step. Not the number of points:
+# the chart thins long curves.
+LAST_LOSS_STEP_JS = """() => {
     let last = -1;
-    for (const plot of document.querySelectorAll(`.st-key-${key} .js-plotly-plot`)) {
-        const line = (plot._fullData || []).find((t) => t.name === 'train loss');
-        if (line && line.x) last = Math.max(last, line.x.length ? line.x[line.x.length - 1] : 0);
+    for (const chart of document.querySelectorAll('[data-rnnlab-last-step]')) {
+        last = Math.max(last, Number(chart.dataset.rnnlabLastStep));
     }
     return last;
 }"""
@@ -162,8 +161,8 @@ def open_app(page, server: Server, path: str = "", query: str = "", **wait) -> N
     wait_idle(page, **wait)
 
 
-def last_loss_step(page, key: str = "train_loss") -> int:
-    return page.evaluate(LAST_LOSS_STEP_JS, key)
+def last_loss_step(page) -> int:
+    return page.evaluate(LAST_LOSS_STEP_JS)
 
 
 def set_slider(page, label: str, value: int, *, minimum: int = 1) -> None:

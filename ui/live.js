@@ -1,0 +1,387 @@
+// rnnlab's live views: a loss chart and gate heatmaps that poll the server's JSON routes
+// (ui/routes.py) and extend their Plotly charts in place, so watching a run costs the
+// server no Streamlit rerun per tick. Mounted by ui/live.py; `data` is set there.
+//
+// data.view == "loss":  {run_id, points_url, plotly_url, active, steps, baseline,
+//                        baseline_label, metric_baseline, points:{step,loss}, evaluations,
+//                        solved_at, poll_ms}
+// data.view == "gates": {run_id, gates_url, plotly_url, active, layer, names, titles,
+//                        view (the latest compact snapshot or null), poll_ms}
+//
+// The chart element carries data-rnnlab-last-step (the last training step it has drawn)
+// in the page's own DOM. If the routes cannot be reached (a proxy that forwards only
+// Streamlit's paths), the view sets its "fallback" state and the page polls instead.
+
+const MAX_POINTS = 3000;
+const BOUNDED = new Set(["i", "f", "o", "r", "z"]);
+const COLOURS = ["#4C78A8", "#F58518", "#54A24B", "#E45756"];
+const FAILURES_BEFORE_FALLBACK = 3;
+
+function loadPlotly(url) {
+  if (window.Plotly) return Promise.resolve(window.Plotly);
+  if (!window.__rnnlabPlotly) {
+    window.__rnnlabPlotly = new Promise((resolve, reject) => {
+      const script = document.createElement("script");
+      script.src = url;
+      script.async = true;
+      script.onload = () => (window.Plotly ? resolve(window.Plotly) : reject(new Error("no Plotly")));
+      script.onerror = () => {
+        window.__rnnlabPlotly = null;
+        reject(new Error("cannot load " + url));
+      };
+      document.head.appendChild(script);
+    });
+  }
+  return window.__rnnlabPlotly;
+}
+
+function number(value, digits = 4) {
+  return value === null || value === undefined ? "—" : Number(value).toPrecision(digits).replace(/\.?0+(e|$)/, "$1");
+}
+
+function eta(seconds) {
+  if (seconds === null || seconds === undefined) return "…";
+  return seconds < 120 ? `${Math.round(seconds)} s` : `${(seconds / 60).toFixed(1)} min`;
+}
+
+function element(tag, className, parent) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (parent) parent.appendChild(node);
+  return node;
+}
+
+// ---------------------------------------------------------------- loss chart
+
+class LossView {
+  constructor(root, data, component) {
+    this.root = root;
+    this.data = data;
+    this.component = component;
+    this.steps = [...data.points.step];
+    this.losses = [...data.points.loss];
+    this.evaluations = [...data.evaluations];
+    this.lastStep = this.steps.length ? this.steps[this.steps.length - 1] : 0;
+    this.failures = 0;
+    this.stopped = false;
+    root.innerHTML = "";
+    this.status = element("div", "rnnlab-status", root);
+    this.bar = element("div", "rnnlab-bar", this.status);
+    this.barFill = element("div", "rnnlab-bar-fill", this.bar);
+    this.statusText = element("div", "rnnlab-status-text", this.status);
+    this.metrics = element("div", "rnnlab-metrics", root);
+    this.chart = element("div", "rnnlab-chart", root);
+    this.chart.dataset.rnnlabRun = data.run_id;
+    this.chart.dataset.rnnlabLastStep = String(this.lastStep);
+    this.caption = element("div", "rnnlab-caption", root);
+    this.status.style.display = data.active ? "" : "none";
+    if (data.progress) this.showProgress(data.progress);
+  }
+
+  async start() {
+    try {
+      this.Plotly = await loadPlotly(this.data.plotly_url);
+    } catch (error) {
+      this.fallBack(String(error));
+      return;
+    }
+    this.draw();
+    if (this.data.active) this.poll();
+  }
+
+  traces() {
+    const evaluations = this.evaluations.filter((e) => e[1] !== null);
+    return [
+      { x: this.steps, y: this.losses, name: "train loss", mode: "lines",
+        line: { color: COLOURS[0], width: 1.5 } },
+      { x: evaluations.map((e) => e[0]), y: evaluations.map((e) => e[1]), name: "held-out loss",
+        mode: "lines+markers", line: { color: COLOURS[1], width: 2 }, marker: { size: 5 } },
+    ];
+  }
+
+  layout() {
+    const d = this.data;
+    const shapes = [], annotations = [];
+    if (d.baseline !== null && d.baseline !== undefined) {
+      shapes.push({ type: "line", xref: "paper", x0: 0, x1: 1, y0: d.baseline, y1: d.baseline,
+        line: { color: "#888", dash: "dash" } });
+      annotations.push({ xref: "paper", x: 1, y: this.logY ? Math.log10(d.baseline) : d.baseline,
+        text: `${d.baseline_label}: ${number(d.baseline, 3)}`, showarrow: false,
+        xanchor: "right", yanchor: "bottom" });
+    }
+    const solved = this.solvedAt ?? d.solved_at;
+    if (solved !== null && solved !== undefined) {
+      shapes.push({ type: "line", yref: "paper", y0: 0, y1: 1, x0: solved, x1: solved,
+        line: { color: COLOURS[2], width: 2 } });
+      annotations.push({ yref: "paper", y: 1, x: solved, text: `solved at step ${solved}`,
+        showarrow: false, xanchor: "left", yanchor: "top" });
+    }
+    return {
+      height: 340, margin: { l: 10, r: 10, t: 40, b: 10 },
+      legend: { orientation: "h", yanchor: "bottom", y: 1.02, x: 0 },
+      xaxis: { title: { text: "step" }, range: [0, d.steps], automargin: true },
+      yaxis: { title: { text: "loss" }, type: this.logY ? "log" : "linear", automargin: true },
+      shapes, annotations, uirevision: d.run_id,
+      paper_bgcolor: "rgba(0,0,0,0)", plot_bgcolor: "#F3F6FA",
+    };
+  }
+
+  draw() {
+    const positive = this.losses.filter((v) => v !== null);
+    this.logY = positive.length > 0 && positive.every((v) => v > 0);
+    this.thin();
+    this.Plotly.react(this.chart, this.traces(), this.layout(), { displaylogo: false, responsive: true });
+    this.chart.dataset.rnnlabLastStep = String(this.lastStep);
+    this.caption.textContent = this.steps.length ? `${this.lastStep.toLocaleString()} steps recorded` : "";
+  }
+
+  thin() {
+    // Keep the whole run in view with at most MAX_POINTS points: every other one, and the last.
+    while (this.steps.length > MAX_POINTS) {
+      const keep = (_, i, all) => i % 2 === 0 || i === all.length - 1;
+      this.steps = this.steps.filter(keep);
+      this.losses = this.losses.filter(keep);
+    }
+  }
+
+  async poll() {
+    if (this.stopped || this.paused || !this.root.isConnected) return;
+    const started = performance.now();
+    try {
+      const response = await fetch(`${this.data.points_url}?since=${this.lastStep}`, { cache: "no-store" });
+      if (!response.ok || !(response.headers.get("content-type") || "").includes("json")) {
+        throw new Error(`HTTP ${response.status}`);
+      }
+      this.failures = 0;
+      this.receive(await response.json());
+    } catch (error) {
+      this.failures += 1;
+      if (this.failures >= FAILURES_BEFORE_FALLBACK) {
+        this.fallBack(String(error));
+        return;
+      }
+    }
+    if (this.stopped || this.paused) return;
+    const wait = Math.max(50, this.data.poll_ms - (performance.now() - started));
+    this.timer = setTimeout(() => this.poll(), wait);
+  }
+
+  receive(live) {
+    const points = live.points;
+    if (points.step.length) {
+      const wasLog = this.logY;
+      for (let i = 0; i < points.step.length; i++) {
+        this.steps.push(points.step[i]);
+        this.losses.push(points.loss[i]);
+        if (points.loss[i] !== null && points.loss[i] <= 0) this.logY = false;
+      }
+      this.lastStep = points.step[points.step.length - 1];
+      if (this.steps.length > MAX_POINTS || wasLog !== this.logY || live.evaluations.length) {
+        this.evaluations.push(...live.evaluations);
+        if (live.solved_at !== null) this.solvedAt = live.solved_at;
+        this.draw();
+      } else {
+        this.Plotly.extendTraces(this.chart, { x: [points.step], y: [points.loss] }, [0]);
+        this.chart.dataset.rnnlabLastStep = String(this.lastStep);
+        this.caption.textContent = `${this.lastStep.toLocaleString()} steps recorded`;
+      }
+    } else if (live.evaluations.length) {
+      this.evaluations.push(...live.evaluations);
+      if (live.solved_at !== null) this.solvedAt = live.solved_at;
+      this.draw();
+    }
+    this.showProgress(live);
+    if (live.status !== "running" && live.status !== "queued") {
+      this.stopped = true;
+      this.component.setTriggerValue("ended", live.status);  // the page shows the result
+    }
+  }
+
+  showProgress(live) {
+    const d = this.data;
+    if (live.status === "queued") {
+      this.barFill.style.width = "0%";
+      this.statusText.textContent = `Waiting for a free training worker: position ${live.queue_position || 1} in the queue.`;
+    } else {
+      const fraction = Math.min(1, live.step / Math.max(1, live.steps));
+      this.barFill.style.width = `${(100 * fraction).toFixed(1)}%`;
+      const rate = live.steps_per_s ? `${Math.round(live.steps_per_s)} steps/s` : "starting";
+      this.statusText.textContent = `Step ${live.step.toLocaleString()} / ${live.steps.toLocaleString()} · ${rate} · ETA ${eta(live.eta_s)}`;
+    }
+    const share = live.held_out_loss !== null && d.baseline ? `${(100 * live.held_out_loss / d.baseline).toPrecision(2)}% of baseline` : "";
+    const metricName = live.metric_name || "metric";
+    const cells = [
+      ["Train loss", number(live.loss), ""],
+      ["Held-out loss", number(live.held_out_loss), share],
+      [metricName.charAt(0).toUpperCase() + metricName.slice(1), number(live.metric),
+        d.metric_baseline !== null && d.metric_baseline !== undefined ? `chance ${number(d.metric_baseline, 3)}` : ""],
+      ["Solved", live.solved ? "yes" : "not yet", ""],
+    ];
+    this.metrics.innerHTML = "";
+    for (const [label, value, note] of cells) {
+      const cell = element("div", "rnnlab-metric", this.metrics);
+      element("div", "rnnlab-metric-label", cell).textContent = label;
+      element("div", "rnnlab-metric-value", cell).textContent = value;
+      element("div", "rnnlab-metric-note", cell).textContent = note;
+    }
+  }
+
+  fallBack(reason) {
+    this.stopped = true;
+    this.component.setStateValue("fallback", reason || true);
+  }
+
+  pause() {
+    this.paused = true;
+    clearTimeout(this.timer);
+  }
+
+  resume() {
+    if (!this.paused) return;
+    this.paused = false;
+    if (!this.stopped && this.Plotly && this.data.active) this.poll();
+  }
+}
+
+// ---------------------------------------------------------------- gate heatmaps
+
+function decodeGate(gate, units, steps) {
+  const bytes = Uint8Array.from(atob(gate.bytes), (c) => c.charCodeAt(0));
+  const scale = (gate.hi - gate.lo) / 255;
+  const z = [];
+  for (let u = 0; u < units; u++) {
+    const row = new Array(steps);
+    for (let t = 0; t < steps; t++) row[t] = gate.lo + bytes[u * steps + t] * scale;
+    z.push(row);
+  }
+  return z;
+}
+
+class GatesView {
+  constructor(root, data, component) {
+    this.root = root;
+    this.data = data;
+    this.component = component;
+    this.after = -1;
+    this.failures = 0;
+    this.stopped = false;
+    root.innerHTML = "";
+    this.title = element("div", "rnnlab-gates-title", root);
+    this.chart = element("div", "rnnlab-gates-chart", root);
+    this.predictions = element("div", "rnnlab-predictions", root);
+    this.title.textContent = "Gate pictures appear after the first snapshot (about a second).";
+  }
+
+  async start() {
+    try {
+      this.Plotly = await loadPlotly(this.data.plotly_url);
+    } catch (error) {
+      this.component.setStateValue("fallback", String(error));
+      return;
+    }
+    if (this.data.view) this.draw(this.data.view);
+    if (this.data.active) this.poll();
+  }
+
+  async poll() {
+    if (this.stopped || this.paused || !this.root.isConnected) return;
+    try {
+      const response = await fetch(`${this.data.gates_url}?after=${this.after}`, { cache: "no-store" });
+      if (response.status === 200) this.draw(await response.json());
+      else if (response.status === 404) this.stopped = true;  // finished: the page redraws
+      else if (response.status !== 204) throw new Error(`HTTP ${response.status}`);
+      this.failures = 0;
+    } catch (error) {
+      this.failures += 1;
+      if (this.failures >= FAILURES_BEFORE_FALLBACK) {
+        this.component.setStateValue("fallback", String(error));
+        return;
+      }
+    }
+    if (!this.stopped && !this.paused) this.timer = setTimeout(() => this.poll(), this.data.poll_ms);
+  }
+
+  draw(view) {
+    this.after = view.step;
+    const names = this.data.names.filter((n) => view.layers[this.data.layer] && n in view.layers[this.data.layer]);
+    const layer = view.layers[this.data.layer];
+    if (!layer || !names.length) return;
+    const columns = Math.min(names.length, 3), rows = Math.ceil(names.length / columns);
+    const traces = [], annotations = [], layout = {
+      height: 270 * rows, margin: { l: 10, r: 10, t: 40, b: 10 }, showlegend: false,
+      grid: { rows, columns, pattern: "independent", xgap: 0.08, ygap: rows > 1 ? 0.3 : 0.15 },
+      paper_bgcolor: "rgba(0,0,0,0)", uirevision: this.data.run_id,
+    };
+    names.forEach((name, index) => {
+      const axis = index === 0 ? "" : String(index + 1);
+      const bounded = BOUNDED.has(name);
+      const z = decodeGate(layer[name], view.units.length, view.steps.length);
+      traces.push({
+        type: "heatmap", z, x: view.steps, y: view.units, xaxis: "x" + axis, yaxis: "y" + axis,
+        colorscale: bounded ? "Viridis" : "RdBu", zmin: bounded ? 0 : layer[name].lo,
+        zmax: bounded ? 1 : layer[name].hi, showscale: index === 0,
+        colorbar: { len: 0.5, thickness: 10 },
+        hovertemplate: `t=%{x} unit=%{y}: %{z:.3f}<extra>${name}</extra>`,
+      });
+      layout["xaxis" + axis] = { title: { text: "time step", standoff: 2 }, automargin: true };
+      layout["yaxis" + axis] = { title: { text: "unit", standoff: 2 }, automargin: true };
+      annotations.push({ text: this.data.titles[name] || name, showarrow: false,
+        xref: "x" + axis + " domain", yref: "y" + axis + " domain", x: 0.5, y: 1.0,
+        xanchor: "center", yanchor: "bottom", font: { size: 13 } });
+    });
+    layout.annotations = annotations;
+    this.Plotly.react(this.chart, traces, layout, { displaylogo: false, responsive: true });
+    this.chart.dataset.rnnlabSnapshotStep = String(view.step);
+    this.title.textContent = `Inside layer ${this.data.layer + 1} at step ${view.step.toLocaleString()} (probe sequence)`;
+    this.drawPredictions(view.predictions || {});
+  }
+
+  drawPredictions(predictions) {
+    this.predictions.innerHTML = "";
+    if (predictions.kind !== "next_symbol") return;
+    const visible = (s) => ({ "\n": "⏎", " ": "␣" })[s] ?? s;
+    element("div", "rnnlab-gates-title", this.predictions).textContent = "Predictions on the probe sequence";
+    const table = element("table", "rnnlab-table", this.predictions);
+    const head = element("tr", "", element("thead", "", table));
+    for (const label of ["t", "input", "target", "top guesses"]) element("th", "", head).textContent = label;
+    const body = element("tbody", "", table);
+    predictions.input.forEach((seen, t) => {
+      const top = predictions.top[t] || [];
+      const row = element("tr", top.length && top[0][0] === predictions.target[t] ? "right" : "wrong", body);
+      element("td", "", row).textContent = String(t);
+      element("td", "", row).textContent = visible(seen);
+      element("td", "", row).textContent = visible(predictions.target[t]);
+      element("td", "", row).textContent = top.map(([s, p]) => `${visible(s)} ${Math.round(100 * p)}%`).join(",  ");
+    });
+  }
+
+  pause() {
+    this.paused = true;
+    clearTimeout(this.timer);
+  }
+
+  resume() {
+    if (!this.paused) return;
+    this.paused = false;
+    if (!this.stopped && this.Plotly && this.data.active) this.poll();
+  }
+}
+
+export default function (component) {
+  const { data, parentElement } = component;
+  let root = parentElement.querySelector(".rnnlab-live");
+  if (!root) root = element("div", "rnnlab-live", parentElement);
+  const previous = root.__rnnlabView;
+  const same = previous && previous.data.run_id === data.run_id && previous.data.view === data.view
+    && previous.data.active === data.active && previous.data.layer === data.layer;
+  if (same) {
+    previous.resume();
+    return () => previous.pause();
+  }
+  if (previous) previous.pause();
+  const View = data.view === "gates" ? GatesView : LossView;
+  const view = new View(root, data, component);
+  root.__rnnlabView = view;
+  view.start();
+  return () => view.pause();
+}
