@@ -72,7 +72,7 @@ WATCH_JS = """(lastStepSource) => {
     let lastDrawn = -1, lastShape = hiddenMetric();
     const frame = () => {
         const now = performance.now();
-        const step = lastStep('train_loss');
+        const step = lastStep();
         if (step !== lastDrawn) {
             if (step > 0 && watch.firstPointAt === null && watch.clickAt !== null) {
                 watch.firstPointAt = now;

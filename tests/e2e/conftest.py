@@ -30,7 +30,8 @@ def chromium() -> None:
 def server(chromium, tmp_path_factory):
     """`streamlit run app.py` on a free port, with a private RNNLAB_HOME."""
     home = tmp_path_factory.mktemp("rnnlab-home")
-    running = start_server(home, ARTIFACTS / "e2e-server.log")
+    # A closed tab's runs stop after 5 s here (60 s by default), so a test can see it.
+    running = start_server(home, ARTIFACTS / "e2e-server.log", env={"RNNLAB_ORPHAN_AFTER_S": "5"})
     yield running
     running.stop()
 

@@ -103,8 +103,11 @@ class Server:
                 self.process.wait(timeout=15)
 
 
-def start_server(home: Path, log: Path, *, timeout_s: float = 120.0) -> Server:
-    """Start the app on a free port with RNNLAB_HOME=home; return once it is healthy."""
+def start_server(
+    home: Path, log: Path, *, timeout_s: float = 120.0, env: dict[str, str] | None = None
+) -> Server:
+    """Start the app on a free port with RNNLAB_HOME=home (and `env` added to the
+    environment); return once it is healthy."""
     home.mkdir(parents=True, exist_ok=True)
     log.parent.mkdir(parents=True, exist_ok=True)
     port = free_port()
@@ -126,7 +129,7 @@ def start_server(home: Path, log: Path, *, timeout_s: float = 120.0) -> Server:
         "--server.fileWatcherType",
         "none",
     ]
-    env = {**os.environ, "RNNLAB_HOME": str(home), "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, **(env or {}), "RNNLAB_HOME": str(home), "PYTHONUNBUFFERED": "1"}
     with open(log, "wb") as output:
         process = subprocess.Popen(
             command, cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT

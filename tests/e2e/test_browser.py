@@ -8,6 +8,7 @@ every page go to artifacts/screenshots/.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
 
@@ -71,6 +72,67 @@ def test_train_chart_updates_live_during_a_run(server, new_page, screenshots):
     page.get_by_text("Stopped at step").wait_for(timeout=RUN_TIMEOUT_MS)
     assert_no_exception(page)
     page.screenshot(path=screenshots / "train-stopped.png", full_page=True)
+
+
+# A room ---------------------------------------------------------------------------------
+
+ROOM_WORDS = ["hello", "recurrent", "memory"]
+RUN_OF_CHART_JS = """() => {
+    const chart = document.querySelector('[data-rnnlab-run]');
+    return chart ? [chart.dataset.rnnlabRun, Number(chart.dataset.rnnlabLastStep)] : null;
+}"""
+
+
+def test_a_room_of_tabs_each_gets_its_own_run_and_a_closed_tab_stops(server, browser):
+    """Three sessions train at once; each chart follows its own run; closing one tab
+    stops that tab's run (RNNLAB_ORPHAN_AFTER_S=5 on the test server), not the others."""
+    contexts, pages = [], []
+    try:
+        for word in ROOM_WORDS:
+            context = browser.new_context()
+            context.set_default_timeout(60_000)
+            page = context.new_page()
+            open_app(page, server, query=f"word={word}&steps=20000&hidden_size=4")
+            contexts.append(context)
+            pages.append(page)
+        for page in pages:
+            page.locator(".st-key-train_start button").click()
+        charts = []
+        for page in pages:
+            page.wait_for_function(
+                "() => Number(document.querySelector('[data-rnnlab-last-step]')"
+                "?.dataset.rnnlabLastStep) > 0",
+                timeout=RUN_TIMEOUT_MS,
+            )
+            charts.append(page.evaluate(RUN_OF_CHART_JS))
+        run_ids = [run_id for run_id, _ in charts]
+        assert len(set(run_ids)) == len(ROOM_WORDS), f"tabs share runs: {run_ids}"
+        store = RunStore(server.home / "runs.sqlite")
+        for run_id, word in zip(run_ids, ROOM_WORDS, strict=True):
+            assert store.get_run(run_id).config["word"] == word
+        for page in pages:
+            assert_no_exception(page)
+
+        contexts[0].close()  # the first person closes their tab
+        deadline = time.monotonic() + RUN_TIMEOUT_MS / 1000
+        while time.monotonic() < deadline and store.get_run(run_ids[0]).status == "running":
+            time.sleep(0.5)
+        closed = store.get_run(run_ids[0])
+        assert closed.status == "stopped" and "stopped watching" in (closed.error or "")
+        for run_id, page in zip(run_ids[1:], pages[1:], strict=True):
+            assert store.get_run(run_id).status == "running", "an open tab's run stopped"
+            before = page.evaluate(RUN_OF_CHART_JS)[1]
+            page.wait_for_function(
+                f"() => Number(document.querySelector('[data-rnnlab-last-step]')"
+                f"?.dataset.rnnlabLastStep) > {before}"
+            )
+            page.locator(".st-key-train_stop button").click()
+            page.get_by_text("Stopped at step").wait_for(timeout=RUN_TIMEOUT_MS)
+        store.close()
+    finally:
+        for context in contexts:
+            with contextlib.suppress(Exception):
+                context.close()
 
 
 # Shared link --------------------------------------------------------------------------
