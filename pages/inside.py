@@ -3,7 +3,7 @@
 import streamlit as st
 
 from ui import charts
-from ui.live import POLL_S, gates_figure, gradient_profile, snapshot_of
+from ui.live import INSIDE_POLL_S, gates_figure, gradient_profile, snapshot_of
 from ui.state import manager, owner
 
 st.title("Inside the cell")
@@ -30,7 +30,7 @@ default = choices.index(current) if current in labels else 0
 run_id = st.selectbox("Run", choices, index=default, format_func=labels.get, key="inside_run")
 
 first = manager().progress(run_id)
-interval = POLL_S if first is not None and first.active else None
+interval = INSIDE_POLL_S if first is not None and first.active else None
 
 
 @st.fragment(run_every=interval)

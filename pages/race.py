@@ -8,7 +8,7 @@ import streamlit as st
 from rnnlab.config import ConfigError, RunConfig
 from rnnlab.sweep import SWEEPABLE, Grid, LocalExecutor, sweep_table
 from ui import charts
-from ui.live import POLL_S
+from ui.live import INSIDE_POLL_S, curve_of
 from ui.state import manager, owner
 from ui.widgets import config_form
 
@@ -102,7 +102,7 @@ if race:
         for r in manager().store.list_runs(sweep_id=race["sweep_id"])
         if r.status not in ("queued", "running")
     ]
-    interval = POLL_S if len(finished) < race["total"] and "error" not in race else None
+    interval = INSIDE_POLL_S if len(finished) < race["total"] and "error" not in race else None
 
     @st.fragment(run_every=interval)
     def race_view() -> None:
@@ -120,7 +120,7 @@ if race:
         for record in sorted(records, key=lambda r: r.created_at):
             label = " · ".join(f"{a}={record.config[a]}" for a in race["axes"])
             label += f" · seed {record.config['seed']}"
-            curves[label] = store.history(record.id)
+            curves[label] = curve_of(record.id)
         if curves:
             st.plotly_chart(charts.small_multiples(curves), key="race_curves")
         if len(done) == race["total"]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import pandas as pd
 import streamlit as st
 
 from rnnlab.config import ConfigError, RunConfig
@@ -93,6 +94,15 @@ def _curve(progress: Progress) -> tuple[dict, list, int | None, dict]:
         int(solved.iloc[0]) if len(solved) else None,
         fields,
     )
+
+
+def curve_of(run_id: str) -> pd.DataFrame:
+    """A run's training loss by step: from memory while the pool holds it, else the store."""
+    live = manager().live(run_id, since=0)
+    if live is None:
+        return manager().store.history(run_id)
+    points = live["points"]
+    return pd.DataFrame({"step": points["step"], "loss": points["loss"]}, dtype=float)
 
 
 def live_loss_chart(progress: Progress, *, key: str) -> bool:
