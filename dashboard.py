@@ -2,9 +2,12 @@
 
 import streamlit as st
 
+from ui.state import manager
+
 st.set_page_config(
     page_title="rnnlab — recurrent networks, live", page_icon=":material/cycle:", layout="wide"
 )
+manager()  # the shared training pool: app.py starts it with the server, else the first visit
 
 pages = [
     st.Page("pages/train.py", title="Train", icon=":material/model_training:", default=True),

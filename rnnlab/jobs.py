@@ -11,7 +11,7 @@
 Training happens in `workers` processes (`RNNLAB_WORKERS`, default one per core; see
 rnnlab.worker), forked from a fork server that has imported torch once, each with one
 torch thread. Every worker interleaves its runs, a slice of time each, so up to
-`max_running` runs train at once and all of them start within a second; beyond that,
+`max_running` runs (`RNNLAB_MAX_RUNNING`, default 16 per worker) train at once and all of them start within a second; beyond that,
 runs wait in one first-in-first-out queue whose positions pages show. The server keeps
 each live run's curve, latest evaluation and latest snapshot in memory, fed by one
 thread that reads the workers' updates; pages and the live route read from there, never
@@ -308,7 +308,11 @@ class JobManager:
         self.orphan_after_s = (
             orphan_after_s if orphan_after_s is not None else default_orphan_after_s()
         )
-        self.max_running = max_running or RUNS_PER_WORKER * self.workers
+        self.max_running = (
+            max_running
+            or _positive_int_from_env("RNNLAB_MAX_RUNNING")
+            or RUNS_PER_WORKER * self.workers
+        )
         self.torch_threads = torch_threads
         self.presence = presence
         self.clock = clock

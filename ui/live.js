@@ -2,6 +2,7 @@
 // (ui/routes.py) and extend their Plotly charts in place, so watching a run costs the
 // server no Streamlit rerun per tick. Mounted by ui/live.py; `data` is set there.
 //
+// Both views: {page: the page's url_path, its routes are relative to the app's root}.
 // data.view == "loss":  {run_id, points_url, plotly_url, active, steps, baseline,
 //                        baseline_label, metric_baseline, points:{step,loss}, evaluations,
 //                        solved_at, poll_ms}
@@ -16,6 +17,19 @@ const MAX_POINTS = 3000;
 const BOUNDED = new Set(["i", "f", "o", "r", "z"]);
 const COLOURS = ["#4C78A8", "#F58518", "#54A24B", "#E45756"];
 const FAILURES_BEFORE_FALLBACK = 3;
+
+// The app's root as the browser sees it (a hosting proxy may put the app under a prefix,
+// such as /~/+/): the page's path without the page's own url_path (data.page, "" on the
+// default page).
+function apiUrl(path, page) {
+  let root = window.location.pathname;
+  if (page) {
+    const at = root.lastIndexOf("/" + page);
+    if (at >= 0) root = root.slice(0, at);
+  }
+  if (!root.endsWith("/")) root += "/";
+  return root + path;
+}
 
 function loadPlotly(url) {
   if (window.Plotly) return Promise.resolve(window.Plotly);
@@ -80,7 +94,7 @@ class LossView {
 
   async start() {
     try {
-      this.Plotly = await loadPlotly(this.data.plotly_url);
+      this.Plotly = await loadPlotly(apiUrl(this.data.plotly_url, this.data.page));
     } catch (error) {
       this.fallBack(String(error));
       return;
@@ -148,7 +162,7 @@ class LossView {
     if (this.stopped || this.paused || !this.root.isConnected) return;
     const started = performance.now();
     try {
-      const response = await fetch(`${this.data.points_url}?since=${this.lastStep}`, { cache: "no-store" });
+      const response = await fetch(`${apiUrl(this.data.points_url, this.data.page)}?since=${this.lastStep}`, { cache: "no-store" });
       if (!response.ok || !(response.headers.get("content-type") || "").includes("json")) {
         throw new Error(`HTTP ${response.status}`);
       }
@@ -274,7 +288,7 @@ class GatesView {
 
   async start() {
     try {
-      this.Plotly = await loadPlotly(this.data.plotly_url);
+      this.Plotly = await loadPlotly(apiUrl(this.data.plotly_url, this.data.page));
     } catch (error) {
       this.component.setStateValue("fallback", String(error));
       return;
@@ -286,7 +300,7 @@ class GatesView {
   async poll() {
     if (this.stopped || this.paused || !this.root.isConnected) return;
     try {
-      const response = await fetch(`${this.data.gates_url}?after=${this.after}`, { cache: "no-store" });
+      const response = await fetch(`${apiUrl(this.data.gates_url, this.data.page)}?after=${this.after}`, { cache: "no-store" });
       if (response.status === 200) this.draw(await response.json());
       else if (response.status === 404) this.stopped = true;  // finished: the page redraws
       else if (response.status !== 204) throw new Error(`HTTP ${response.status}`);

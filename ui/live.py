@@ -40,8 +40,9 @@ _LIVE_VIEW = st.components.v2.component(
 
 
 def _route(path: str) -> str:
-    base = (st.get_option("server.baseUrlPath") or "").strip("/")
-    return f"/{base}/{path}" if base else f"/{path}"
+    """A route's path relative to the app's root; live.js resolves it against the root the
+    browser sees, so it works under a base path or a hosting proxy's prefix too."""
+    return path
 
 
 def _thinned(steps: list, losses: list, limit: int = MOUNT_POINTS) -> tuple[list, list]:
@@ -105,7 +106,7 @@ def curve_of(run_id: str) -> pd.DataFrame:
     return pd.DataFrame({"step": points["step"], "loss": points["loss"]}, dtype=float)
 
 
-def live_loss_chart(progress: Progress, *, key: str) -> bool:
+def live_loss_chart(progress: Progress, *, key: str, page: str = "") -> bool:
     """The live loss chart, status and metrics of a run; False if the page must poll instead."""
     baseline, metric_baseline, label = _task_info(progress.config)
     points, evaluations, solved_at, fields = _curve(progress)
@@ -113,6 +114,7 @@ def live_loss_chart(progress: Progress, *, key: str) -> bool:
         key=f"{key}_live_{progress.run_id}",
         data={
             "view": "loss",
+            "page": page,
             "run_id": progress.run_id,
             "points_url": _route(f"api/runs/{progress.run_id}"),
             "plotly_url": _route("api/plotly.js"),
@@ -133,13 +135,14 @@ def live_loss_chart(progress: Progress, *, key: str) -> bool:
     return not getattr(result, "fallback", None)
 
 
-def live_gates(progress: Progress, *, key: str, layer: int = 0) -> bool:
+def live_gates(progress: Progress, *, key: str, page: str = "", layer: int = 0) -> bool:
     """Gate heatmaps and predictions that refresh from the route; False to poll instead."""
     cell = progress.config["cell"]
     result = _LIVE_VIEW(
         key=f"{key}_gates_live_{progress.run_id}",
         data={
             "view": "gates",
+            "page": page,
             "run_id": progress.run_id,
             "gates_url": _route(f"api/runs/{progress.run_id}/gates"),
             "plotly_url": _route("api/plotly.js"),
@@ -328,10 +331,13 @@ def stop_button(progress: Progress, *, key: str) -> None:
             st.error(str(error))
 
 
-def run_panel(run_id: str, *, key: str, show_inside: bool = True) -> Progress | None:
+def run_panel(
+    run_id: str, *, key: str, page: str = "", show_inside: bool = True
+) -> Progress | None:
     """Status, metrics, loss curve and (optionally) gates of one run, live while it trains.
 
-    The live views poll the server's routes by themselves and rerun the page once, when
+    `page` is the url_path of the page it is on ("" for the default page). The live
+    views poll the server's routes by themselves and rerun the page once, when
     the run ends. If they report that the routes cannot be reached, this page polls
     instead: two fragments, the curve every POLL_S and the gates every INSIDE_POLL_S.
     """
@@ -345,10 +351,10 @@ def run_panel(run_id: str, *, key: str, show_inside: bool = True) -> Progress | 
             stop_button(first, key=key)
         else:
             status_banner(first)
-        live = live_loss_chart(first, key=key)
+        live = live_loss_chart(first, key=key, page=page)
         if live and show_inside:
             if first.active:
-                live = live_gates(first, key=key)
+                live = live_gates(first, key=key, page=page)
             else:
                 gates_and_predictions(first, key=key)
         if live:
