@@ -11,8 +11,9 @@
 Training happens in `workers` processes (`RNNLAB_WORKERS`, default one per core; see
 rnnlab.worker), forked from a fork server that has imported torch once, each with one
 torch thread. Every worker interleaves its runs, a slice of time each, so up to
-`max_running` runs (`RNNLAB_MAX_RUNNING`, default 16 per worker) train at once and all of them start within a second; beyond that,
-runs wait in one first-in-first-out queue whose positions pages show. The server keeps
+`max_running` runs (`RNNLAB_MAX_RUNNING`, default 16 per worker) train at once and all
+of them start within a second; beyond that, runs wait in one first-in-first-out queue
+whose positions pages show. The server keeps
 each live run's curve, latest evaluation and latest snapshot in memory, fed by one
 thread that reads the workers' updates; pages and the live route read from there, never
 from the store, which the workers write.
