@@ -196,7 +196,7 @@ class _Job:
             return (self.config.steps - self.step) / self.steps_per_s
         return None
 
-    def progress(self, queue_position: int | None) -> Progress:
+    def progress(self, queue_position: int | None, *, with_snapshot: bool = True) -> Progress:
         return Progress(
             run_id=self.run_id,
             owner=self.owner,
@@ -212,7 +212,7 @@ class _Job:
             steps_per_s=self.steps_per_s,
             eta_s=self.eta_s(),
             queue_position=queue_position,
-            snapshot=self.snapshot(),
+            snapshot=self.snapshot() if with_snapshot else None,
             summary=self.summary,
             error=self.error,
             sweep_id=self.sweep_id,
@@ -475,12 +475,15 @@ class JobManager:
         return job.snapshot_step or 0, job.view_json
 
     def queue(self) -> list[Progress]:
-        """Active jobs: the running ones, then the waiting ones in the order they will start."""
+        """Active jobs: the running ones, then the waiting ones in the order they will start.
+
+        Without their snapshots (progress() has a run's): a page may list thirty runs.
+        """
         with self._lock:
             running = [job for job in self._jobs.values() if job.status == "running"]
             waiting = list(self._queue)
-        return [job.progress(None) for job in running] + [
-            job.progress(i + 1) for i, job in enumerate(waiting)
+        return [job.progress(None, with_snapshot=False) for job in running] + [
+            job.progress(i + 1, with_snapshot=False) for i, job in enumerate(waiting)
         ]
 
     def heartbeat(self, owner: str) -> None:
