@@ -107,7 +107,7 @@ def test_a_sweep_takes_turns_within_the_owner_cap(make_manager):
 
 
 def test_cancelling_a_sweep_stops_what_runs_and_drops_the_rest(make_manager, store):
-    manager = make_manager(workers=1, max_queued_per_owner=2)
+    manager = make_manager(workers=1, max_queued_per_owner=2, max_running=1)
     executor = LocalExecutor(manager)
     grid = Grid(BASE.replace(steps=200_000), {"hidden_size": [2, 3, 4, 5, 6]})
 
