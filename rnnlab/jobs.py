@@ -168,7 +168,7 @@ class _Job:
     # The latest snapshot as the worker encoded it; decoded only when a page asks.
     snapshot_step: int | None = None
     snapshot_json: bytes | None = None
-    view_json: bytes | None = None
+    views_json: list[bytes] | None = None  # per layer, see rnnlab.worker.view_of_snapshot
     _snapshot: dict[str, Any] | None = None
     done: threading.Event = field(default_factory=threading.Event)
     # Set when the job is stopped for a reason other than its owner asking.
@@ -238,7 +238,7 @@ class _Job:
                 self.solved_at = step
             self.evaluations.append((step, self.held_out_loss, self.metric, solved))
         if update.snapshot_json is not None:
-            self.snapshot_json, self.view_json = update.snapshot_json, update.view_json
+            self.snapshot_json, self.views_json = update.snapshot_json, update.views_json
             self.snapshot_step = update.snapshot_step
 
 
@@ -463,16 +463,18 @@ class JobManager:
             "evaluations": [list(e) for e in job.evaluations if e[0] > since],
         }
 
-    def gates_view(self, run_id: str) -> tuple[int, bytes | None] | None:
-        """The latest snapshot's gate pictures (rnnlab.worker.view_of_snapshot) as JSON
-        bytes, and its step: (-1, None) before the first snapshot; None if the run is not
-        live in this process (unknown, or finished: the store has its last snapshot)."""
+    def gates_view(self, run_id: str, layer: int = 0) -> tuple[int, bytes | None] | None:
+        """One layer's gate pictures from the latest snapshot, as JSON bytes (see
+        rnnlab.worker.view_of_snapshot), and the snapshot's step: (-1, None) before the
+        first snapshot or for a layer the run does not have; None if the run is not live
+        in this process (unknown, or finished: the store has its last snapshot)."""
         job = self._jobs.get(run_id)
         if job is None or not job.active:
             return None
-        if job.view_json is None:
+        views = job.views_json
+        if views is None or not 0 <= layer < len(views):
             return -1, None
-        return job.snapshot_step or 0, job.view_json
+        return job.snapshot_step or 0, views[layer]
 
     def queue(self) -> list[Progress]:
         """Active jobs: the running ones, then the waiting ones in the order they will start.
@@ -638,7 +640,7 @@ class JobManager:
 
     def _retire(self, job: _Job) -> None:
         """Mark a job done, drop its snapshot, forget the oldest finished jobs. Lock held."""
-        job.snapshot_json = job.view_json = job._snapshot = None
+        job.snapshot_json = job.views_json = job._snapshot = None
         job.done.set()
         self._finished.append(job.run_id)
         while len(self._finished) > KEEP_FINISHED:

@@ -7,7 +7,7 @@
 //                        baseline_label, metric_baseline, points:{step,loss}, evaluations,
 //                        solved_at, poll_ms}
 // data.view == "gates": {run_id, gates_url, plotly_url, active, layer, names, titles,
-//                        view (the latest compact snapshot or null), poll_ms}
+//                        poll_ms}
 //
 // The chart element carries data-rnnlab-last-step (the last training step it has drawn)
 // in the page's own DOM. If the routes cannot be reached (a proxy that forwards only
@@ -222,7 +222,8 @@ class LossView {
       const rate = live.steps_per_s ? `${Math.round(live.steps_per_s)} steps/s` : "starting";
       this.statusText.textContent = `Step ${live.step.toLocaleString()} / ${live.steps.toLocaleString()} · ${rate} · ETA ${eta(live.eta_s)}`;
     }
-    const share = live.held_out_loss !== null && d.baseline ? `${(100 * live.held_out_loss / d.baseline).toPrecision(2)}% of baseline` : "";
+    const percent = live.held_out_loss !== null && d.baseline ? 100 * live.held_out_loss / d.baseline : null;
+    const share = percent === null ? "" : `${percent < 10 ? percent.toPrecision(2) : Math.round(percent)}% of baseline`;
     const metricName = live.metric_name || "metric";
     const cells = [
       ["Train loss", number(live.loss), ""],
@@ -293,14 +294,13 @@ class GatesView {
       this.component.setStateValue("fallback", String(error));
       return;
     }
-    if (this.data.view) this.draw(this.data.view);
     if (this.data.active) this.poll();
   }
 
   async poll() {
     if (this.stopped || this.paused || !this.root.isConnected) return;
     try {
-      const response = await fetch(`${apiUrl(this.data.gates_url, this.data.page)}?after=${this.after}`, { cache: "no-store" });
+      const response = await fetch(`${apiUrl(this.data.gates_url, this.data.page)}?layer=${this.data.layer}&after=${this.after}`, { cache: "no-store" });
       if (response.status === 200) this.draw(await response.json());
       else if (response.status === 404) this.stopped = true;  // finished: the page redraws
       else if (response.status !== 204) throw new Error(`HTTP ${response.status}`);
@@ -317,9 +317,9 @@ class GatesView {
 
   draw(view) {
     this.after = view.step;
-    const names = this.data.names.filter((n) => view.layers[this.data.layer] && n in view.layers[this.data.layer]);
-    const layer = view.layers[this.data.layer];
-    if (!layer || !names.length) return;
+    const layer = view.gates;
+    const names = this.data.names.filter((n) => layer && n in layer);
+    if (!names.length) return;
     const columns = Math.min(names.length, 3), rows = Math.ceil(names.length / columns);
     const traces = [], annotations = [], layout = {
       height: 270 * rows, margin: { l: 10, r: 10, t: 40, b: 10 }, showlegend: false,

@@ -150,7 +150,6 @@ def live_gates(progress: Progress, *, key: str, page: str = "", layer: int = 0) 
             "layer": layer,
             "names": GATES[cell],
             "titles": {name: charts.GATE_TITLES.get(name, name) for name in GATES[cell]},
-            "view_data": None,
             "poll_ms": GATES_POLL_MS,
         },
         on_fallback_change=lambda: None,

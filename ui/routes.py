@@ -1,7 +1,8 @@
 """The live path's HTTP routes, served beside Streamlit's own by `st.App` (see app.py).
 
     GET /api/runs/{run_id}?since=N     progress and the points after step N, as JSON
-    GET /api/runs/{run_id}/gates       the latest snapshot's gate pictures (compact JSON)
+    GET /api/runs/{run_id}/gates?layer=L&after=S   one layer's latest gate pictures
+                                       (compact JSON; 204 if none newer than step S)
     GET /api/plotly.js                 Plotly's JavaScript, from the plotly package
 
 A live chart polls these instead of rerunning its page: the answers come from the job
@@ -51,12 +52,12 @@ async def run_gates(request: Request) -> Response:
     run_id = request.path_params["run_id"]
     if not RUN_ID.fullmatch(run_id):
         return _error(404, "no such run")
-    after_text = request.query_params.get("after", "-1")
     try:
-        after = int(after_text)
+        after = int(request.query_params.get("after", "-1"))
+        layer = int(request.query_params.get("layer", "0"))
     except ValueError:
-        return _error(400, "after must be a whole number (a training step)")
-    view = get_manager().gates_view(run_id)
+        return _error(400, "after and layer must be whole numbers")
+    view = get_manager().gates_view(run_id, layer)
     if view is None:
         return _error(404, "this run has no live snapshot on this server")
     step, payload = view
