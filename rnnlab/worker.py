@@ -1,12 +1,13 @@
 """A training worker process: it trains many runs at once, each for a short slice in turn.
 
 The job manager (rnnlab.jobs) starts a few of these and hands each run to one of them.
-A run is a train() generator; the worker advances each of its active runs for SLICE_S
-in turn (round robin), so thirty runs on two cores all start at once and share the CPU
-evenly instead of twenty-eight waiting behind two. It records every event in the run
-store itself and sends the server one compact Update per slice: the new steps and
-evaluations, and at most every SNAPSHOT_SEND_S the latest snapshot, pre-encoded, so
-the server copies bytes instead of decoding nested lists it may never show.
+A run is a train() generator; the worker advances each of its active runs for a slice
+of time in turn (round robin, see ROUND_S), so thirty runs on two cores all start at
+once and share the CPU evenly instead of twenty-eight waiting behind two. It records
+every event in the run store itself and sends the server one compact Update per slice:
+the new steps and evaluations, and at most every SNAPSHOT_SEND_S the latest snapshot,
+pre-encoded, so the server copies bytes instead of decoding nested lists it may never
+show.
 
 Commands, server to worker:   ("start", run_id, config_dict, snapshot_every_s)
                               ("cancel", run_id, reason or None, status)
@@ -38,8 +39,11 @@ from .config import RunConfig
 from .store import FINISHED_STATUSES, RunStore
 from .train import Event, train
 
-# How long one run trains before the next one's turn.
-SLICE_S = 0.05
+# How long one run trains before the next one's turn: a round over every run takes about
+# ROUND_S (each run's chart then moves a few times a second), but a slice is never
+# shorter than MIN_SLICE_S nor longer than MAX_SLICE_S (and always at least one step).
+ROUND_S = 0.25
+MIN_SLICE_S, MAX_SLICE_S = 0.01, 0.05
 # A live run's snapshot goes to the server at most this often (the store has its own pace).
 SNAPSHOT_SEND_S = 1.0
 # The gate pictures a page streams keep at most this many units and time steps.
@@ -194,7 +198,8 @@ class Worker:
         run = self.runs[self.turns[0]]
         self.turns.rotate(-1)
         update = Update(run.run_id)
-        deadline = time.perf_counter() + SLICE_S
+        share = min(MAX_SLICE_S, max(MIN_SLICE_S, ROUND_S / len(self.turns)))
+        deadline = time.perf_counter() + share
         try:
             for event in run.events:
                 if self.record(run, event, update) or time.perf_counter() >= deadline:
