@@ -199,15 +199,13 @@ def test_gates_204_before_a_snapshot_then_compact_pictures(client, manager):
     view = reply.json()
     assert view["hidden_size"] == 4 and 0 < len(view["units"]) <= 4
     assert len(view["steps"]) > 0 and view["step"] >= 1
-    if "gates" in view:  # one layer per request: ?layer=L (0 by default)
-        assert view["layer"] == 0
-        second = until(lambda: gates("&layer=1"), what="the second layer's pictures").json()
-        assert second["layer"] == 1 and second["units"] == view["units"]
-        pictures = [view["gates"], second["gates"]]
-        assert client.get(f"/api/runs/{blocker}/gates?layer=2").status == 204  # no such layer
-        assert "layer" in assert_json_error(client.get(f"/api/runs/{blocker}/gates?layer=x"), 400)
-    else:  # every layer in one answer
-        pictures = view["layers"]
+    # One layer per request: ?layer=L, 0 by default.
+    assert view["layer"] == 0
+    second = until(lambda: gates("&layer=1"), what="the second layer's pictures").json()
+    assert second["layer"] == 1 and second["units"] == view["units"]
+    pictures = [view["gates"], second["gates"]]
+    assert client.get(f"/api/runs/{blocker}/gates?layer=2").status == 204  # no such layer
+    assert "layer" in assert_json_error(client.get(f"/api/runs/{blocker}/gates?layer=x"), 400)
     assert len(pictures) == 2
     for layer in pictures:
         assert {"i", "f", "g", "o"} <= set(layer)
