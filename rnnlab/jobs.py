@@ -440,6 +440,8 @@ class JobManager:
         steps = job.curve_steps
         start = bisect.bisect_right(steps, since, 0, count)
         losses = job.curve_losses[start:count].tolist()
+        # Evaluations up to the last point sent: the next poll asks from there.
+        last = steps[count - 1] if count > start else since
         return {
             "run_id": run_id,
             "status": job.status,
@@ -460,7 +462,7 @@ class JobManager:
                 "step": steps[start:count].tolist(),
                 "loss": [None if math.isnan(v) else v for v in losses],
             },
-            "evaluations": [list(e) for e in job.evaluations if e[0] > since],
+            "evaluations": [list(e) for e in job.evaluations if since < e[0] <= last],
         }
 
     def gates_view(self, run_id: str, layer: int = 0) -> tuple[int, bytes | None] | None:
@@ -617,26 +619,32 @@ class JobManager:
     def _stop(self, job: _Job, reason: str | None, *, status: str = "stopped") -> bool:
         """Cancel a job; it ends as `status`, with `reason` as its error. Lock held.
 
-        Returns True when the job was still waiting: it is finished here, and the caller
-        records that in the store once the lock is released (_record_dequeued).
+        Returns True when the job was still waiting: it leaves the queue here, and the
+        caller records its end in the store, then retires it, once the lock is released
+        (_record_dequeued), so that whoever waits for it finds the store up to date.
         """
         if job.stop_reason is None:
             job.stop_reason, job.stop_status = reason, status
         if job.status == "queued" and job in self._queue:
             self._queue.remove(job)
             job.status, job.error = job.stop_status, job.stop_reason
-            self._retire(job)
             return True
         if job.worker is not None:
             job.worker.send(("cancel", job.run_id, job.stop_reason, job.stop_status))
         return False
 
     def _record_dequeued(self, jobs: Iterable[_Job]) -> None:
+        """Write the end of jobs that never reached a worker, then retire them."""
+        jobs = list(jobs)
         for job in jobs:
             try:
                 self.store.finish(job.run_id, job.status, error=job.error)
             except Exception:
                 log.exception("could not record run %s as %s", job.run_id, job.status)
+        if jobs:
+            with self._lock:
+                for job in jobs:
+                    self._retire(job)
 
     def _retire(self, job: _Job) -> None:
         """Mark a job done, drop its snapshot, forget the oldest finished jobs. Lock held."""
@@ -733,7 +741,6 @@ class JobManager:
                 self._queue.clear()
             for job in orphaned:
                 job.status, job.error = "failed", message
-                self._retire(job)
             self._dispatch()
         if orphaned:
             failed = [job.run_id for job in orphaned]
@@ -743,11 +750,15 @@ class JobManager:
                 self.store.fail(job.run_id, message)
             except Exception:
                 log.exception("could not record run %s as failed", job.run_id)
+        with self._lock:  # only now: whoever waits for these runs finds the store written
+            for job in orphaned:
+                self._retire(job)
 
     def _drop_orphans(self) -> None:
         """Cancel the jobs of owners that have been absent for orphan_after_s."""
         with self._lock:
             owners = {job.owner for job in self._jobs.values() if job.active}
+            owners |= set(self._heartbeats)  # seen before: still here, with nothing running?
         if self.presence is not None:
             for owner in owners:
                 try:
@@ -757,6 +768,7 @@ class JobManager:
                 if present:
                     with self._lock:
                         self._heartbeats[owner] = self.clock()
+                        self._gone.discard(owner)
         now = self.clock()
         dequeued: list[_Job] = []
         with self._lock:
@@ -773,8 +785,6 @@ class JobManager:
                         reason = "its owner stopped watching (page closed)"
                         if self._stop(job, reason):
                             dequeued.append(job)
-            if dequeued:
-                self._dispatch()
         self._record_dequeued(dequeued)
 
 

@@ -29,6 +29,7 @@ def owner() -> str:
     context = get_script_run_ctx()
     if context is not None:
         _sessions()[name] = context.session_id
+    manager().heartbeat(name)  # seen now; afterwards, the pool asks session_present()
     return name
 
 
