@@ -6,12 +6,13 @@
 Starts `streamlit run app.py` on a free port with a private RNNLAB_HOME, then measures
   1. click on Train -> first point of the loss curve on screen (hello task, defaults,
      page already loaded; a fresh tab each time, the first one reported apart as cold),
-  2. how often the live loss chart shows new data while a run trains (Hz),
+  2. how often the live loss chart shows new data while an adding T=100 LSTM trains (Hz),
   3. how long a slider move takes to re-render the page while a run trains,
-  4. the server's resident memory (/proc) with 5 tabs that have each run a training.
+  4. the resident memory (/proc) of the server and its training workers with 5 tabs
+     that have each run a training.
 Times 1-3 are taken inside the page (performance.now() in event listeners and a
 requestAnimationFrame loop), so Playwright's own round trips do not count. Targets from
-the dashboard issue: (1) <= 1 s, (2) >= 2 Hz, (3) <= 300 ms; (4) is reported.
+the room issue: (1) <= 1 s, (2) >= 3 Hz, (3) <= 300 ms; (4) is reported.
 """
 
 from __future__ import annotations
@@ -43,6 +44,8 @@ from harness import (  # noqa: E402
 from rnnlab.store import RunStore  # noqa: E402
 
 RUN_TIMEOUT_MS = 180_000
+# The live-refresh run: an LSTM on the adding problem at T = 100 (about 30 steps/s here).
+ADDING_T100 = "task=adding&cell=lstm&hidden_size=64&batch_size=64&seq_len=100&steps=20000"
 
 # Watch the Train page: when the Train button is clicked, and every change of the loss
 # chart's point count and of the hidden-state metric, with performance.now() times.
@@ -146,7 +149,7 @@ def _phases(server, clicked: float, shown: float) -> dict:
 
 def live_refresh_and_slider(browser, server, window_s: float, moves: int):
     """Chart refresh rate over `window_s` of a long run, then slider moves during it."""
-    context, page = watched_tab(browser, server, query="steps=20000")
+    context, page = watched_tab(browser, server, query=ADDING_T100)
     page.locator(".st-key-train_start button").click()
     page.wait_for_function("() => window.__bench.updates.length >= 2")
     start = page.evaluate("() => performance.now()")
@@ -169,7 +172,10 @@ def live_refresh_and_slider(browser, server, window_s: float, moves: int):
         watch = page.evaluate("() => window.__bench")
         rerender_ms.append(watch["shapes"][shapes_before][0] - watch["keyAt"][keys_before])
         page.wait_for_timeout(300)
-    still_training = page.locator('[data-testid="stProgress"]').count() > 0
+    still_training = page.evaluate(
+        "() => [...document.querySelectorAll('.rnnlab-status')]"
+        ".some(e => e.style.display !== 'none')"
+    )
     page.locator(".st-key-train_stop button").click()
     page.get_by_text("Stopped at step").wait_for(timeout=RUN_TIMEOUT_MS)
     context.close()
@@ -177,8 +183,9 @@ def live_refresh_and_slider(browser, server, window_s: float, moves: int):
 
 
 def memory_with_sessions(browser, server, sessions: int) -> tuple[int, int, int]:
-    """Server RSS before, at its highest while `sessions` tabs train, and after they finish."""
-    before = server.rss_bytes()
+    """Server and workers' RSS before, at its highest while `sessions` tabs train, and after
+    they finish."""
+    before = server.tree_rss_bytes()
     peak = before
     contexts, pages = [], []
     for _ in range(sessions):
@@ -188,16 +195,16 @@ def memory_with_sessions(browser, server, sessions: int) -> tuple[int, int, int]
         open_app(page, server)
         contexts.append(context)
         pages.append(page)
-        peak = max(peak, server.rss_bytes())
+        peak = max(peak, server.tree_rss_bytes())
     for page in pages:
         page.locator(".st-key-train_start button").click()
     for page in pages:
         deadline = time.monotonic() + RUN_TIMEOUT_MS / 1000
         while page.get_by_text("Finished").count() == 0 and time.monotonic() < deadline:
-            peak = max(peak, server.rss_bytes())
+            peak = max(peak, server.tree_rss_bytes())
             page.wait_for_timeout(250)
         wait_idle(page)
-    after = server.rss_bytes()
+    after = server.tree_rss_bytes()
     for context in contexts:
         context.close()
     return before, max(peak, after), after
@@ -232,7 +239,9 @@ def main() -> None:
                     f"server pid {server.pid} at {server.url}; {os.cpu_count()} cores, "
                     f"load {os.getloadavg()[0]:.1f}"
                 )
-                print(f"server RSS after start: {server.rss_bytes() / 2**20:.0f} MiB")
+                print(
+                    f"server + workers RSS after start: {server.tree_rss_bytes() / 2**20:.0f} MiB"
+                )
 
                 first, phases = click_to_first_point(browser, server, args.repeats + 1)
                 cold, warm = first[0], first[1:]
@@ -253,7 +262,7 @@ def main() -> None:
                 )
                 print(
                     f"live loss chart refresh while training: {hz:.2f} Hz "
-                    f"({count} updates in {args.window:.0f} s); target >= 2 Hz"
+                    f"({count} updates in {args.window:.0f} s); target >= 3 Hz"
                 )
                 print(
                     f"slider move -> re-rendered during a run: "
@@ -264,7 +273,7 @@ def main() -> None:
 
                 before, peak, after = memory_with_sessions(browser, server, args.sessions)
                 print(
-                    f"server RSS with {args.sessions} tabs that each ran a training: "
+                    f"server + workers RSS with {args.sessions} tabs that each ran a training: "
                     f"{after / 2**20:.0f} MiB (before {before / 2**20:.0f} MiB, "
                     f"peak {peak / 2**20:.0f} MiB); Community Cloud allows about 2.7 GB"
                 )

@@ -87,6 +87,30 @@ class Server:
                 return int(line.split()[1]) * 1024
         raise RuntimeError(f"no VmRSS for pid {self.pid}")
 
+    def tree_rss_bytes(self) -> int:
+        """Resident memory of the server and every process under it (the training
+        workers and their fork server), from /proc."""
+        children: dict[int, list[int]] = {}
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            children.setdefault(int(fields[1]), []).append(int(entry.name))
+        total, pending = 0, [self.pid]
+        while pending:
+            pid = pending.pop()
+            pending += children.get(pid, [])
+            try:
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1]) * 1024
+            except OSError:
+                continue
+        return total
+
     def log_tail(self, characters: int = 4000) -> str:
         try:
             return self.log.read_text(errors="replace")[-characters:]
