@@ -8,8 +8,8 @@ Starts `streamlit run app.py` on a free port with a private RNNLAB_HOME, then me
      page already loaded; a fresh tab each time, the first one reported apart as cold),
   2. how often the live loss chart shows new data while an adding T=100 LSTM trains (Hz),
   3. how long a slider move takes to re-render the page while a run trains,
-  4. the resident memory (/proc) of the server and its training workers with 5 tabs
-     that have each run a training.
+  4. the memory (PSS, /proc) of the server and its training workers with 5 tabs that
+     have each run a training.
 Times 1-3 are taken inside the page (performance.now() in event listeners and a
 requestAnimationFrame loop), so Playwright's own round trips do not count. Targets from
 the room issue: (1) <= 1 s, (2) >= 3 Hz, (3) <= 300 ms; (4) is reported.
@@ -183,9 +183,9 @@ def live_refresh_and_slider(browser, server, window_s: float, moves: int):
 
 
 def memory_with_sessions(browser, server, sessions: int) -> tuple[int, int, int]:
-    """Server and workers' RSS before, at its highest while `sessions` tabs train, and after
-    they finish."""
-    before = server.tree_rss_bytes()
+    """Server and workers' memory (PSS) before, at its highest while `sessions` tabs train,
+    and after they finish."""
+    before = server.tree_pss_bytes()
     peak = before
     contexts, pages = [], []
     for _ in range(sessions):
@@ -195,16 +195,16 @@ def memory_with_sessions(browser, server, sessions: int) -> tuple[int, int, int]
         open_app(page, server)
         contexts.append(context)
         pages.append(page)
-        peak = max(peak, server.tree_rss_bytes())
+        peak = max(peak, server.tree_pss_bytes())
     for page in pages:
         page.locator(".st-key-train_start button").click()
     for page in pages:
         deadline = time.monotonic() + RUN_TIMEOUT_MS / 1000
         while page.get_by_text("Finished").count() == 0 and time.monotonic() < deadline:
-            peak = max(peak, server.tree_rss_bytes())
+            peak = max(peak, server.tree_pss_bytes())
             page.wait_for_timeout(250)
         wait_idle(page)
-    after = server.tree_rss_bytes()
+    after = server.tree_pss_bytes()
     for context in contexts:
         context.close()
     return before, max(peak, after), after
@@ -240,7 +240,7 @@ def main() -> None:
                     f"load {os.getloadavg()[0]:.1f}"
                 )
                 print(
-                    f"server + workers RSS after start: {server.tree_rss_bytes() / 2**20:.0f} MiB"
+                    f"server + workers RSS after start: {server.tree_pss_bytes() / 2**20:.0f} MiB"
                 )
 
                 first, phases = click_to_first_point(browser, server, args.repeats + 1)
@@ -273,7 +273,7 @@ def main() -> None:
 
                 before, peak, after = memory_with_sessions(browser, server, args.sessions)
                 print(
-                    f"server + workers RSS with {args.sessions} tabs that each ran a training: "
+                    f"server + workers memory (PSS) with {args.sessions} tabs that each trained: "
                     f"{after / 2**20:.0f} MiB (before {before / 2**20:.0f} MiB, "
                     f"peak {peak / 2**20:.0f} MiB); Community Cloud allows about 2.7 GB"
                 )

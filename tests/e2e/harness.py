@@ -61,6 +61,17 @@ def chromium_missing_reason() -> str | None:
     return None
 
 
+def _memory_kib(pid: int, field: str, source: str) -> int:
+    """One kB figure of /proc/PID/<source> (0 if the process is gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/{source}").read_text().splitlines():
+            if line.startswith(field):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind(("127.0.0.1", 0))
@@ -89,7 +100,17 @@ class Server:
 
     def tree_rss_bytes(self) -> int:
         """Resident memory of the server and every process under it (the training
-        workers and their fork server), from /proc."""
+        workers and their fork server), from /proc. Pages the processes share (torch's,
+        from the fork server) count once per process: an upper bound."""
+        return sum(_memory_kib(pid, "VmRSS:", "status") for pid in self.tree()) * 1024
+
+    def tree_pss_bytes(self) -> int:
+        """The same processes' proportional set size: shared pages split between the
+        processes that share them, so the sum is what they take together."""
+        return sum(_memory_kib(pid, "Pss:", "smaps_rollup") for pid in self.tree()) * 1024
+
+    def tree(self) -> list[int]:
+        """The server's pid and those of every process under it."""
         children: dict[int, list[int]] = {}
         for entry in Path("/proc").iterdir():
             if not entry.name.isdigit():
@@ -99,17 +120,12 @@ class Server:
             except OSError:
                 continue
             children.setdefault(int(fields[1]), []).append(int(entry.name))
-        total, pending = 0, [self.pid]
+        found, pending = [], [self.pid]
         while pending:
             pid = pending.pop()
+            found.append(pid)
             pending += children.get(pid, [])
-            try:
-                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                    if line.startswith("VmRSS:"):
-                        total += int(line.split()[1]) * 1024
-            except OSError:
-                continue
-        return total
+        return found
 
     def log_tail(self, characters: int = 4000) -> str:
         try:
