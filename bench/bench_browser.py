@@ -240,7 +240,7 @@ def main() -> None:
                     f"load {os.getloadavg()[0]:.1f}"
                 )
                 print(
-                    f"server + workers RSS after start: {server.tree_pss_bytes() / 2**20:.0f} MiB"
+                    f"server + workers memory (PSS) after start: {server.tree_pss_bytes() / 2**20:.0f} MiB"
                 )
 
                 first, phases = click_to_first_point(browser, server, args.repeats + 1)
