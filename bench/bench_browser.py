@@ -240,7 +240,8 @@ def main() -> None:
                     f"load {os.getloadavg()[0]:.1f}"
                 )
                 print(
-                    f"server + workers memory (PSS) after start: {server.tree_pss_bytes() / 2**20:.0f} MiB"
+                    "server + workers memory (PSS) after start: "
+                    f"{server.tree_pss_bytes() / 2**20:.0f} MiB"
                 )
 
                 first, phases = click_to_first_point(browser, server, args.repeats + 1)
