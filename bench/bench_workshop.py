@@ -1,0 +1,1099 @@
+"""A workshop room against one server: N sessions press Train within one second.
+
+    python bench/bench_workshop.py                          # 30 sessions, 3 of them Chromium
+    python bench/bench_workshop.py --sessions 4 --browsers 1   # a small trial
+    python bench/bench_workshop.py --json                   # the figures as one JSON document
+
+Starts one real `streamlit run app.py` (tests/e2e/harness.py) with a private RNNLAB_HOME.
+`--browsers` sessions are real Chromium tabs (their own browser contexts); the others
+speak Streamlit's own protocol: a websocket to /_stcore/stream with the frontend's
+subprotocols, a `rerun_script` BackMsg with the page's query string to load the Train
+page, then another with the Train button's trigger value to press it. They read the run
+id from the rnnlab_live component's data in the ForwardMsg deltas and poll the live JSON
+route as the page's view does (every 200 ms, since the last step). Sessions alternate
+over --task-mix: hello is the default run, adding opens the page with ADDING_QUERY.
+
+Reported: click -> first point (per kind and task), each run's steps/s as the route
+reports it against the median of its task's runs, the browsers' live-chart refresh rate
+(distinct data-rnnlab-last-step values per second), server + worker memory from /proc
+(RSS summed, and PSS), whether every session got its own run (distinct run ids, every
+answer it saw from that run, distinct owners in the store, the task it asked for), and
+`uptime` at start and end. Everything stops by itself within about --time-limit seconds
+(default 330; runs still training then are reported as they stood); only 127.0.0.1 is
+contacted. Sessions open once the server's training workers exist; --cold opens them as
+soon as the server answers. Progress goes to stderr, the report to stdout; the figures
+also go to artifacts/bench-workshop.json and the server's log to
+artifacts/bench-workshop-server.log.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urljoin, urlsplit
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests" / "e2e"))
+
+from harness import (  # noqa: E402
+    APP_IDLE_JS,
+    ARTIFACTS,
+    SCREENSHOTS,
+    VIEWPORT,
+    chromium_missing_reason,
+    launch_browser,
+    start_server,
+)
+
+from rnnlab.config import TASK_NAMES  # noqa: E402
+
+ADDING_QUERY = "task=adding&cell=lstm&seq_len=100&hidden_size=64&batch_size=64&steps=400"
+QUERIES = {"hello": "", "adding": ADDING_QUERY}
+POLL_S = 0.2  # the live view's pace (ui/live.py LIVE_POLL_MS)
+ENDED = ("completed", "stopped", "diverged", "failed", "interrupted")
+SUBPROTOCOLS = ["streamlit", "PLACEHOLDER_AUTH_TOKEN"]  # what the frontend offers
+TEARDOWN_S = 30.0  # kept back from --time-limit for closing clients and the server
+SERVER_LOG = ARTIFACTS / "bench-workshop-server.log"
+REPORT_JSON = ARTIFACTS / "bench-workshop.json"  # every run's figures, kept for a look
+
+# Installed in every tab before the app's own scripts: when Train is clicked, every value
+# the live chart shows in data-rnnlab-last-step (a MutationObserver, no frame loop), and
+# what each answer of the points route said (a wrapper around fetch).
+WATCH_JS = """(() => {
+    const w = { clickAt: null, firstPointAt: null, updates: [], fetches: [], failures: [] };
+    window.__bench = w;
+    document.addEventListener('click', (event) => {
+        const target = event.target;
+        if (w.clickAt === null && target.closest && target.closest('.st-key-train_start')) {
+            w.clickAt = performance.now();
+        }
+    }, true);
+    new MutationObserver((records) => {
+        const now = performance.now();
+        for (const record of records) {
+            const step = Number(record.target.dataset.rnnlabLastStep);
+            if (w.updates.length < 20000) {
+                w.updates.push([now, step, record.target.dataset.rnnlabRun || null]);
+            }
+            if (step > 0 && w.firstPointAt === null && w.clickAt !== null) w.firstPointAt = now;
+        }
+    }).observe(document, { subtree: true, attributes: true,
+                           attributeFilter: ['data-rnnlab-last-step'] });
+    const original = window.fetch;
+    window.fetch = async function (...args) {
+        const url = String((args[0] && args[0].url) || args[0]);
+        const match = url.match(/\\/api\\/runs\\/([0-9a-f]+)(\\?|$)/);
+        let response;
+        try {
+            response = await original.apply(this, args);
+        } catch (error) {
+            if (match) w.failures.push([performance.now(), String(error)]);
+            throw error;
+        }
+        try {
+            const at = performance.now();
+            if (match && !response.ok) w.failures.push([at, `HTTP ${response.status}`]);
+            if (match && response.ok && w.fetches.length < 20000) {
+                response.clone().json().then((live) => w.fetches.push([
+                    at, match[1], live.run_id ?? null, live.status ?? null, live.step ?? null,
+                    live.steps_per_s ?? null, live.points ? live.points.step.length : 0,
+                ])).catch((error) => w.failures.push([at, String(error)]));
+            }
+        } catch (error) { /* never break the page */ }
+        return response;
+    };
+})();"""
+
+BROWSER_STATUS_JS = """() => {
+    const w = window.__bench, last = w.fetches[w.fetches.length - 1];
+    return { clicked: w.clickAt !== null, status: last ? last[3] : null };
+}"""
+
+
+def say(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def uptime() -> str:
+    try:
+        return subprocess.run(["uptime"], capture_output=True, text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError) as error:
+        return f"(uptime failed: {error})"
+
+
+# ---------------------------------------------------------------- sessions
+
+
+@dataclass
+class Session:
+    index: int
+    kind: str  # "browser" or "protocol"
+    task: str
+    query: str
+    run_id: str | None = None
+    error: str | None = None
+    problems: list[str] = field(default_factory=list)
+    click_started: float | None = None  # time.monotonic() around the click
+    click_done: float | None = None
+    first_point_s: float | None = None
+    mounted_s: float | None = None  # click -> the page showed the run's live view
+    rates: list[float] = field(default_factory=list)  # the route's steps_per_s while running
+    status: str | None = None
+    step: int = 0
+    answers: int = 0
+    run_ids_seen: set[str] = field(default_factory=set)  # from URLs, answers and the chart
+    refreshes: list[tuple[float, int, int]] = field(default_factory=list)  # (s, step, points)
+    refresh_hz: float | None = None
+    points_per_s: float | None = None
+    notes: dict = field(default_factory=dict)  # what a browser tab saw, for diagnosis
+
+    @property
+    def label(self) -> str:
+        return f"#{self.index} {self.kind}/{self.task}"
+
+    def rate(self) -> float | None:
+        return statistics.fmean(self.rates) if self.rates else None
+
+
+class Http:
+    """A tiny keep-alive HTTP/1.1 client for 127.0.0.1 (GET, JSON answers)."""
+
+    def __init__(self, host: str, port: int):
+        self.host, self.port = host, port
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def get_json(self, path: str, timeout: float = 10.0) -> tuple[int, object]:
+        try:
+            return await asyncio.wait_for(self._get(path), timeout)
+        except BaseException:
+            await self.close()
+            raise
+
+    async def _get(self, path: str) -> tuple[int, object]:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        request = (
+            f"GET {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
+            "Accept: application/json\r\nConnection: keep-alive\r\n\r\n"
+        )
+        self.writer.write(request.encode())
+        await self.writer.drain()
+        status_line = await self.reader.readline()
+        if not status_line:
+            raise ConnectionError("the server closed the connection")
+        status = int(status_line.split()[1])
+        headers = {}
+        while True:
+            line = await self.reader.readline()
+            if line in (b"\r\n", b"\n", b""):
+                break
+            name, _, value = line.decode("latin-1").partition(":")
+            headers[name.strip().lower()] = value.strip()
+        if headers.get("transfer-encoding", "").lower() == "chunked":
+            body = b""
+            while True:
+                size = int((await self.reader.readline()).split(b";")[0], 16)
+                chunk = await self.reader.readexactly(size + 2)
+                if size == 0:
+                    break
+                body += chunk[:-2]
+        else:
+            body = await self.reader.readexactly(int(headers.get("content-length", "0")))
+        if headers.get("connection", "").lower() == "close":
+            await self.close()
+        try:
+            return status, json.loads(body) if body else None
+        except ValueError:
+            return status, body[:200].decode(errors="replace")
+
+    async def close(self) -> None:
+        writer, self.writer, self.reader = self.writer, None, None
+        if writer is not None:
+            writer.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(writer.wait_closed(), 2)
+
+
+class ProtocolClient:
+    """One session that speaks Streamlit's websocket protocol, as the frontend does."""
+
+    def __init__(self, session: Session, server_url: str):
+        self.session = session
+        self.root = server_url + "/"
+        split = urlsplit(server_url)
+        self.http = Http(split.hostname, split.port)
+        self.ws = None
+        self.reader_task: asyncio.Task | None = None
+        self.query_string = session.query
+        self.page_hash = ""
+        self.button_id: str | None = None
+        self.points_path: str | None = None
+        self.finished = asyncio.Event()  # a script run ended
+        self.mounted = asyncio.Event()  # the run's live view arrived after the click
+
+    async def open(self) -> None:
+        import websockets
+
+        url = self.root.replace("http://", "ws://") + "_stcore/stream"
+        self.ws = await websockets.connect(
+            url,
+            subprotocols=SUBPROTOCOLS,
+            origin=self.root.rstrip("/"),
+            max_size=None,
+            ping_interval=None,  # the frontend sends no pings either
+            open_timeout=30,
+        )
+        self.reader_task = asyncio.create_task(self._read())
+        self.finished.clear()
+        await self._rerun(first=True)
+        await self.finished.wait()
+        if self.button_id is None:
+            raise RuntimeError("the Train page has no train_start button")
+
+    async def _rerun(self, *, first: bool = False, trigger: str | None = None) -> None:
+        from streamlit.proto.BackMsg_pb2 import BackMsg
+
+        back = BackMsg()
+        rerun = back.rerun_script
+        rerun.query_string = self.query_string
+        rerun.page_script_hash = "" if first else self.page_hash
+        rerun.context_info.url = self.root + (f"?{self.query_string}" if self.query_string else "")
+        rerun.context_info.timezone = "UTC"
+        rerun.context_info.locale = "en-US"
+        if trigger is not None:
+            widget = rerun.widget_states.widgets.add()
+            widget.id = trigger
+            widget.trigger_value = True
+        await self.ws.send(back.SerializeToString())
+
+    async def click(self) -> None:
+        self.session.click_started = time.monotonic()
+        await self._rerun(trigger=self.button_id)
+        self.session.click_done = time.monotonic()
+
+    async def _read(self) -> None:
+        from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+
+        session = self.session
+        try:
+            async for data in self.ws:
+                message = ForwardMsg()
+                message.ParseFromString(data)
+                kind = message.WhichOneof("type")
+                if kind == "navigation" and message.navigation.page_script_hash:
+                    self.page_hash = message.navigation.page_script_hash
+                elif kind == "page_info_changed":
+                    self.query_string = message.page_info_changed.query_string
+                elif kind == "script_finished":
+                    self.finished.set()
+                elif kind == "session_event":
+                    event = message.session_event
+                    if event.HasField("script_compilation_exception"):
+                        exc = event.script_compilation_exception
+                        session.problems.append(f"compilation exception: {exc.message}")
+                elif kind == "delta" and message.delta.WhichOneof("type") == "new_element":
+                    self._element(message.delta.new_element)
+        except Exception as error:  # a closed socket ends the reader; say why if unexpected
+            if not isinstance(error, asyncio.CancelledError):
+                session.problems.append(f"websocket: {type(error).__name__}: {error}")
+
+    def _element(self, element) -> None:
+        session = self.session
+        kind = element.WhichOneof("type")
+        if kind == "button" and element.button.id.endswith("train_start"):
+            self.button_id = element.button.id
+        elif kind == "exception":
+            exc = element.exception
+            session.problems.append(f"exception on the page: {exc.type}: {exc.message[:300]}")
+        elif kind == "alert" and element.alert.format == 1:  # ERROR
+            session.problems.append(f"error on the page: {element.alert.body[:300]}")
+        elif (
+            kind == "bidi_component"
+            and element.bidi_component.component_name.endswith("rnnlab_live")
+            and session.click_started is not None
+            and not self.mounted.is_set()
+        ):
+            try:
+                data = json.loads(element.bidi_component.json)
+            except ValueError:
+                return
+            if data.get("view") == "loss" and data.get("run_id"):
+                session.run_id = data["run_id"]
+                session.mounted_s = time.monotonic() - session.click_started
+                points_url = data.get("points_url") or f"api/runs/{data['run_id']}"
+                self.points_path = urlsplit(urljoin(self.root, points_url)).path
+                self.mounted.set()
+
+    async def follow(self, end_at: float) -> None:
+        """Wait for the run's view, then poll its route like live.js until the run ends."""
+        session = self.session
+        try:
+            await asyncio.wait_for(self.mounted.wait(), max(0.1, end_at - time.monotonic()))
+        except TimeoutError:
+            session.error = "the page never showed a run after the click"
+            return
+        last, failures = 0, 0
+        while time.monotonic() < end_at:
+            started = time.monotonic()
+            try:
+                code, live = await self.http.get_json(f"{self.points_path}?since={last}")
+            except (OSError, TimeoutError, ValueError, IndexError, EOFError) as error:
+                failures += 1
+                if failures >= 3:
+                    session.error = f"the route failed 3 times: {type(error).__name__} {error}"
+                    return
+                await asyncio.sleep(POLL_S)
+                continue
+            failures = 0
+            now = time.monotonic()
+            if code != 200 or not isinstance(live, dict):
+                session.error = f"the route answered HTTP {code}: {str(live)[:200]}"
+                return
+            session.answers += 1
+            session.run_ids_seen.add(self.points_path.rsplit("/", 1)[-1])
+            session.run_ids_seen.add(str(live.get("run_id")))
+            steps = live["points"]["step"]
+            if steps:
+                if session.first_point_s is None and steps[-1] > 0:
+                    session.first_point_s = now - session.click_started
+                session.refreshes.append((now, steps[-1], len(steps)))
+                last = steps[-1]
+            session.status, session.step = live.get("status"), int(live.get("step") or 0)
+            if session.status == "running" and live.get("steps_per_s"):
+                session.rates.append(float(live["steps_per_s"]))
+            if session.status not in ("running", "queued"):
+                if session.status != "completed":
+                    session.problems.append(f"run ended {session.status}: {live.get('error')}")
+                break
+            await asyncio.sleep(max(0.05, POLL_S - (time.monotonic() - started)))
+        span = session.refreshes[-1][0] - session.refreshes[0][0] if session.refreshes else 0
+        if len(session.refreshes) >= 2 and span > 0:
+            session.refresh_hz = (len(session.refreshes) - 1) / span
+            session.points_per_s = sum(r[2] for r in session.refreshes[1:]) / span
+
+    async def close(self) -> None:
+        await self.http.close()
+        if self.ws is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.ws.close(), 5)
+        if self.reader_task is not None:
+            self.reader_task.cancel()
+            with contextlib.suppress(BaseException):
+                await self.reader_task
+
+
+class BrowserTab:
+    """One session in a real Chromium tab (its own context: its own cookies)."""
+
+    def __init__(self, session: Session, server_url: str):
+        self.session = session
+        self.url = server_url + "/" + (f"?{session.query}" if session.query else "")
+        self.context = None
+        self.page = None
+        self.point: tuple[float, float] | None = None
+        self.watch: dict | None = None
+
+    async def open(self, browser, timeout_s: float) -> None:
+        self.context = await browser.new_context(viewport=VIEWPORT)
+        self.context.set_default_timeout(timeout_s * 1000)
+        await self.context.add_init_script(WATCH_JS)
+        self.page = await self.context.new_page()
+        await self.page.goto(self.url)
+        await self.page.wait_for_function(APP_IDLE_JS)
+        button = self.page.locator(".st-key-train_start button")
+        await button.wait_for()
+        await button.scroll_into_view_if_needed()
+        box = await button.bounding_box()
+        self.point = (box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+
+    async def click(self) -> None:
+        self.session.click_started = time.monotonic()
+        await self.page.mouse.click(*self.point)  # real input; the spot was found beforehand
+        self.session.click_done = time.monotonic()
+
+    async def follow(self, end_at: float) -> None:
+        session = self.session
+        clicked_checked = False
+        while time.monotonic() < end_at:
+            await asyncio.sleep(1.0)
+            state = await self.page.evaluate(BROWSER_STATUS_JS)
+            if not state["clicked"] and not clicked_checked:
+                clicked_checked = True
+                session.problems.append("the mouse click missed Train; clicked it by locator")
+                await self.page.locator(".st-key-train_start button").click()
+            if state["status"] in ENDED:
+                break
+        await asyncio.sleep(0.5)  # the last answer's draw
+        self.watch = await self.page.evaluate("() => window.__bench")
+        fallback = await self.page.get_by_text("Live updates by polling the page").count()
+        if fallback:
+            session.problems.append("the live view fell back to polling the page")
+        last = self.watch["fetches"][-1] if self.watch["fetches"] else None
+        if self.watch.get("firstPointAt") is None or not last or last[3] not in ENDED:
+            with contextlib.suppress(Exception):
+                SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+                shot = SCREENSHOTS / f"workshop-session-{session.index}.png"
+                await self.page.screenshot(path=str(shot), full_page=True)
+                session.notes["screenshot"] = str(shot)
+        exceptions = await self.page.locator('[data-testid="stException"]').all_inner_texts()
+        for text in exceptions:
+            session.problems.append(f"exception on the page: {text[:300]}")
+        self._digest()
+
+    def _digest(self) -> None:
+        session, watch = self.session, self.watch
+        click_at = watch["clickAt"]
+        session.notes.update(
+            clicked=click_at is not None,
+            fetches=len(watch["fetches"]),
+            chart_updates=len(watch["updates"]),
+            last_chart_value=watch["updates"][-1][1] if watch["updates"] else None,
+            route_failures=watch["failures"][:5],
+        )
+        if watch["failures"]:
+            session.problems.append(f"the view's route requests failed: {watch['failures'][:3]}")
+        if click_at is not None and watch["firstPointAt"] is not None:
+            session.first_point_s = (watch["firstPointAt"] - click_at) / 1000
+        if click_at is not None:
+            mounted = [u[0] for u in watch["updates"] if u[0] >= click_at]
+            session.mounted_s = (mounted[0] - click_at) / 1000 if mounted else None
+            answered = [f[0] for f in watch["fetches"] if f[0] >= click_at]
+            session.notes["first_answer_s"] = (answered[0] - click_at) / 1000 if answered else None
+        fetches = [f for f in watch["fetches"] if click_at is None or f[0] >= click_at]
+        for _at, url_id, answer_id, status, step, rate, _ in fetches:
+            session.answers += 1
+            session.run_ids_seen.update({url_id, str(answer_id)})
+            session.status, session.step = status, int(step or 0)
+            if status == "running" and rate:
+                session.rates.append(float(rate))
+        charts = {u[2] for u in watch["updates"] if u[2]}
+        session.run_ids_seen.update(charts)
+        if fetches:
+            session.run_id = fetches[-1][1]
+        elif len(charts) == 1:
+            session.run_id = next(iter(charts))
+        if session.status and session.status not in ("completed", "running", "queued"):
+            session.problems.append(f"run ended {session.status}")
+        # Distinct chart values after the click while the run trained.
+        distinct, previous = [], None
+        for at, step, _ in watch["updates"]:
+            if click_at is not None and at >= click_at and step > 0 and step != previous:
+                distinct.append((at / 1000, step))
+                previous = step
+        session.refreshes = [(at, step, 0) for at, step in distinct]
+        if len(distinct) >= 2 and distinct[-1][0] > distinct[0][0]:
+            session.refresh_hz = (len(distinct) - 1) / (distinct[-1][0] - distinct[0][0])
+
+    async def close(self) -> None:
+        if self.context is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.context.close(), 10)
+
+
+# ---------------------------------------------------------------- memory
+
+
+def _stat(pid: int) -> tuple[int, int] | None:
+    """(parent pid, start time) of a process, or None if it is gone."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = text[text.rindex(")") + 2 :].split()
+    return int(fields[1]), int(fields[19])
+
+
+def process_tree(root: int) -> dict[int, int]:
+    """The root and all its descendants: pid -> start time."""
+    parents = {}
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            stat = _stat(int(entry.name))
+            if stat is not None:
+                parents[int(entry.name)] = stat
+    tree, frontier = {}, [root]
+    while frontier:
+        pid = frontier.pop()
+        if pid in parents and pid not in tree:
+            tree[pid] = parents[pid][1]
+            frontier.extend(p for p, (ppid, _) in parents.items() if ppid == pid)
+    return tree
+
+
+def _kib(path: str, key: str) -> int:
+    try:
+        for line in Path(path).read_text().splitlines():
+            if line.startswith(key):
+                return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+def expected_workers() -> int:
+    """The pool's size as rnnlab.jobs.default_workers() computes it."""
+    configured = os.environ.get("RNNLAB_WORKERS", "").strip()
+    return int(configured) if configured.isdigit() and int(configured) > 0 else os.cpu_count() or 1
+
+
+def wait_for_pool(root: int, timeout_s: float) -> float | None:
+    """Seconds until the server's fork server and all its workers exist; None if never.
+
+    The server (app.py's lifespan) forks them at start; a session that arrives earlier
+    meets the pool still starting.
+    """
+    started = time.monotonic()
+    wanted = expected_workers()
+    while time.monotonic() - started < timeout_s:
+        tree = process_tree(root)
+        children = {pid for pid in tree if (_stat(pid) or (0, 0))[0] == root}
+        grandchildren = [pid for pid in tree if (_stat(pid) or (0, 0))[0] in children]
+        if len(grandchildren) >= wanted:
+            return time.monotonic() - started
+        time.sleep(0.25)
+    return None
+
+
+class MemoryWatch:
+    """RSS (and PSS) of the server and all its descendants, summed, sampled every second."""
+
+    def __init__(self, root: int):
+        self.root = root
+        self.seen: dict[int, int] = {}  # every pid of the tree ever seen -> start time
+        self.samples: list[tuple[float, int, int, int]] = []  # (t, rss, pss, processes)
+        self.marks: dict[str, int] = {}
+
+    def sample(self) -> tuple[int, int, int]:
+        tree = process_tree(self.root)
+        self.seen.update(tree)
+        rss = sum(_kib(f"/proc/{pid}/status", "VmRSS:") for pid in tree) * 1024
+        pss = sum(_kib(f"/proc/{pid}/smaps_rollup", "Pss:") for pid in tree) * 1024
+        self.samples.append((time.monotonic(), rss, pss, len(tree)))
+        return rss, pss, len(tree)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set() and len(self.samples) < 3000:
+            await asyncio.to_thread(self.sample)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 1.0)
+
+    def peak(self, since: float = 0.0) -> tuple[int, int, int]:
+        window = [s for s in self.samples if s[0] >= since] or self.samples
+        return (
+            max(s[1] for s in window),
+            max(s[2] for s in window),
+            max(s[3] for s in window),
+        )
+
+    def leftovers(self) -> list[int]:
+        """Descendants that outlived the server (same pid and start time as seen)."""
+        return [
+            pid
+            for pid, started in self.seen.items()
+            if pid != self.root and (_stat(pid) or (0, None))[1] == started
+        ]
+
+
+def end_leftovers(memory: MemoryWatch | None, grace_s: float = 10.0) -> list[int]:
+    """The server's descendants still there `grace_s` after it stopped, stopped by pid."""
+    if memory is None:
+        return []
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline and memory.leftovers():
+        time.sleep(0.2)
+    left = memory.leftovers()
+    for pid in left:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and memory.leftovers():
+        time.sleep(0.2)
+    for pid in memory.leftovers():
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+    return left
+
+
+# ---------------------------------------------------------------- the room
+
+
+def plan(sessions: int, browsers: int, mix: list[str]) -> list[Session]:
+    """Sessions alternate over the mix; browsers are spread over the tasks, last task first
+    (so one browser already watches an adding run under the default mix)."""
+    tasks = [mix[i % len(mix)] for i in range(sessions)]
+    order = sorted(range(sessions), key=lambda i: (i // len(mix), -(i % len(mix))))
+    chosen = set(order[:browsers])
+    return [
+        Session(
+            index=i,
+            kind="browser" if i in chosen else "protocol",
+            task=task,
+            query=QUERIES.get(task, f"task={task}"),
+        )
+        for i, task in enumerate(tasks)
+    ]
+
+
+async def room(server, sessions: list[Session], memory: MemoryWatch, deadline: float) -> dict:
+    """Open every session, press Train in all of them at once, follow every run."""
+    facts: dict = {}
+    stop_memory = asyncio.Event()
+    memory_task = asyncio.create_task(memory.run(stop_memory))
+    clients: list = []
+    playwright = browser = None
+    try:
+        browsers = [s for s in sessions if s.kind == "browser"]
+        if browsers:
+            from playwright.async_api import async_playwright
+
+            playwright = await async_playwright().start()
+            browser = await launch_browser(playwright)
+        setup_end = min(deadline - 60, time.monotonic() + 150)
+        setup_s = max(10.0, setup_end - time.monotonic())
+        limit = asyncio.Semaphore(8)  # page loads at a time, so the server is not flooded
+
+        async def open_one(session: Session):
+            client = (
+                BrowserTab(session, server.url)
+                if session.kind == "browser"
+                else ProtocolClient(session, server.url)
+            )
+            clients.append(client)
+            async with limit:
+                try:
+                    if session.kind == "browser":
+                        await asyncio.wait_for(client.open(browser, setup_s), setup_s)
+                    else:
+                        await asyncio.wait_for(client.open(), setup_s)
+                except Exception as error:
+                    session.error = f"could not open the page: {type(error).__name__}: {error}"
+            return client
+
+        say(f"opening {len(sessions)} sessions ({len(browsers)} in Chromium)")
+        opened_at = time.monotonic()
+        ready = await asyncio.gather(*(open_one(s) for s in sessions))
+        ready = [c for c in ready if c.session.error is None]
+        facts["open_s"] = time.monotonic() - opened_at
+        memory.sample()
+        facts["memory_before"] = memory.samples[-1][1:]
+        say(f"{len(ready)} sessions ready after {facts['open_s']:.1f} s; pressing Train in all")
+
+        clicks_at = time.monotonic()
+        results = await asyncio.gather(*(c.click() for c in ready), return_exceptions=True)
+        for client, result in zip(ready, results, strict=True):
+            if isinstance(result, BaseException):
+                client.session.error = f"click failed: {type(result).__name__}: {result}"
+        clicked = [c for c in ready if c.session.error is None]
+        if clicked:
+            facts["click_spread_s"] = max(c.session.click_done for c in clicked) - min(
+                c.session.click_started for c in clicked
+            )
+        run_end = deadline - TEARDOWN_S
+        say(f"following {len(clicked)} runs (until at most {run_end - time.monotonic():.0f} s)")
+
+        async def follow(client) -> None:
+            try:
+                await asyncio.wait_for(client.follow(run_end), run_end - time.monotonic() + 15)
+            except Exception as error:
+                client.session.error = f"following the run failed: {type(error).__name__}: {error}"
+
+        await asyncio.gather(*(follow(c) for c in clicked))
+        facts["follow_s"] = time.monotonic() - clicks_at
+        facts["memory_peak"] = memory.peak(since=clicks_at)
+        facts["ran_out_of_time"] = time.monotonic() >= run_end
+    finally:
+        stop_memory.set()
+        for client in clients:
+            with contextlib.suppress(Exception):
+                await client.close()
+        if browser is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(browser.close(), 15)
+        if playwright is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(playwright.stop(), 15)
+        with contextlib.suppress(BaseException):
+            await asyncio.wait_for(memory_task, 5)
+    return facts
+
+
+async def room_until_signal(server, sessions, memory, deadline) -> dict:
+    """room(), cancelled cleanly (its finally blocks run) on SIGINT or SIGTERM."""
+    loop, task = asyncio.get_running_loop(), asyncio.current_task()
+    for number in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(number, task.cancel)
+    try:
+        return await room(server, sessions, memory, deadline)
+    finally:
+        for number in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(number)
+
+
+def store_runs(home: Path) -> dict[str, dict]:
+    """The store's runs (read-only, with plain sqlite3): id -> owner, status, task."""
+    path = home / "runs.sqlite"
+    connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+    try:
+        rows = connection.execute("SELECT id, owner, status, config FROM runs").fetchall()
+    finally:
+        connection.close()
+    return {
+        run_id: {"owner": owner, "status": status, "task": json.loads(config).get("task")}
+        for run_id, owner, status, config in rows
+    }
+
+
+# ---------------------------------------------------------------- report
+
+
+def _median(values: list[float]) -> float | None:
+    return statistics.median(values) if values else None
+
+
+def summarise(sessions: list[Session], facts: dict, runs: dict | None, mix: list[str]) -> dict:
+    summary: dict = {"facts": facts}
+    # Click -> first point, for everyone and per kind x task.
+    groups: dict[str, list[float]] = {"all": []}
+    missing = []
+    for s in sessions:
+        if s.first_point_s is None:
+            missing.append(s.label)
+            continue
+        for name in ("all", s.kind, s.task, f"{s.kind}/{s.task}"):
+            groups.setdefault(name, []).append(s.first_point_s)
+    summary["first_point"] = {
+        name: {"n": len(v), "median_s": _median(v), "worst_s": max(v)}
+        for name, v in groups.items()
+        if v
+    }
+    summary["no_first_point"] = missing
+    mounted: dict[str, list[float]] = {}
+    for s in sessions:
+        if s.mounted_s is not None:
+            mounted.setdefault(f"{s.kind}/{s.task}", []).append(s.mounted_s)
+    summary["mounted_median_s"] = {name: _median(v) for name, v in sorted(mounted.items())}
+    answered = [s.notes["first_answer_s"] for s in sessions if s.notes.get("first_answer_s")]
+    summary["browser_first_answer_median_s"] = _median(answered)
+    # Steps/s against the task's fair share.
+    fairness = {}
+    for task in mix:
+        rated = [(s, s.rate()) for s in sessions if s.task == task and s.rate()]
+        if not rated:
+            continue
+        fair = statistics.median(r for _, r in rated)
+        worst_session, worst_rate = min(rated, key=lambda item: item[1])
+        fairness[task] = {
+            "runs": len(rated),
+            "fair_steps_per_s": fair,
+            "min_steps_per_s": worst_rate,
+            "max_steps_per_s": max(r for _, r in rated),
+            "min_ratio": worst_rate / fair,
+            "min_session": worst_session.label,
+        }
+    summary["fairness"] = fairness
+    rated_all = [s.rate() for s in sessions if s.rate()]
+    summary["min_ratio"] = (
+        min(fairness[t]["min_ratio"] for t in fairness) if fairness and rated_all else None
+    )
+    # Refresh rates.
+    summary["browser_refresh_hz"] = {
+        s.label: s.refresh_hz for s in sessions if s.kind == "browser" and s.refresh_hz
+    }
+    summary["protocol_refresh_hz"] = {
+        task: _median(
+            [
+                s.refresh_hz
+                for s in sessions
+                if s.kind == "protocol" and s.task == task and s.refresh_hz
+            ]
+        )
+        for task in mix
+    }
+    summary["protocol_points_per_s"] = {
+        task: _median(
+            [
+                s.points_per_s
+                for s in sessions
+                if s.kind == "protocol" and s.task == task and s.points_per_s
+            ]
+        )
+        for task in mix
+    }
+    # Own runs.
+    ids = [s.run_id for s in sessions if s.run_id]
+    mixed = [s.label for s in sessions if s.run_id and s.run_ids_seen - {s.run_id}]
+    own = {
+        "sessions_with_run": len(ids),
+        "distinct_run_ids": len(set(ids)),
+        "sessions_seeing_other_runs": mixed,
+    }
+    if runs is not None:
+        shown = [runs.get(s.run_id) for s in sessions if s.run_id]
+        own["runs_in_store"] = len(runs)
+        own["distinct_owners"] = len({r["owner"] for r in shown if r})
+        own["wrong_task"] = [
+            s.label
+            for s in sessions
+            if s.run_id and (runs.get(s.run_id) or {}).get("task") != s.task
+        ]
+        own["store_statuses"] = dict(
+            sorted(
+                {
+                    status: sum(r["status"] == status for r in runs.values())
+                    for status in {r["status"] for r in runs.values()}
+                }.items()
+            )
+        )
+    own["ok"] = (
+        len(ids) == len(sessions)
+        and len(set(ids)) == len(ids)
+        and not mixed
+        and (runs is None or (own["distinct_owners"] == len(ids) and not own["wrong_task"]))
+        and (runs is None or own["runs_in_store"] == len(sessions))
+    )
+    summary["own_runs"] = own
+    summary["problems"] = {
+        s.label: [*([s.error] if s.error else []), *s.problems]
+        for s in sessions
+        if s.error or s.problems
+    }
+    summary["sessions"] = [
+        {
+            "index": s.index,
+            "kind": s.kind,
+            "task": s.task,
+            "run_id": s.run_id,
+            "first_point_s": s.first_point_s,
+            "mounted_s": s.mounted_s,
+            "steps_per_s": s.rate(),
+            "refresh_hz": s.refresh_hz,
+            "points_per_s": s.points_per_s,
+            "status": s.status,
+            "step": s.step,
+            "answers": s.answers,
+            "error": s.error,
+            "problems": s.problems,
+            "notes": s.notes,
+        }
+        for s in sessions
+    ]
+    return summary
+
+
+def _s(value: float | None, digits: int = 2) -> str:
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
+def print_report(summary: dict, args, mix: list[str]) -> None:
+    facts = summary["facts"]
+    out = print
+    out(f"load at start: {facts.get('uptime_start')}")
+    out(
+        f"room: {args.sessions} sessions ({args.browsers} Chromium tabs, "
+        f"{args.sessions - args.browsers} protocol clients), task mix {','.join(mix)}; "
+        f"{os.cpu_count()} cores; opened in {_s(facts.get('open_s'), 1)} s"
+    )
+    if facts.get("pool_warm_s") is not None or not args.cold:
+        out(f"sessions opened once the training pool was up ({_s(facts.get('pool_warm_s'), 1)} s)")
+    else:
+        out("sessions opened as soon as the server answered (--cold)")
+    out(
+        f"clicks on Train: all within {_s(facts.get('click_spread_s'), 3)} s"
+        + (" (NOT within one second)" if (facts.get("click_spread_s") or 0) > 1 else "")
+        + "; "
+        f"runs followed for {_s(facts.get('follow_s'), 1)} s"
+        + ("  (stopped by the time limit)" if facts.get("ran_out_of_time") else "")
+    )
+    out("click -> first point:")
+    for name, figure in summary["first_point"].items():
+        out(
+            f"    {name:<18} n={figure['n']:<3} median {figure['median_s']:.2f} s, "
+            f"worst {figure['worst_s']:.2f} s"
+        )
+    out(
+        "    of which click -> live view on the page (median): "
+        + ", ".join(f"{k} {v:.2f} s" for k, v in summary["mounted_median_s"].items())
+        + (
+            f"; browsers' first route answer {summary['browser_first_answer_median_s']:.2f} s"
+            " (the view polls once Plotly has loaded)"
+            if summary["browser_first_answer_median_s"] is not None
+            else ""
+        )
+    )
+    if summary["no_first_point"]:
+        out(f"    NO first point: {', '.join(summary['no_first_point'])}")
+    out("steps/s as the route reports it (mean over each run) vs the task's fair share (median):")
+    for task, figure in summary["fairness"].items():
+        out(
+            f"    {task:<8} {figure['runs']} runs: fair {figure['fair_steps_per_s']:.1f}, "
+            f"range {figure['min_steps_per_s']:.1f}..{figure['max_steps_per_s']:.1f}; "
+            f"min ratio {figure['min_ratio']:.2f} ({figure['min_session']})"
+        )
+    out(f"    minimum ratio over all tasks: {_s(summary['min_ratio'])}")
+    browser_hz = summary["browser_refresh_hz"]
+    out(
+        "live chart refresh in the browsers (distinct data-rnnlab-last-step values/s): "
+        + (", ".join(f"{k} {v:.2f} Hz" for k, v in browser_hz.items()) or "—")
+    )
+    out(
+        "protocol clients' refresh (answers with new points/s, median): "
+        + ", ".join(f"{t} {_s(v)} Hz" for t, v in summary["protocol_refresh_hz"].items())
+        + "; points/s: "
+        + ", ".join(f"{t} {_s(v, 1)}" for t, v in summary["protocol_points_per_s"].items())
+    )
+    before, peak = facts.get("memory_before"), facts.get("memory_peak")
+    if before and peak:
+        out(
+            f"server + workers memory: RSS summed {before[0] / 2**20:.0f} MiB before the "
+            f"clicks, peak {peak[0] / 2**20:.0f} MiB while running ({peak[2]} processes); "
+            f"PSS {before[1] / 2**20:.0f} -> peak {peak[1] / 2**20:.0f} MiB"
+        )
+    own = summary["own_runs"]
+    out(
+        f"own runs: {'yes' if own['ok'] else 'NO'} — {own['sessions_with_run']} sessions "
+        f"with a run, {own['distinct_run_ids']} distinct run ids"
+        + (
+            f", {own['distinct_owners']} distinct owners, {own['runs_in_store']} runs in the "
+            f"store {own['store_statuses']}"
+            if "runs_in_store" in own
+            else ""
+        )
+        + (
+            f"; saw other runs: {own['sessions_seeing_other_runs']}"
+            if own["sessions_seeing_other_runs"]
+            else ""
+        )
+        + (f"; wrong task: {own['wrong_task']}" if own.get("wrong_task") else "")
+    )
+    if summary["problems"]:
+        out("problems:")
+        for label, problems in summary["problems"].items():
+            for problem in problems[:5]:
+                out(f"    {label}: {problem}")
+    if facts.get("leftover_processes"):
+        left = facts["leftover_processes"]
+        out(f"server descendants alive 10 s after the server stopped (ended by pid): {left}")
+    out(
+        f"server stopped in {_s(facts.get('server_stop_s'), 1)} s "
+        f"(exit code {facts.get('server_exit_code')})"
+    )
+    if facts.get("server_log_excerpt"):
+        out("server log excerpt:")
+        out(facts["server_log_excerpt"])
+    if facts.get("aborted"):
+        out(f"ABORTED: {facts['aborted']} (the figures above are partial)")
+    out(f"load at end: {facts.get('uptime_end')}")
+
+
+def log_excerpt(text: str, lines: int = 40) -> str:
+    """The server log's first traceback (or its tail), without the bare-mode warnings."""
+    noise = "missing ScriptRunContext"
+    rows = [row for row in text.splitlines() if noise not in row]
+    dropped = len(text.splitlines()) - len(rows)
+    marked = [i for i, row in enumerate(rows) if row.startswith(("Traceback", "Exception in"))]
+    start = max(0, marked[0] - 1) if marked else max(0, len(rows) - lines)
+    note = f"  ({dropped} '{noise}' warnings left out)" if dropped else ""
+    return "\n".join(["  " + row for row in rows[start : start + lines]]) + (
+        f"\n{note}" if note else ""
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sessions", type=int, default=30, help="sessions in the room")
+    parser.add_argument("--browsers", type=int, default=3, help="of them, real Chromium tabs")
+    parser.add_argument("--task-mix", default="hello,adding", help="tasks sessions alternate over")
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    parser.add_argument(
+        "--time-limit", type=float, default=330.0, help="seconds after which everything stops"
+    )
+    parser.add_argument(
+        "--cold",
+        action="store_true",
+        help="open the sessions as soon as the server answers, not once its workers exist",
+    )
+    args = parser.parse_args()
+    mix = [t.strip() for t in args.task_mix.split(",") if t.strip()]
+    unknown = [t for t in mix if t not in TASK_NAMES]
+    if not mix or unknown:
+        parser.error(f"--task-mix: unknown task(s) {unknown}; choose from {', '.join(TASK_NAMES)}")
+    if args.sessions < 1 or not 0 <= args.browsers <= args.sessions:
+        parser.error("need --sessions >= 1 and 0 <= --browsers <= --sessions")
+    if args.browsers:
+        reason = chromium_missing_reason()
+        if reason:
+            sys.exit(f"cannot run: {reason} (or use --browsers 0)")
+
+    def interrupted(number, _frame):
+        raise KeyboardInterrupt(f"signal {number}")  # unwinds through every finally block
+
+    signal.signal(signal.SIGTERM, interrupted)
+    signal.signal(signal.SIGINT, interrupted)
+    started = time.monotonic()
+    deadline = started + args.time_limit
+    facts: dict = {"uptime_start": uptime()}
+    say(f"load at start: {facts['uptime_start']}")
+    sessions = plan(args.sessions, args.browsers, mix)
+    server = memory = None
+    runs = None
+    with tempfile.TemporaryDirectory(prefix="rnnlab-workshop-") as home:
+        try:
+            server = start_server(Path(home), SERVER_LOG, timeout_s=min(90.0, args.time_limit / 3))
+            memory = MemoryWatch(server.pid)
+            say(f"server pid {server.pid} at {server.url} (log {SERVER_LOG})")
+            if not args.cold:
+                facts["pool_warm_s"] = wait_for_pool(server.pid, min(60.0, args.time_limit / 5))
+                say(f"training pool up after {_s(facts['pool_warm_s'], 1)} s")
+            facts.update(asyncio.run(room_until_signal(server, sessions, memory, deadline)))
+            try:
+                runs = store_runs(Path(home))
+            except sqlite3.Error as error:
+                facts["store_error"] = str(error)
+        except (KeyboardInterrupt, asyncio.CancelledError):
+            facts["aborted"] = "interrupted (SIGINT or SIGTERM)"
+        except Exception as error:
+            traceback.print_exc()
+            facts["aborted"] = f"{type(error).__name__}: {error}"
+        finally:
+            if server is not None:
+                stopping = time.monotonic()
+                try:
+                    server.stop()
+                finally:
+                    facts["leftover_processes"] = end_leftovers(memory)
+                facts["server_stop_s"] = time.monotonic() - stopping
+                facts["server_exit_code"] = server.process.returncode
+                log = server.log.read_text(errors="replace") if server.log.exists() else ""
+                trouble = any(s.error or s.problems or s.first_point_s is None for s in sessions)
+                if trouble or "Traceback" in log:
+                    facts["server_log_excerpt"] = log_excerpt(log)
+    facts["uptime_end"] = uptime()
+    facts["wall_s"] = time.monotonic() - started
+    summary = summarise(sessions, facts, runs, mix)
+    with contextlib.suppress(OSError):
+        REPORT_JSON.write_text(json.dumps(summary, indent=2, default=str))
+    if args.json:
+        print(json.dumps(summary, indent=2, default=str))
+    else:
+        print_report(summary, args, mix)
+    say(f"done in {facts['wall_s']:.0f} s")
+    ok = summary["own_runs"]["ok"] and not summary["no_first_point"] and not facts.get("aborted")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
