@@ -35,6 +35,7 @@ import json
 import logging
 import math
 import multiprocessing
+import multiprocessing.spawn
 import os
 import threading
 import time
@@ -253,7 +254,11 @@ class _WorkerProcess:
             name=f"rnnlab-worker-{number}",
             daemon=True,
         )
-        self.process.start()
+        _starting_worker.active = True
+        try:
+            self.process.start()
+        finally:
+            _starting_worker.active = False
         child.close()
         self.send_lock = threading.Lock()
         self.jobs: dict[str, _Job] = {}
@@ -267,6 +272,28 @@ class _WorkerProcess:
                 self.connection.send(command)
         except (BrokenPipeError, EOFError, OSError):
             pass
+
+
+_starting_worker = threading.local()
+_preparation_data = multiprocessing.spawn.get_preparation_data
+
+
+def _worker_preparation_data(name: str) -> dict[str, Any]:
+    """What a new process is told of its parent, less the parent's __main__ for ours.
+
+    A child normally re-imports its parent's __main__ first; under Streamlit that is
+    whichever page ran last (Streamlit installs each page as __main__), which a training
+    worker must not run. Workers need only rnnlab, so for them the entry is dropped; for
+    every other process started here nothing changes.
+    """
+    data = _preparation_data(name)
+    if getattr(_starting_worker, "active", False):
+        data.pop("init_main_from_path", None)
+        data.pop("init_main_from_name", None)
+    return data
+
+
+multiprocessing.spawn.get_preparation_data = _worker_preparation_data
 
 
 def _process_context() -> Any:

@@ -2,6 +2,8 @@ import collections
 import json
 import logging
 import os
+import subprocess
+import sys
 import threading
 import time
 
@@ -252,3 +254,32 @@ def test_get_manager_is_one_per_process(store, monkeypatch):
     finally:
         jobs._manager.shutdown()
         torch.set_num_threads(threads)
+
+
+PAGE_AS_MAIN = """
+import sys, types
+# As Streamlit does: the page that ran last is installed as __main__.
+page = types.ModuleType("__main__")
+page.__file__ = sys.argv[1]
+sys.modules["__main__"] = page
+from rnnlab.config import RunConfig
+from rnnlab.jobs import JobManager
+manager = JobManager(workers=1)
+run_id = manager.submit(RunConfig(task="hello", hidden_size=4, steps=10), owner="ana")
+print(manager.wait(run_id, timeout=120).status)
+manager.shutdown(timeout=60)
+"""
+
+
+def test_workers_never_run_the_page_installed_as_main(tmp_path):
+    page = tmp_path / "page.py"
+    page.write_text("raise SystemExit('a training worker ran the page')\n")
+    result = subprocess.run(
+        [sys.executable, "-c", PAGE_AS_MAIN, str(page)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "RNNLAB_HOME": str(tmp_path)},
+    )
+    assert result.stdout.strip().splitlines()[-1:] == ["completed"], result.stderr[-2000:]
+    assert "ran the page" not in result.stderr
