@@ -4,13 +4,14 @@ import streamlit as st
 
 from rnnlab.jobs import JobError
 from rnnlab.presets import PRESETS
-from ui.live import run_panel
+from ui.live import preload_live_view, run_panel
 from ui.state import manager, owner
 from ui.widgets import NO_PRESET, config_form, shapes_line, share_link
 
 config, notes = config_form(key="train")
 
 st.title("Train a recurrent network")
+preload_live_view(key="train")
 for note in notes:
     st.warning(note)
 preset = st.session_state.get("train_preset", NO_PRESET)

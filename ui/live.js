@@ -2,7 +2,8 @@
 // (ui/routes.py) and extend their Plotly charts in place, so watching a run costs the
 // server no Streamlit rerun per tick. Mounted by ui/live.py; `data` is set there.
 //
-// Both views: {page: the page's url_path, its routes are relative to the app's root}.
+// All views: {page: the page's url_path, its routes are relative to the app's root}.
+// data.view == "preload": {plotly_url}: only loads Plotly, ahead of the first run.
 // data.view == "loss":  {run_id, points_url, plotly_url, active, steps, baseline,
 //                        baseline_label, metric_baseline, points:{step,loss}, evaluations,
 //                        solved_at, poll_ms}
@@ -56,6 +57,19 @@ function number(value, digits = 4) {
 function eta(seconds) {
   if (seconds === null || seconds === undefined) return "…";
   return seconds < 120 ? `${Math.round(seconds)} s` : `${(seconds / 60).toFixed(1)} min`;
+}
+
+// A request that has not answered within this long is given up (and counts as a failure).
+const REQUEST_TIMEOUT_MS = 5000;
+
+async function getWithTimeout(url) {
+  const controller = new AbortController();
+  const timer = setTimeout(() => controller.abort(), REQUEST_TIMEOUT_MS);
+  try {
+    return await fetch(url, { cache: "no-store", signal: controller.signal });
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 function element(tag, className, parent) {
@@ -162,7 +176,7 @@ class LossView {
     if (this.stopped || this.paused || !this.root.isConnected) return;
     const started = performance.now();
     try {
-      const response = await fetch(`${apiUrl(this.data.points_url, this.data.page)}?since=${this.lastStep}`, { cache: "no-store" });
+      const response = await getWithTimeout(`${apiUrl(this.data.points_url, this.data.page)}?since=${this.lastStep}`);
       if (!response.ok || !(response.headers.get("content-type") || "").includes("json")) {
         throw new Error(`HTTP ${response.status}`);
       }
@@ -247,8 +261,11 @@ class LossView {
   }
 
   pause() {
+    // Streamlit calls this when it unmounts the view, and may call it when it re-renders
+    // the view with new data; a view still on the page afterwards carries on.
     this.paused = true;
     clearTimeout(this.timer);
+    setTimeout(() => { if (this.root.isConnected && this.root.__rnnlabView === this) this.resume(); }, 500);
   }
 
   resume() {
@@ -300,7 +317,7 @@ class GatesView {
   async poll() {
     if (this.stopped || this.paused || !this.root.isConnected) return;
     try {
-      const response = await fetch(`${apiUrl(this.data.gates_url, this.data.page)}?layer=${this.data.layer}&after=${this.after}`, { cache: "no-store" });
+      const response = await getWithTimeout(`${apiUrl(this.data.gates_url, this.data.page)}?layer=${this.data.layer}&after=${this.after}`);
       if (response.status === 200) this.draw(await response.json());
       else if (response.status === 404) this.stopped = true;  // finished: the page redraws
       else if (response.status !== 204) throw new Error(`HTTP ${response.status}`);
@@ -370,8 +387,11 @@ class GatesView {
   }
 
   pause() {
+    // Streamlit calls this when it unmounts the view, and may call it when it re-renders
+    // the view with new data; a view still on the page afterwards carries on.
     this.paused = true;
     clearTimeout(this.timer);
+    setTimeout(() => { if (this.root.isConnected && this.root.__rnnlabView === this) this.resume(); }, 500);
   }
 
   resume() {
@@ -383,6 +403,11 @@ class GatesView {
 
 export default function (component) {
   const { data, parentElement } = component;
+  if (data.view === "preload") {
+    // Fetch Plotly while the person picks settings, so that Train draws at once.
+    loadPlotly(apiUrl(data.plotly_url, data.page)).catch(() => {});
+    return undefined;
+  }
   let root = parentElement.querySelector(".rnnlab-live");
   if (!root) root = element("div", "rnnlab-live", parentElement);
   const previous = root.__rnnlabView;

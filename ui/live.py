@@ -106,6 +106,15 @@ def curve_of(run_id: str) -> pd.DataFrame:
     return pd.DataFrame({"step": points["step"], "loss": points["loss"]}, dtype=float)
 
 
+def preload_live_view(*, key: str, page: str = "") -> None:
+    """Load Plotly's script into the page now, so the first run's chart draws at once."""
+    _LIVE_VIEW(
+        key=f"{key}_preload",
+        data={"view": "preload", "page": page, "plotly_url": _route("api/plotly.js")},
+        height=0,
+    )
+
+
 def live_loss_chart(progress: Progress, *, key: str, page: str = "") -> bool:
     """The live loss chart, status and metrics of a run; False if the page must poll instead."""
     baseline, metric_baseline, label = _task_info(progress.config)
