@@ -107,14 +107,28 @@ class LossView {
   }
 
   async start() {
+    // Ask for the first points while Plotly loads, and draw once with whatever came.
+    const first = this.data.active ? this.fetchLive().catch(() => null) : null;
     try {
       this.Plotly = await loadPlotly(apiUrl(this.data.plotly_url, this.data.page));
     } catch (error) {
       this.fallBack(String(error));
       return;
     }
+    const live = first ? await first : null;
+    if (live) this.absorb(live);
     this.draw();
-    if (this.data.active) this.poll();
+    if (live) this.settle(live);
+    if (this.data.active && !this.stopped) this.timer = setTimeout(() => this.poll(), this.data.poll_ms);
+  }
+
+  async fetchLive() {
+    const url = `${apiUrl(this.data.points_url, this.data.page)}?since=${this.lastStep}`;
+    const response = await getWithTimeout(url);
+    if (!response.ok || !(response.headers.get("content-type") || "").includes("json")) {
+      throw new Error(`HTTP ${response.status}`);
+    }
+    return response.json();
   }
 
   traces() {
@@ -145,10 +159,11 @@ class LossView {
         showarrow: false, xanchor: "left", yanchor: "top" });
     }
     return {
-      height: 340, margin: { l: 10, r: 10, t: 40, b: 10 },
+      // Fixed margins: automargin costs extra layout passes on every redraw.
+      height: 340, margin: { l: 60, r: 10, t: 40, b: 45 },
       legend: { orientation: "h", yanchor: "bottom", y: 1.02, x: 0 },
-      xaxis: { title: { text: "step" }, range: [0, d.steps], automargin: true },
-      yaxis: { title: { text: "loss" }, type: this.logY ? "log" : "linear", automargin: true },
+      xaxis: { title: { text: "step" }, range: [0, d.steps] },
+      yaxis: { title: { text: "loss" }, type: this.logY ? "log" : "linear" },
       shapes, annotations, uirevision: d.run_id,
       paper_bgcolor: "rgba(0,0,0,0)", plot_bgcolor: "#F3F6FA",
     };
@@ -176,12 +191,9 @@ class LossView {
     if (this.stopped || this.paused || !this.root.isConnected) return;
     const started = performance.now();
     try {
-      const response = await getWithTimeout(`${apiUrl(this.data.points_url, this.data.page)}?since=${this.lastStep}`);
-      if (!response.ok || !(response.headers.get("content-type") || "").includes("json")) {
-        throw new Error(`HTTP ${response.status}`);
-      }
+      const live = await this.fetchLive();
       this.failures = 0;
-      this.receive(await response.json());
+      this.receive(live);
     } catch (error) {
       this.failures += 1;
       if (this.failures >= FAILURES_BEFORE_FALLBACK) {
@@ -194,34 +206,41 @@ class LossView {
     this.timer = setTimeout(() => this.poll(), wait);
   }
 
+  // Take in one answer of the route: new points and evaluations (no drawing).
+  absorb(live) {
+    const points = live.points;
+    for (let i = 0; i < points.step.length; i++) {
+      this.steps.push(points.step[i]);
+      this.losses.push(points.loss[i]);
+    }
+    if (points.step.length) this.lastStep = points.step[points.step.length - 1];
+    this.evaluations.push(...live.evaluations);
+    if (live.solved_at !== null) this.solvedAt = live.solved_at;
+  }
+
   receive(live) {
     const points = live.points;
-    if (points.step.length) {
-      const wasLog = this.logY;
-      for (let i = 0; i < points.step.length; i++) {
-        this.steps.push(points.step[i]);
-        this.losses.push(points.loss[i]);
-        if (points.loss[i] !== null && points.loss[i] <= 0) this.logY = false;
-      }
-      this.lastStep = points.step[points.step.length - 1];
-      if (this.steps.length > MAX_POINTS || wasLog !== this.logY || live.evaluations.length) {
-        this.evaluations.push(...live.evaluations);
-        if (live.solved_at !== null) this.solvedAt = live.solved_at;
-        this.draw();
-      } else {
-        this.Plotly.extendTraces(this.chart, { x: [points.step], y: [points.loss] }, [0]);
-        this.chart.dataset.rnnlabLastStep = String(this.lastStep);
-        this.caption.textContent = `${this.lastStep.toLocaleString()} steps recorded`;
-      }
-    } else if (live.evaluations.length) {
-      this.evaluations.push(...live.evaluations);
-      if (live.solved_at !== null) this.solvedAt = live.solved_at;
+    const wasLog = this.logY;
+    const redraw = live.evaluations.length > 0 || this.steps.length === 0
+      || points.loss.some((v) => v !== null && v <= 0) && wasLog
+      || this.steps.length + points.step.length > MAX_POINTS;
+    this.absorb(live);
+    if (redraw) {
       this.draw();
+    } else if (points.step.length) {
+      this.Plotly.extendTraces(this.chart, { x: [points.step], y: [points.loss] }, [0]);
+      this.chart.dataset.rnnlabLastStep = String(this.lastStep);
+      this.caption.textContent = `${this.lastStep.toLocaleString()} steps recorded`;
     }
+    this.settle(live);
+  }
+
+  // Show the progress; once the run has ended, stop and let the page show the result.
+  settle(live) {
     this.showProgress(live);
     if (live.status !== "running" && live.status !== "queued") {
       this.stopped = true;
-      this.component.setTriggerValue("ended", live.status);  // the page shows the result
+      this.component.setTriggerValue("ended", live.status);
     }
   }
 
@@ -404,8 +423,16 @@ class GatesView {
 export default function (component) {
   const { data, parentElement } = component;
   if (data.view === "preload") {
-    // Fetch Plotly while the person picks settings, so that Train draws at once.
-    loadPlotly(apiUrl(data.plotly_url, data.page)).catch(() => {});
+    // Fetch Plotly while the person picks settings, and draw one throwaway chart off
+    // screen (Plotly's first chart in a page is its slowest), so that Train draws at once.
+    loadPlotly(apiUrl(data.plotly_url, data.page)).then((Plotly) => {
+      if (window.__rnnlabPlotlyWarm) return;
+      window.__rnnlabPlotlyWarm = true;
+      const scratch = element("div", "", document.body);
+      scratch.style.cssText = "position:absolute;left:-10000px;top:0;width:600px;height:340px";
+      Plotly.newPlot(scratch, [{ x: [1, 2], y: [1, 0.5], mode: "lines" }], { height: 340, yaxis: { type: "log" } })
+        .then(() => { Plotly.purge(scratch); scratch.remove(); });
+    }).catch(() => {});
     return undefined;
   }
   let root = parentElement.querySelector(".rnnlab-live");

@@ -162,12 +162,10 @@ def test_a_shared_link_reproduces_a_run(server, new_page, screenshots):
         tab.get_by_text("Finished 120 steps").wait_for(timeout=RUN_TIMEOUT_MS)
         wait_idle(tab)
         assert_no_exception(tab)
-        metrics = tab.locator('[data-testid="stMetric"]')
+        metrics = tab.locator(".rnnlab-metric")  # the live view's numbers
         finals.append(
             [
-                metrics.filter(has_text=label)
-                .first.locator('[data-testid="stMetricValue"]')
-                .inner_text()
+                metrics.filter(has_text=label).first.locator(".rnnlab-metric-value").inner_text()
                 for label in ("Train loss", "Held-out loss", "Accuracy")
             ]
         )
