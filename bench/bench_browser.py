@@ -101,6 +101,8 @@ def watched_tab(browser, server, query: str):
     page = context.new_page()
     open_app(page, server, query=query)
     page.locator(".st-key-train_start button").wait_for()
+    # The page is loaded when its charts can draw: Plotly fetched and warmed up.
+    page.wait_for_function("() => window.__rnnlabPlotlyWarm === true")
     page.evaluate(WATCH_JS, LAST_LOSS_STEP_JS)
     return context, page
 
