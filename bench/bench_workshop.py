@@ -60,7 +60,7 @@ from harness import (  # noqa: E402
 
 from rnnlab.config import TASK_NAMES  # noqa: E402
 
-ADDING_QUERY = "task=adding&cell=lstm&seq_len=100&hidden_size=64&batch_size=64&steps=400"
+ADDING_QUERY = "task=adding&cell=lstm&seq_len=100&hidden_size=64&batch_size=64&steps=200"
 QUERIES = {"hello": "", "adding": ADDING_QUERY}
 POLL_S = 0.2  # the live view's pace (ui/live.py LIVE_POLL_MS)
 ENDED = ("completed", "stopped", "diverged", "failed", "interrupted")
@@ -414,6 +414,8 @@ class BrowserTab:
         self.page = await self.context.new_page()
         await self.page.goto(self.url)
         await self.page.wait_for_function(APP_IDLE_JS)
+        # Loaded as a person sees it: the charts can draw (Plotly fetched and warmed up).
+        await self.page.wait_for_function("() => window.__rnnlabPlotlyWarm === true")
         button = self.page.locator(".st-key-train_start button")
         await button.wait_for()
         await button.scroll_into_view_if_needed()
@@ -693,25 +695,27 @@ async def room(server, sessions: list[Session], memory: MemoryWatch, deadline: f
         say(f"{len(ready)} sessions ready after {facts['open_s']:.1f} s; pressing Train in all")
 
         clicks_at = time.monotonic()
-        results = await asyncio.gather(*(c.click() for c in ready), return_exceptions=True)
-        for client, result in zip(ready, results, strict=True):
-            if isinstance(result, BaseException):
-                client.session.error = f"click failed: {type(result).__name__}: {result}"
-        clicked = [c for c in ready if c.session.error is None]
-        if clicked:
-            facts["click_spread_s"] = max(c.session.click_done for c in clicked) - min(
-                c.session.click_started for c in clicked
-            )
         run_end = deadline - TEARDOWN_S
-        say(f"following {len(clicked)} runs (until at most {run_end - time.monotonic():.0f} s)")
+        say(f"pressing Train in {len(ready)} sessions, then following each run")
 
-        async def follow(client) -> None:
+        async def click_and_follow(client) -> None:
+            """Each session follows its run from its own click (not after everyone's)."""
+            try:
+                await client.click()
+            except Exception as error:
+                client.session.error = f"click failed: {type(error).__name__}: {error}"
+                return
             try:
                 await asyncio.wait_for(client.follow(run_end), run_end - time.monotonic() + 15)
             except Exception as error:
                 client.session.error = f"following the run failed: {type(error).__name__}: {error}"
 
-        await asyncio.gather(*(follow(c) for c in clicked))
+        await asyncio.gather(*(click_and_follow(c) for c in ready))
+        clicked = [c for c in ready if c.session.click_done is not None]
+        if clicked:
+            facts["click_spread_s"] = max(c.session.click_done for c in clicked) - min(
+                c.session.click_started for c in clicked
+            )
         facts["follow_s"] = time.monotonic() - clicks_at
         facts["memory_peak"] = memory.peak(since=clicks_at)
         facts["ran_out_of_time"] = time.monotonic() >= run_end
