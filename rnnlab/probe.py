@@ -511,28 +511,41 @@ def snapshot(
 class SnapshotSchedule:
     """When train() takes snapshots, and of what: one fixed probe batch, at most every
     `every_s` seconds and never so often that snapshots take more than about
-    MAX_SNAPSHOT_SHARE of the run (long sequences make them slower). every_s = 0 asks
-    for one after every step, whatever it costs.
+    MAX_SNAPSHOT_SHARE of the run's own computing time (long sequences make them
+    slower). every_s = 0 asks for one after every step, whatever it costs.
+
+    `busy` tells the seconds the run has spent computing so far (default: the wall
+    clock). A worker that interleaves many runs gives each its own, so that thirty runs
+    sharing a core do not each take 5 % of the core for snapshots.
     """
 
-    def __init__(self, task: Task, device: torch.device | str, every_s: float):
+    def __init__(
+        self,
+        task: Task,
+        device: torch.device | str,
+        every_s: float,
+        *,
+        busy: Callable[[], float] = time.perf_counter,
+    ):
         if not every_s >= 0:
             raise ValueError(f"snapshot_every_s must be at least 0 or None, got {every_s!r}")
-        self.task, self.every_s = task, every_s
+        self.task, self.every_s, self.busy = task, every_s, busy
         self.x, self.y = probe_batch(task, device=device)
         self.last = time.perf_counter()
+        self.last_busy = busy()
         self.cost = 0.0
 
     def due(self) -> bool:
         if self.every_s == 0:
             return True
         waited = time.perf_counter() - self.last
-        return waited >= max(self.every_s, self.cost / MAX_SNAPSHOT_SHARE)
+        worked = self.busy() - self.last_busy
+        return waited >= self.every_s and worked >= self.cost / MAX_SNAPSHOT_SHARE
 
     def take(self, model: RecurrentNet) -> dict[str, Any]:
         """snapshot() of the model on the probe batch, timed for the next due()."""
-        start = time.perf_counter()
+        start = self.busy()
         fields = snapshot(model, self.task, self.x, self.y)
-        self.last = time.perf_counter()
-        self.cost = self.last - start
+        self.last, self.last_busy = time.perf_counter(), self.busy()
+        self.cost = self.last_busy - start
         return fields

@@ -141,6 +141,24 @@ def evaluate(model: torch.nn.Module, task: Task, device: torch.device) -> tuple[
     return loss, metric
 
 
+class _BusyClock:
+    """Seconds a generator has spent computing: the time inside next(), not at a yield."""
+
+    def __init__(self) -> None:
+        self.spent, self.resumed_at = 0.0, None
+
+    def resume(self) -> None:
+        self.resumed_at = time.perf_counter()
+
+    def pause(self) -> None:
+        self.spent += time.perf_counter() - self.resumed_at
+        self.resumed_at = None
+
+    def __call__(self) -> float:
+        running = 0.0 if self.resumed_at is None else time.perf_counter() - self.resumed_at
+        return self.spent + running
+
+
 def train(
     config: RunConfig,
     *,
@@ -151,9 +169,30 @@ def train(
     """Train the model `config` describes; yield events as it goes (see module doc).
 
     snapshot_every_s: seconds between Snapshot events (stretched if snapshots would take
-    more than about 5 % of the run); 0 for one after every step, math.inf for only the
-    final one, None for none.
+    more than about 5 % of the run's own computing time, however many runs share the
+    core); 0 for one after every step, math.inf for only the final one, None for none.
     """
+    busy = _BusyClock()
+    events = _events(config, cancel, task, snapshot_every_s, busy)
+    while True:
+        busy.resume()
+        try:
+            event = next(events)
+        except StopIteration:
+            return
+        finally:
+            busy.pause()
+        yield event
+
+
+def _events(
+    config: RunConfig,
+    cancel: threading.Event | None,
+    task: Task | None,
+    snapshot_every_s: float | None,
+    busy: _BusyClock,
+) -> Iterator[Event]:
+    """train()'s body; `busy` is the run's own computing time, for the snapshot budget."""
     start = time.perf_counter()
     device = resolve_device(config.device)
     task = task or make_task(config)
@@ -193,7 +232,7 @@ def train(
 
     schedule = None
     if snapshot_every_s is not None:
-        schedule = SnapshotSchedule(task, device, snapshot_every_s)
+        schedule = SnapshotSchedule(task, device, snapshot_every_s, busy=busy)
 
     def snapshot() -> Snapshot:
         fields = schedule.take(model)

@@ -82,10 +82,7 @@ def view_of_snapshot(snapshot: dict[str, Any]) -> dict[str, Any]:
     for layer in snapshot["layers"]:
         gates = {}
         for name, rows in layer.items():
-            values = torch.tensor(
-                [[_number(rows[t][u]) for u in unit_index] for t in step_index],
-                dtype=torch.float32,
-            )  # (steps, units)
+            values = _matrix(rows)[step_index][:, unit_index]  # (steps, units)
             finite = values[torch.isfinite(values)]
             if name in BOUNDED:
                 lo, hi = 0.0, 1.0
@@ -118,8 +115,15 @@ def _spread(count: int, limit: int) -> list[int]:
     return sorted({round(i * (count - 1) / (limit - 1)) for i in range(limit)})
 
 
-def _number(value: Any) -> float:
-    return math.nan if value is None else float(value)
+def _matrix(rows: list[list[float | None]]) -> torch.Tensor:
+    """A snapshot's [step][unit] lists as a float tensor; None (not finite) becomes NaN."""
+    try:
+        return torch.tensor(rows, dtype=torch.float32)
+    except TypeError:  # a None somewhere: the slow way
+        return torch.tensor(
+            [[math.nan if v is None else float(v) for v in row] for row in rows],
+            dtype=torch.float32,
+        )
 
 
 class _ActiveRun:

@@ -287,12 +287,28 @@ def test_train_snapshots_at_the_cadence_and_always_at_the_end():
 
 def test_snapshots_wait_longer_when_they_cost_more():
     _, task = small_model("rnn", "tanh")
-    schedule = SnapshotSchedule(task, "cpu", every_s=0.5)
+    busy = [0.0]  # seconds the run has computed
+    schedule = SnapshotSchedule(task, "cpu", every_s=0.5, busy=lambda: busy[0])
     schedule.last = time.perf_counter() - 10.0  # as if the last snapshot were 10 s ago
+    busy[0] = 10.0  # ... and the run had computed all that time
     schedule.cost = 0.1
     assert schedule.due()
     schedule.cost = 1.0  # a snapshot this slow waits at least 1.0 / MAX_SNAPSHOT_SHARE
     assert 1.0 / MAX_SNAPSHOT_SHARE > 10.0 and not schedule.due()
+
+
+def test_snapshots_of_interleaved_runs_are_budgeted_on_their_own_time():
+    """Ten seconds passed, but this run computed for only 0.2 s of them (others had the
+    core): a 0.1 s snapshot must wait for 0.1 / MAX_SNAPSHOT_SHARE of its own time."""
+    _, task = small_model("rnn", "tanh")
+    busy = [0.0]
+    schedule = SnapshotSchedule(task, "cpu", every_s=0.5, busy=lambda: busy[0])
+    schedule.last = time.perf_counter() - 10.0
+    schedule.cost = 0.1
+    busy[0] = 0.2
+    assert not schedule.due()
+    busy[0] = 0.1 / MAX_SNAPSHOT_SHARE
+    assert schedule.due()
 
 
 def test_snapshot_is_plain_json_and_uses_the_same_probe_batch_every_time():

@@ -60,3 +60,12 @@ def test_spread_keeps_the_ends_and_never_repeats():
     assert _spread(5, 10) == [0, 1, 2, 3, 4]
     picked = _spread(1000, 7)
     assert picked[0] == 0 and picked[-1] == 999 and len(picked) == len(set(picked)) == 7
+
+
+def test_a_value_that_was_not_finite_is_drawn_at_the_bottom_of_its_scale():
+    config = RunConfig(task="adding", cell="gru", hidden_size=4, batch_size=4, seq_len=6, steps=1)
+    snapshot = last_snapshot(config)
+    snapshot["layers"][0]["z"][2][1] = None  # how a snapshot stores NaN and infinities
+    gate = view_of_snapshot(snapshot)["layers"][0]["z"]
+    units, steps = len(snapshot["kept"]["units"]), len(snapshot["kept"]["steps"])
+    assert decoded(gate, units, steps)[1, 2] == gate["lo"] == 0.0
