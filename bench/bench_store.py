@@ -11,9 +11,10 @@ steadiness): one's events are only consumed, the other's are all written to a Ru
 Printed: the ratio of their seconds per step (median over rounds) and the time spent
 inside store.add() per step. Target: ≤ 1.02.
 
-Pool throughput: the same runs through a JobManager with 1 and with 2 workers (torch
-threads split between them); steps per second over all jobs, and the speed-up. With
---processes, also a pool of processes, to see whether threads lose to the GIL.
+Pool throughput: the same runs through a JobManager (worker processes that record to
+the store) with 1 and with 2 workers (torch threads split between them); steps per
+second over all jobs, and the speed-up. With --processes, also a bare process pool that
+records nothing, for contrast.
 """
 
 from __future__ import annotations
@@ -150,7 +151,7 @@ def pool_throughput(jobs: int, steps: int, home: Path, processes: bool) -> None:
         rate = jobs * steps / wall
         print(
             f"  2 processes (no store): {jobs} jobs in {wall:.1f} s, {rate:.1f} steps/s; "
-            f"threads reach {two / rate:.2f} of it"
+            f"the job manager's pool reaches {two / rate:.2f} of it"
         )
 
 
