@@ -353,7 +353,7 @@ def run_panel(
     if first is None:
         st.info("That run is no longer stored.")
         return None
-    fallback = f"{key}_poll_{run_id}"
+    fallback = "live_routes_unreachable"  # once seen, for the rest of the session
     if not st.session_state.get(fallback):
         if first.active:
             stop_button(first, key=key)
