@@ -410,7 +410,7 @@ def build_parser() -> argparse.ArgumentParser:
     sweep_parser.add_argument(
         "--workers",
         metavar="N",
-        help="runs training at once (default: RNNLAB_WORKERS, else min(2, cores))",
+        help="training processes (default: RNNLAB_WORKERS, else one per core)",
     )
     sweep_parser.add_argument(
         "--json",

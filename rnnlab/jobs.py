@@ -66,6 +66,9 @@ MAX_START_FAILURES = 3
 RATE_WINDOW_S = 0.5
 
 
+_FROM_ENVIRONMENT = object()  # orphan_after_s's default: RNNLAB_ORPHAN_AFTER_S, else 60 s
+
+
 class JobError(Exception):
     """The manager refused a request; the message is written for the person who made it."""
 
@@ -322,7 +325,7 @@ class JobManager:
         workers: int | None = None,
         store: RunStore | None = None,
         max_queued_per_owner: int | None = DEFAULT_MAX_QUEUED_PER_OWNER,
-        orphan_after_s: float | None = None,
+        orphan_after_s: float | None | object = _FROM_ENVIRONMENT,
         max_running: int | None = None,
         torch_threads: int = 1,
         presence: Callable[[str], bool | None] | None = None,
@@ -334,7 +337,7 @@ class JobManager:
         self.store = store if store is not None else open_store()
         self.max_queued_per_owner = max_queued_per_owner
         self.orphan_after_s = (
-            orphan_after_s if orphan_after_s is not None else default_orphan_after_s()
+            default_orphan_after_s() if orphan_after_s is _FROM_ENVIRONMENT else orphan_after_s
         )
         self.max_running = (
             max_running
@@ -782,7 +785,9 @@ class JobManager:
                 self._retire(job)
 
     def _drop_orphans(self) -> None:
-        """Cancel the jobs of owners that have been absent for orphan_after_s."""
+        """Cancel the jobs of owners that have been absent for orphan_after_s (None: never)."""
+        if self.orphan_after_s is None:
+            return
         with self._lock:
             owners = {job.owner for job in self._jobs.values() if job.active}
             owners |= set(self._heartbeats)  # seen before: still here, with nothing running?
