@@ -387,8 +387,11 @@ class GatesView {
   }
 
   drawPredictions(predictions) {
+    if (predictions.kind !== "next_symbol") {
+      this.drawValuePredictions(predictions);
+      return;
+    }
     this.predictions.innerHTML = "";
-    if (predictions.kind !== "next_symbol") return;
     const visible = (s) => ({ "\n": "⏎", " ": "␣" })[s] ?? s;
     element("div", "rnnlab-gates-title", this.predictions).textContent = "Predictions on the probe sequence";
     const table = element("table", "rnnlab-table", this.predictions);
@@ -403,6 +406,41 @@ class GatesView {
       element("td", "", row).textContent = visible(predictions.target[t]);
       element("td", "", row).textContent = top.map(([s, p]) => `${visible(s)} ${Math.round(100 * p)}%`).join(",  ");
     });
+  }
+
+  // Adding: predicted against true sums; sine: the predicted and the true series.
+  drawValuePredictions(predictions) {
+    if (!("predicted" in predictions && "target" in predictions)) return;
+    if (!this.valueChart) {
+      this.predictions.innerHTML = "";
+      element("div", "rnnlab-gates-title", this.predictions).textContent = "Predictions on the probe sequences";
+      this.valueChart = element("div", "rnnlab-values-chart", this.predictions);
+    }
+    const layout = { height: 300, margin: { l: 60, r: 10, t: 30, b: 45 },
+      legend: { orientation: "h", yanchor: "bottom", y: 1.02, x: 0 }, paper_bgcolor: "rgba(0,0,0,0)",
+      uirevision: this.data.run_id };
+    let traces;
+    if (predictions.kind === "last_value") {
+      const values = [...predictions.target, ...predictions.predicted].filter((v) => v !== null);
+      const low = Math.min(0, ...values), high = Math.max(2, ...values);
+      traces = [
+        { x: predictions.target, y: predictions.predicted, mode: "markers", name: "sequences",
+          marker: { color: COLOURS[0], size: 7 } },
+        { x: [low, high], y: [low, high], mode: "lines", name: "perfect", line: { dash: "dot", color: "#999" } },
+      ];
+      layout.xaxis = { title: { text: "true sum" } };
+      layout.yaxis = { title: { text: "predicted sum" } };
+    } else {
+      traces = [
+        { y: predictions.target, name: "true next value", mode: "lines", line: { color: COLOURS[0] } },
+        { y: predictions.predicted, name: "predicted", mode: "lines", line: { color: COLOURS[1] } },
+      ];
+      if (predictions.input) {
+        traces.push({ y: predictions.input, name: "input", mode: "lines", line: { color: "#bbb", dash: "dot" } });
+      }
+      layout.xaxis = { title: { text: "time step" } };
+    }
+    this.Plotly.react(this.valueChart, traces, layout, { displaylogo: false, responsive: true });
   }
 
   pause() {
