@@ -139,7 +139,12 @@ def click_to_first_point(browser, server, repeats: int) -> tuple[list[float], li
 def _phases(server, clicked: float, shown: float) -> dict:
     with RunStore(server.home / "runs.sqlite") as store:
         run = store.list_runs()[0]  # the newest
-        first_step = float(store.history(run.id)["elapsed_s"].iloc[0])
+        history = store.history(run.id)
+        deadline = time.monotonic() + 10
+        while history.empty and time.monotonic() < deadline:  # the page can beat the store
+            time.sleep(0.05)
+            history = store.history(run.id)
+        first_step = float(history["elapsed_s"].iloc[0])
     first_step_at = run.started_at + first_step
     return {
         "click -> submitted": run.created_at - clicked,

@@ -118,7 +118,12 @@ def preload_live_view(*, key: str, page: str = "") -> None:
 def live_loss_chart(progress: Progress, *, key: str, page: str = "") -> bool:
     """The live loss chart, status and metrics of a run; False if the page must poll instead."""
     baseline, metric_baseline, label = _task_info(progress.config)
-    points, evaluations, solved_at, fields = _curve(progress)
+    if progress.active:
+        # The view asks the route for everything so far; data that stays the same while
+        # the run trains lets a rerun of the page (a slider move) leave the view alone.
+        points, evaluations, solved_at, fields = {"step": [], "loss": []}, [], None, None
+    else:
+        points, evaluations, solved_at, fields = _curve(progress)
     result = _LIVE_VIEW(
         key=f"{key}_live_{progress.run_id}",
         data={
