@@ -215,7 +215,7 @@ def _events(
     )
 
     status, step = "completed", 0
-    losses: list[float] = []
+    last_loss: float | None = None  # the latest step's training loss
     solved_at: int | None = None
     best_loss = math.inf
     last_eval: Evaluation | None = None
@@ -258,7 +258,7 @@ def _events(
             break
         optimizer.step()
         step += 1
-        losses.append(loss_value)
+        last_loss = loss_value
         yield Step(step, loss_value, grad_norm_value, time.perf_counter() - start)
         if step % eval_every == 0 or step == config.steps:
             last_eval = evaluation(step)
@@ -280,7 +280,7 @@ def _events(
             "steps": step,
             "final_loss": _finite_or_none(last_eval.loss),
             "best_loss": _finite_or_none(best_loss),
-            "final_train_loss": _finite_or_none(losses[-1]) if losses else None,
+            "final_train_loss": _finite_or_none(last_loss),
             "metric_name": task.metric_name,
             "metric": _finite_or_none(last_eval.metric),
             "baseline": task.baseline,

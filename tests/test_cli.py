@@ -114,7 +114,6 @@ def test_a_diverged_run_exits_zero_with_valid_json(capsys):
         (["train", "--bogus", "1"], "unrecognized arguments: --bogus"),
         (["train", "--hidden"], "unrecognized arguments: --hidden"),
         (["train", "--cell"], "expected one argument"),
-        ([], "required: command"),
         (["fly"], "invalid choice: 'fly'"),
         (
             [
@@ -177,3 +176,10 @@ def test_bad_option_exits_2_in_a_real_process():
     assert result.stderr.strip().splitlines() == [
         "rnnlab: error: hidden_size=0 is out of range; allowed 1 to 512"
     ]
+
+
+def test_no_command_prints_the_usage_with_its_commands_and_exits_2(capsys):
+    assert main([]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: rnnlab")
+    assert all(command in err for command in ("train", "sweep", "runs"))

@@ -133,3 +133,10 @@ def test_summary_has_the_cli_contract_fields():
         assert key in summary
     assert summary["config"] == RunConfig(**TINY).to_dict()
     assert summary["best_loss"] <= summary["final_loss"]
+
+
+def test_the_summary_reports_the_last_steps_training_loss():
+    config = RunConfig(task="hello", cell="gru", hidden_size=4, steps=7)
+    events = list(train(config, snapshot_every_s=None))
+    last_step = [e for e in events if e.kind == "step"][-1]
+    assert events[-1].summary["final_train_loss"] == last_step.loss
