@@ -9,32 +9,10 @@ import time
 
 import pytest
 import torch
+from helpers import ENDLESS, running, tiny, until
 
 from rnnlab.config import RunConfig
 from rnnlab.jobs import JobError, JobManager, QueueFull, default_workers, get_manager
-
-
-def tiny(**changes) -> RunConfig:
-    return RunConfig(**{"task": "hello", "cell": "rnn", "hidden_size": 4, "steps": 12, **changes})
-
-
-# Runs long enough to be caught running; every test stops it.
-ENDLESS = tiny(steps=200_000, eval_every=25)
-
-
-def until(predicate, timeout: float = 120.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def running(manager: JobManager, run_id: str):
-    progress = manager.progress(run_id)
-    return progress if progress.status == "running" and progress.step > 0 else None
 
 
 def test_fifty_jobs_from_ten_threads_all_land_in_the_store(make_manager, store, caplog):

@@ -17,33 +17,11 @@ import time
 
 import pytest
 import torch
+from helpers import ENDLESS, running, tiny, until
 
 from rnnlab.config import RunConfig
-from rnnlab.jobs import JobError, JobManager
+from rnnlab.jobs import JobError
 from rnnlab.train import train
-
-
-def tiny(**changes) -> RunConfig:
-    return RunConfig(**{"task": "hello", "cell": "rnn", "hidden_size": 4, "steps": 12, **changes})
-
-
-# Long enough to be caught running; every test that starts one stops it.
-ENDLESS = tiny(steps=200_000, eval_every=25)
-
-
-def until(predicate, timeout: float = 120.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def running(manager: JobManager, run_id: str):
-    progress = manager.progress(run_id)
-    return progress if progress.status == "running" and progress.step > 0 else None
 
 
 def reference_losses(config: RunConfig) -> tuple[list[float], list[tuple[int, float]]]:

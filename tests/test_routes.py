@@ -13,7 +13,6 @@ import concurrent.futures
 import gzip
 import json
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,28 +26,11 @@ if str(ROOT) not in sys.path:
 
 pytest.importorskip("starlette")
 pytest.importorskip("plotly")
+from helpers import ENDLESS, running, tiny, until  # noqa: E402
 from starlette.applications import Starlette  # noqa: E402
 
 import ui.routes as routes  # noqa: E402
-from rnnlab.config import RunConfig  # noqa: E402
 from rnnlab.jobs import JobManager  # noqa: E402
-
-
-def tiny(**changes) -> RunConfig:
-    return RunConfig(**{"task": "hello", "cell": "rnn", "hidden_size": 4, "steps": 12, **changes})
-
-
-ENDLESS = tiny(steps=200_000, eval_every=25)
-
-
-def until(predicate, timeout: float = 120.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @dataclass
@@ -111,11 +93,6 @@ def manager(make_manager, monkeypatch) -> JobManager:
 @pytest.fixture
 def client(manager) -> Client:
     return Client(Starlette(routes=routes.ROUTES))
-
-
-def running(manager: JobManager, run_id: str, steps: int = 1):
-    progress = manager.progress(run_id)
-    return progress if progress.status == "running" and progress.step >= steps else None
 
 
 def assert_json_error(reply: Reply, status: int) -> str:

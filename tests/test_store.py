@@ -7,10 +7,10 @@ import sqlite3
 import subprocess
 import sys
 import threading
-import time
 
 import pandas as pd
 import pytest
+from helpers import tiny, until
 
 from rnnlab import store as store_module
 from rnnlab.config import RunConfig
@@ -22,20 +22,6 @@ from rnnlab.store import (
     default_store_path,
 )
 from rnnlab.train import Evaluation, Finished, Step, train
-
-
-def tiny(**changes) -> RunConfig:
-    return RunConfig(**{"task": "hello", "cell": "rnn", "hidden_size": 4, "steps": 12, **changes})
-
-
-def until(predicate, timeout: float = 120.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def record(store: RunStore, config: RunConfig, **options) -> str:
