@@ -55,6 +55,9 @@ from harness import (  # noqa: E402
     VIEWPORT,
     chromium_missing_reason,
     launch_browser,
+    memory_kib,
+    proc_stat,
+    process_tree,
     start_server,
 )
 
@@ -509,43 +512,6 @@ class BrowserTab:
 # ---------------------------------------------------------------- memory
 
 
-def _stat(pid: int) -> tuple[int, int] | None:
-    """(parent pid, start time) of a process, or None if it is gone."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = text[text.rindex(")") + 2 :].split()
-    return int(fields[1]), int(fields[19])
-
-
-def process_tree(root: int) -> dict[int, int]:
-    """The root and all its descendants: pid -> start time."""
-    parents = {}
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            stat = _stat(int(entry.name))
-            if stat is not None:
-                parents[int(entry.name)] = stat
-    tree, frontier = {}, [root]
-    while frontier:
-        pid = frontier.pop()
-        if pid in parents and pid not in tree:
-            tree[pid] = parents[pid][1]
-            frontier.extend(p for p, (ppid, _) in parents.items() if ppid == pid)
-    return tree
-
-
-def _kib(path: str, key: str) -> int:
-    try:
-        for line in Path(path).read_text().splitlines():
-            if line.startswith(key):
-                return int(line.split()[1])
-    except (OSError, ValueError):
-        pass
-    return 0
-
-
 def expected_workers() -> int:
     """The pool's size as rnnlab.jobs.default_workers() computes it."""
     configured = os.environ.get("RNNLAB_WORKERS", "").strip()
@@ -562,8 +528,8 @@ def wait_for_pool(root: int, timeout_s: float) -> float | None:
     wanted = expected_workers()
     while time.monotonic() - started < timeout_s:
         tree = process_tree(root)
-        children = {pid for pid in tree if (_stat(pid) or (0, 0))[0] == root}
-        grandchildren = [pid for pid in tree if (_stat(pid) or (0, 0))[0] in children]
+        children = {pid for pid in tree if (proc_stat(pid) or (0, 0))[0] == root}
+        grandchildren = [pid for pid in tree if (proc_stat(pid) or (0, 0))[0] in children]
         if len(grandchildren) >= wanted:
             return time.monotonic() - started
         time.sleep(0.25)
@@ -582,8 +548,8 @@ class MemoryWatch:
     def sample(self) -> tuple[int, int, int]:
         tree = process_tree(self.root)
         self.seen.update(tree)
-        rss = sum(_kib(f"/proc/{pid}/status", "VmRSS:") for pid in tree) * 1024
-        pss = sum(_kib(f"/proc/{pid}/smaps_rollup", "Pss:") for pid in tree) * 1024
+        rss = sum(memory_kib(f"/proc/{pid}/status", "VmRSS:") for pid in tree) * 1024
+        pss = sum(memory_kib(f"/proc/{pid}/smaps_rollup", "Pss:") for pid in tree) * 1024
         self.samples.append((time.monotonic(), rss, pss, len(tree)))
         return rss, pss, len(tree)
 
@@ -606,7 +572,7 @@ class MemoryWatch:
         return [
             pid
             for pid, started in self.seen.items()
-            if pid != self.root and (_stat(pid) or (0, None))[1] == started
+            if pid != self.root and (proc_stat(pid) or (0, None))[1] == started
         ]
 
 

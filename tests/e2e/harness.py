@@ -61,13 +61,40 @@ def chromium_missing_reason() -> str | None:
     return None
 
 
-def _memory_kib(pid: int, field: str, source: str) -> int:
-    """One kB figure of /proc/PID/<source> (0 if the process is gone)."""
+def proc_stat(pid: int) -> tuple[int, int] | None:
+    """(parent pid, start time) of a process, or None if it is gone."""
     try:
-        for line in Path(f"/proc/{pid}/{source}").read_text().splitlines():
-            if line.startswith(field):
-                return int(line.split()[1])
+        text = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
+        return None
+    fields = text[text.rindex(")") + 2 :].split()
+    return int(fields[1]), int(fields[19])
+
+
+def process_tree(root: int) -> dict[int, int]:
+    """The root and all its descendants: pid -> start time."""
+    parents = {}
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            stat = proc_stat(int(entry.name))
+            if stat is not None:
+                parents[int(entry.name)] = stat
+    tree, frontier = {}, [root]
+    while frontier:
+        pid = frontier.pop()
+        if pid in parents and pid not in tree:
+            tree[pid] = parents[pid][1]
+            frontier.extend(p for p, (ppid, _) in parents.items() if ppid == pid)
+    return tree
+
+
+def memory_kib(path: str, key: str) -> int:
+    """One kB figure of a /proc file (0 if the process is gone)."""
+    try:
+        for line in Path(path).read_text().splitlines():
+            if line.startswith(key):
+                return int(line.split()[1])
+    except (OSError, ValueError):
         pass
     return 0
 
@@ -98,34 +125,12 @@ class Server:
                 return int(line.split()[1]) * 1024
         raise RuntimeError(f"no VmRSS for pid {self.pid}")
 
-    def tree_rss_bytes(self) -> int:
-        """Resident memory of the server and every process under it (the training
-        workers and their fork server), from /proc. Pages the processes share (torch's,
-        from the fork server) count once per process: an upper bound."""
-        return sum(_memory_kib(pid, "VmRSS:", "status") for pid in self.tree()) * 1024
-
     def tree_pss_bytes(self) -> int:
-        """The same processes' proportional set size: shared pages split between the
-        processes that share them, so the sum is what they take together."""
-        return sum(_memory_kib(pid, "Pss:", "smaps_rollup") for pid in self.tree()) * 1024
-
-    def tree(self) -> list[int]:
-        """The server's pid and those of every process under it."""
-        children: dict[int, list[int]] = {}
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            children.setdefault(int(fields[1]), []).append(int(entry.name))
-        found, pending = [], [self.pid]
-        while pending:
-            pid = pending.pop()
-            found.append(pid)
-            pending += children.get(pid, [])
-        return found
+        """Proportional memory of the server and every process under it (the training
+        workers and their fork server): shared pages split between the processes that
+        share them, so the sum is what they take together."""
+        tree = process_tree(self.pid)
+        return sum(memory_kib(f"/proc/{pid}/smaps_rollup", "Pss:") for pid in tree) * 1024
 
     def log_tail(self, characters: int = 4000) -> str:
         try:
