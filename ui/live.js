@@ -79,20 +79,72 @@ function element(tag, className, parent) {
   return node;
 }
 
-// ---------------------------------------------------------------- loss chart
-
-class LossView {
+// What both views share: Plotly, a poll loop with a failure count, the fallback, and
+// pausing when Streamlit unmounts or re-renders them.
+class PolledView {
   constructor(root, data, component) {
     this.root = root;
     this.data = data;
     this.component = component;
+    this.failures = 0;
+    this.stopped = false;  // for good: the run ended, or the page polls instead
+    this.paused = false;
+    root.innerHTML = "";
+  }
+
+  async loadPlotly() {
+    try {
+      this.Plotly = await loadPlotly(apiUrl(this.data.plotly_url, this.data.page));
+      return true;
+    } catch (error) {
+      this.fallBack(String(error));
+      return false;
+    }
+  }
+
+  // A request failed: after FAILURES_BEFORE_FALLBACK in a row, let the page poll instead.
+  failed(error) {
+    this.failures += 1;
+    if (this.failures >= FAILURES_BEFORE_FALLBACK) this.fallBack(String(error));
+  }
+
+  fallBack(reason) {
+    this.stopped = true;
+    this.component.setStateValue("fallback", reason || true);
+  }
+
+  polling() {
+    return !this.stopped && !this.paused && this.root.isConnected;
+  }
+
+  schedule(wait) {
+    if (this.polling()) this.timer = setTimeout(() => this.poll(), wait);
+  }
+
+  pause() {
+    // Streamlit calls this when it unmounts the view, and may call it when it re-renders
+    // the view with new data; a view still on the page afterwards carries on.
+    this.paused = true;
+    clearTimeout(this.timer);
+    setTimeout(() => { if (this.root.isConnected && this.root.__rnnlabView === this) this.resume(); }, 500);
+  }
+
+  resume() {
+    if (!this.paused) return;
+    this.paused = false;
+    if (!this.stopped && this.Plotly && this.data.active) this.poll();
+  }
+}
+
+// ---------------------------------------------------------------- loss chart
+
+class LossView extends PolledView {
+  constructor(root, data, component) {
+    super(root, data, component);
     this.steps = [...data.points.step];
     this.losses = [...data.points.loss];
     this.evaluations = [...data.evaluations];
     this.lastStep = this.steps.length ? this.steps[this.steps.length - 1] : 0;
-    this.failures = 0;
-    this.stopped = false;
-    root.innerHTML = "";
     this.status = element("div", "rnnlab-status", root);
     this.bar = element("div", "rnnlab-bar", this.status);
     this.barFill = element("div", "rnnlab-bar-fill", this.bar);
@@ -109,17 +161,12 @@ class LossView {
   async start() {
     // Ask for the first points while Plotly loads, and draw once with whatever came.
     const first = this.data.active ? this.fetchLive().catch(() => null) : null;
-    try {
-      this.Plotly = await loadPlotly(apiUrl(this.data.plotly_url, this.data.page));
-    } catch (error) {
-      this.fallBack(String(error));
-      return;
-    }
+    if (!(await this.loadPlotly())) return;
     const live = first ? await first : null;
     if (live) this.absorb(live);
     this.draw();
     if (live) this.settle(live);
-    if (this.data.active && !this.stopped) this.timer = setTimeout(() => this.poll(), this.data.poll_ms);
+    if (this.data.active) this.schedule(this.data.poll_ms);
   }
 
   async fetchLive() {
@@ -188,22 +235,16 @@ class LossView {
   }
 
   async poll() {
-    if (this.stopped || this.paused || !this.root.isConnected) return;
+    if (!this.polling()) return;
     const started = performance.now();
     try {
       const live = await this.fetchLive();
       this.failures = 0;
       this.receive(live);
     } catch (error) {
-      this.failures += 1;
-      if (this.failures >= FAILURES_BEFORE_FALLBACK) {
-        this.fallBack(String(error));
-        return;
-      }
+      this.failed(error);
     }
-    if (this.stopped || this.paused) return;
-    const wait = Math.max(50, this.data.poll_ms - (performance.now() - started));
-    this.timer = setTimeout(() => this.poll(), wait);
+    this.schedule(Math.max(50, this.data.poll_ms - (performance.now() - started)));
   }
 
   // Take in one answer of the route: new points and evaluations (no drawing).
@@ -274,24 +315,6 @@ class LossView {
     }
   }
 
-  fallBack(reason) {
-    this.stopped = true;
-    this.component.setStateValue("fallback", reason || true);
-  }
-
-  pause() {
-    // Streamlit calls this when it unmounts the view, and may call it when it re-renders
-    // the view with new data; a view still on the page afterwards carries on.
-    this.paused = true;
-    clearTimeout(this.timer);
-    setTimeout(() => { if (this.root.isConnected && this.root.__rnnlabView === this) this.resume(); }, 500);
-  }
-
-  resume() {
-    if (!this.paused) return;
-    this.paused = false;
-    if (!this.stopped && this.Plotly && this.data.active) this.poll();
-  }
 }
 
 // ---------------------------------------------------------------- gate heatmaps
@@ -308,15 +331,10 @@ function decodeGate(gate, units, steps) {
   return z;
 }
 
-class GatesView {
+class GatesView extends PolledView {
   constructor(root, data, component) {
-    this.root = root;
-    this.data = data;
-    this.component = component;
+    super(root, data, component);
     this.after = -1;
-    this.failures = 0;
-    this.stopped = false;
-    root.innerHTML = "";
     this.title = element("div", "rnnlab-gates-title", root);
     this.chart = element("div", "rnnlab-gates-chart", root);
     this.predictions = element("div", "rnnlab-predictions", root);
@@ -324,17 +342,11 @@ class GatesView {
   }
 
   async start() {
-    try {
-      this.Plotly = await loadPlotly(apiUrl(this.data.plotly_url, this.data.page));
-    } catch (error) {
-      this.component.setStateValue("fallback", String(error));
-      return;
-    }
-    if (this.data.active) this.poll();
+    if ((await this.loadPlotly()) && this.data.active) this.poll();
   }
 
   async poll() {
-    if (this.stopped || this.paused || !this.root.isConnected) return;
+    if (!this.polling()) return;
     try {
       const response = await getWithTimeout(`${apiUrl(this.data.gates_url, this.data.page)}?layer=${this.data.layer}&after=${this.after}`);
       if (response.status === 200) this.draw(await response.json());
@@ -342,13 +354,9 @@ class GatesView {
       else if (response.status !== 204) throw new Error(`HTTP ${response.status}`);
       this.failures = 0;
     } catch (error) {
-      this.failures += 1;
-      if (this.failures >= FAILURES_BEFORE_FALLBACK) {
-        this.component.setStateValue("fallback", String(error));
-        return;
-      }
+      this.failed(error);
     }
-    if (!this.stopped && !this.paused) this.timer = setTimeout(() => this.poll(), this.data.poll_ms);
+    this.schedule(this.data.poll_ms);
   }
 
   draw(view) {
@@ -443,19 +451,6 @@ class GatesView {
     this.Plotly.react(this.valueChart, traces, layout, { displaylogo: false, responsive: true });
   }
 
-  pause() {
-    // Streamlit calls this when it unmounts the view, and may call it when it re-renders
-    // the view with new data; a view still on the page afterwards carries on.
-    this.paused = true;
-    clearTimeout(this.timer);
-    setTimeout(() => { if (this.root.isConnected && this.root.__rnnlabView === this) this.resume(); }, 500);
-  }
-
-  resume() {
-    if (!this.paused) return;
-    this.paused = false;
-    if (!this.stopped && this.Plotly && this.data.active) this.poll();
-  }
 }
 
 export default function (component) {
@@ -464,12 +459,12 @@ export default function (component) {
     // Fetch Plotly while the person picks settings, and draw one throwaway chart off
     // screen (Plotly's first chart in a page is its slowest), so that Train draws at once.
     loadPlotly(apiUrl(data.plotly_url, data.page)).then((Plotly) => {
-      if (window.__rnnlabPlotlyWarm) return;
-      window.__rnnlabPlotlyWarm = true;
+      if (window.__rnnlabPlotlyWarming) return;
+      window.__rnnlabPlotlyWarming = true;
       const scratch = element("div", "", document.body);
       scratch.style.cssText = "position:absolute;left:-10000px;top:0;width:600px;height:340px";
       Plotly.newPlot(scratch, [{ x: [1, 2], y: [1, 0.5], mode: "lines" }], { height: 340, yaxis: { type: "log" } })
-        .then(() => { Plotly.purge(scratch); scratch.remove(); });
+        .then(() => { Plotly.purge(scratch); scratch.remove(); window.__rnnlabPlotlyWarm = true; });
     }).catch(() => {});
     return undefined;
   }
