@@ -3,8 +3,8 @@
 import streamlit as st
 
 from ui import charts
-from ui.live import INSIDE_POLL_S, gates_figure, gradient_profile, snapshot_of
-from ui.state import manager, owner
+from ui.live import PAGE_POLL_S, gates_figure, gradient_profile, snapshot_of
+from ui.state import manager
 
 st.title("Inside the cell")
 st.caption(
@@ -30,7 +30,7 @@ default = choices.index(current) if current in labels else 0
 run_id = st.selectbox("Run", choices, index=default, format_func=labels.get, key="inside_run")
 
 first = manager().progress(run_id)
-interval = INSIDE_POLL_S if first is not None and first.active else None
+interval = PAGE_POLL_S if first is not None and first.active else None
 
 
 @st.fragment(run_every=interval)
@@ -39,7 +39,6 @@ def inside() -> None:
     if progress is None:
         st.info("That run was deleted.")
         return
-    manager().heartbeat(owner())
     snapshot = snapshot_of(progress)
     if not snapshot:
         st.info("This run has no snapshot yet.")

@@ -8,7 +8,7 @@ import streamlit as st
 from rnnlab.config import ConfigError, RunConfig
 from rnnlab.sweep import SWEEPABLE, Grid, LocalExecutor, sweep_table
 from ui import charts
-from ui.live import INSIDE_POLL_S, curve_of
+from ui.live import PAGE_POLL_S, curve_of
 from ui.state import manager, owner
 from ui.widgets import config_form
 
@@ -102,11 +102,10 @@ if race:
         for r in manager().store.list_runs(sweep_id=race["sweep_id"])
         if r.status not in ("queued", "running")
     ]
-    interval = INSIDE_POLL_S if len(finished) < race["total"] and "error" not in race else None
+    interval = PAGE_POLL_S if len(finished) < race["total"] and "error" not in race else None
 
     @st.fragment(run_every=interval)
     def race_view() -> None:
-        manager().heartbeat(owner())
         if "error" in race:
             st.error(f"The race stopped: {race['error']}")
         store = manager().store

@@ -28,7 +28,7 @@ MAX_POINTS = 1500
 # typed int64 arrays, which plotly.js in the browser does not draw.
 
 
-def _thin(frame: pd.DataFrame, limit: int = MAX_POINTS) -> pd.DataFrame:
+def thin(frame: pd.DataFrame, limit: int = MAX_POINTS) -> pd.DataFrame:
     """Every k-th row (and the last) so a chart never ships more than `limit` points."""
     if len(frame) <= limit:
         return frame
@@ -57,7 +57,7 @@ def loss_figure(
 ) -> go.Figure:
     """Training loss per step, held-out loss per evaluation, the task's baseline line."""
     figure = go.Figure()
-    steps = _thin(steps)
+    steps = thin(steps)
     figure.add_scatter(
         x=steps["step"].tolist(),
         y=steps["loss"].tolist(),
@@ -240,7 +240,7 @@ def overlay_figure(
     """Several runs' curves on one chart."""
     figure = go.Figure()
     for index, (label, frame) in enumerate(curves.items()):
-        frame = _thin(frame, 800)
+        frame = thin(frame, 800)
         figure.add_scatter(
             x=frame["step"].tolist(),
             y=frame[y].tolist(),
@@ -420,7 +420,7 @@ def small_multiples(curves: dict[str, pd.DataFrame], *, columns: int = 3) -> go.
         vertical_spacing=0.12 / rows + 0.04,
     )
     for index, frame in enumerate(curves.values()):
-        frame = _thin(frame, 400)
+        frame = thin(frame, 400)
         figure.add_scatter(
             x=frame["step"].tolist(),
             y=frame["loss"].tolist(),

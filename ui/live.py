@@ -21,8 +21,8 @@ from . import charts
 from .state import manager, owner
 from .widgets import task_for
 
-POLL_S = 0.4  # the fallback fragments' pace
-INSIDE_POLL_S = 1.0
+POLL_S = 0.4  # the fallback loss fragment's pace
+PAGE_POLL_S = 1.0  # pages that still refresh by rerunning: Inside, Race, fallback gates
 LIVE_POLL_MS = 200  # the live chart's pace
 GATES_POLL_MS = 1000
 MOUNT_POINTS = 1500  # at most this many points go into a chart when it is mounted
@@ -39,62 +39,45 @@ _LIVE_VIEW = st.components.v2.component(
 )
 
 
-def _route(path: str) -> str:
-    """A route's path relative to the app's root; live.js resolves it against the root the
-    browser sees, so it works under a base path or a hosting proxy's prefix too."""
-    return path
-
-
-def _thinned(steps: list, losses: list, limit: int = MOUNT_POINTS) -> tuple[list, list]:
-    if len(steps) <= limit:
-        return steps, losses
-    stride = math.ceil(len(steps) / limit)
-    keep = [*range(0, len(steps), stride), len(steps) - 1]
-    keep = sorted(set(keep))
-    return [steps[i] for i in keep], [losses[i] for i in keep]
+PLOTLY_ROUTE = "api/plotly.js"  # routes are relative: live.js resolves them (see apiUrl)
 
 
 def _finite(value):
     return value if isinstance(value, (int, float)) and math.isfinite(value) else None
 
 
-def _curve(progress: Progress) -> tuple[dict, list, int | None, dict]:
-    """The run's points, evaluations, solved step and progress fields, for mounting."""
-    live = manager().live(progress.run_id, since=0)
-    if live is not None:
-        steps, losses = _thinned(live["points"]["step"], live["points"]["loss"])
-        return {"step": steps, "loss": losses}, live["evaluations"], live["solved_at"], live
+def _finished_curve(progress: Progress) -> dict:
+    """A finished run's curve (thinned), evaluations, solved step and final numbers, from
+    the store: what its loss view is mounted with."""
     store = manager().store
-    history = store.history(progress.run_id)
+    history = charts.thin(store.history(progress.run_id), MOUNT_POINTS)
     evaluations = store.evaluations(progress.run_id)
-    steps, losses = _thinned(
-        history["step"].tolist(), [_finite(v) for v in history["loss"].tolist()]
-    )
     solved = evaluations.loc[evaluations["solved"], "step"]
     summary = progress.summary or {}
-    fields = {
-        "status": progress.status,
-        "step": progress.step,
-        "steps": progress.steps,
-        "loss": summary.get("final_train_loss", progress.loss),
-        "held_out_loss": progress.held_out_loss,
-        "metric": progress.metric,
-        "metric_name": progress.metric_name,
-        "solved": progress.solved,
-        "steps_per_s": summary.get("steps_per_s"),
-        "eta_s": None,
-        "queue_position": progress.queue_position,
+    return {
+        "points": {
+            "step": history["step"].astype(int).tolist(),
+            "loss": [_finite(v) for v in history["loss"].tolist()],
+        },
+        "evaluations": [
+            [int(row.step), _finite(row.loss), _finite(row.metric), bool(row.solved)]
+            for row in evaluations.itertuples()
+        ],
+        "solved_at": int(solved.iloc[0]) if len(solved) else None,
+        "progress": {
+            "status": progress.status,
+            "step": progress.step,
+            "steps": progress.steps,
+            "loss": summary.get("final_train_loss", progress.loss),
+            "held_out_loss": progress.held_out_loss,
+            "metric": progress.metric,
+            "metric_name": progress.metric_name,
+            "solved": progress.solved,
+            "steps_per_s": summary.get("steps_per_s"),
+            "eta_s": None,
+            "queue_position": None,
+        },
     }
-    rows = [
-        [int(row.step), _finite(row.loss), _finite(row.metric), bool(row.solved)]
-        for row in evaluations.itertuples()
-    ]
-    return (
-        {"step": steps, "loss": losses},
-        rows,
-        int(solved.iloc[0]) if len(solved) else None,
-        fields,
-    )
 
 
 def curve_of(run_id: str) -> pd.DataFrame:
@@ -106,69 +89,74 @@ def curve_of(run_id: str) -> pd.DataFrame:
     return pd.DataFrame({"step": points["step"], "loss": points["loss"]}, dtype=float)
 
 
+def _mount(view: str, progress: Progress, /, *, key: str, page: str, **data) -> bool:
+    """Mount one live view of a run (live.js); False once it reports that the routes
+    cannot be reached, and the page must poll instead. `page` is the page's url_path."""
+    result = _LIVE_VIEW(
+        key=f"{key}_{view}_live_{progress.run_id}",
+        data={
+            "view": view,
+            "page": page,
+            "run_id": progress.run_id,
+            "plotly_url": PLOTLY_ROUTE,
+            "active": progress.active,
+            **data,
+        },
+        on_ended_change=lambda: None,  # the run ended: rerun the page to show its result
+        on_fallback_change=lambda: None,
+    )
+    return not getattr(result, "fallback", None)
+
+
 def preload_live_view(*, key: str, page: str = "") -> None:
     """Load Plotly's script into the page now, so the first run's chart draws at once."""
     _LIVE_VIEW(
         key=f"{key}_preload",
-        data={"view": "preload", "page": page, "plotly_url": _route("api/plotly.js")},
+        data={"view": "preload", "page": page, "plotly_url": PLOTLY_ROUTE},
         height=0,
     )
 
 
 def live_loss_chart(progress: Progress, *, key: str, page: str = "") -> bool:
-    """The live loss chart, status and metrics of a run; False if the page must poll instead."""
+    """The live loss chart, status and metrics of a run; False if the page must poll instead.
+
+    While the run trains, the view asks the route for everything so far: data that stays
+    the same lets a rerun of the page (a slider move) leave the view alone.
+    """
     baseline, metric_baseline, label = _task_info(progress.config)
     if progress.active:
-        # The view asks the route for everything so far; data that stays the same while
-        # the run trains lets a rerun of the page (a slider move) leave the view alone.
-        points, evaluations, solved_at, fields = {"step": [], "loss": []}, [], None, None
+        curve = {"points": {"step": [], "loss": []}, "evaluations": [], "solved_at": None}
     else:
-        points, evaluations, solved_at, fields = _curve(progress)
-    result = _LIVE_VIEW(
-        key=f"{key}_live_{progress.run_id}",
-        data={
-            "view": "loss",
-            "page": page,
-            "run_id": progress.run_id,
-            "points_url": _route(f"api/runs/{progress.run_id}"),
-            "plotly_url": _route("api/plotly.js"),
-            "active": progress.active,
-            "steps": progress.steps,
-            "baseline": baseline,
-            "baseline_label": label,
-            "metric_baseline": metric_baseline,
-            "points": points,
-            "evaluations": evaluations,
-            "solved_at": solved_at,
-            "progress": fields,
-            "poll_ms": LIVE_POLL_MS,
-        },
-        on_ended_change=lambda: None,
-        on_fallback_change=lambda: None,
+        curve = _finished_curve(progress)
+    return _mount(
+        "loss",
+        progress,
+        key=key,
+        page=page,
+        points_url=f"api/runs/{progress.run_id}",
+        steps=progress.steps,
+        baseline=baseline,
+        baseline_label=label,
+        metric_baseline=metric_baseline,
+        poll_ms=LIVE_POLL_MS,
+        **curve,
     )
-    return not getattr(result, "fallback", None)
 
 
 def live_gates(progress: Progress, *, key: str, page: str = "", layer: int = 0) -> bool:
     """Gate heatmaps and predictions that refresh from the route; False to poll instead."""
-    cell = progress.config["cell"]
-    result = _LIVE_VIEW(
-        key=f"{key}_gates_live_{progress.run_id}",
-        data={
-            "view": "gates",
-            "page": page,
-            "run_id": progress.run_id,
-            "gates_url": _route(f"api/runs/{progress.run_id}/gates"),
-            "plotly_url": _route("api/plotly.js"),
-            "active": progress.active,
-            "layer": layer,
-            "names": GATES[cell],
-            "titles": {name: charts.GATE_TITLES.get(name, name) for name in GATES[cell]},
-            "poll_ms": GATES_POLL_MS,
-        },
-        on_fallback_change=lambda: None,
+    names = GATES[progress.config["cell"]]
+    return _mount(
+        "gates",
+        progress,
+        key=key,
+        page=page,
+        gates_url=f"api/runs/{progress.run_id}/gates",
+        layer=layer,
+        names=names,
+        titles={name: charts.GATE_TITLES.get(name, name) for name in names},
+        poll_ms=GATES_POLL_MS,
     )
-    return not getattr(result, "fallback", None)
 
 
 def _eta(seconds: float | None) -> str:
@@ -352,7 +340,7 @@ def run_panel(
     `page` is the url_path of the page it is on ("" for the default page). The live
     views poll the server's routes by themselves and rerun the page once, when
     the run ends. If they report that the routes cannot be reached, this page polls
-    instead: two fragments, the curve every POLL_S and the gates every INSIDE_POLL_S.
+    instead: two fragments, the curve every POLL_S and the gates every PAGE_POLL_S.
     """
     first = manager().progress(run_id)
     if first is None:
@@ -396,7 +384,7 @@ def _polled_panel(first: Progress, *, key: str, show_inside: bool) -> Progress:
         if active and not progress.active:
             st.rerun()  # the whole page: the run ended, so stop polling
 
-    @st.fragment(run_every=INSIDE_POLL_S if active else None)
+    @st.fragment(run_every=PAGE_POLL_S if active else None)
     def inside() -> None:
         progress = manager().progress(run_id)
         if progress is not None:

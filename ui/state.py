@@ -21,6 +21,9 @@ URL_FIELDS = [
 ]
 
 
+_session_ids: dict[str, str] = {}  # owner -> Streamlit session id, for every live session
+
+
 def owner() -> str:
     """This browser session's id: runs it starts belong to it, whichever page it is on."""
     if "owner" not in st.session_state:
@@ -28,26 +31,19 @@ def owner() -> str:
     name = st.session_state.owner
     context = get_script_run_ctx()
     if context is not None:
-        _sessions()[name] = context.session_id
+        _session_ids[name] = context.session_id
     manager().heartbeat(name)  # seen now; afterwards, the pool asks session_present()
     return name
 
 
-_session_ids: dict[str, str] = {}  # owner -> Streamlit session id, for every live session
-
-
-def _sessions() -> dict[str, str]:
-    return _session_ids
-
-
 def session_present(name: str) -> bool | None:
     """Whether the owner's browser session is still connected; None if this cannot tell."""
-    session_id = _sessions().get(name)
+    session_id = _session_ids.get(name)
     if session_id is None or not Runtime.exists():
         return None
     present = Runtime.instance().is_active_session(session_id)
     if not present:
-        _sessions().pop(name, None)
+        _session_ids.pop(name, None)
     return present
 
 
