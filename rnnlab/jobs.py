@@ -265,7 +265,7 @@ class _WorkerProcess:
         child.close()
         self.send_lock = threading.Lock()
         self.jobs: dict[str, _Job] = {}
-        self.pid: int | None = None
+        self.ready = False  # it has imported torch and said so
         self.lost = False
 
     def send(self, command: tuple) -> None:
@@ -724,7 +724,7 @@ class JobManager:
                 if kind == "update":
                     self._apply(worker, payload)
                 elif kind == "ready":
-                    worker.pid = payload
+                    worker.ready = True
                     self._start_failures = 0
         except (EOFError, OSError):
             return False
@@ -755,7 +755,7 @@ class JobManager:
             f"the training worker process stopped unexpectedly ({how}; out of memory?). "
             "Other runs were not affected; press Train to run it again."
         )
-        if worker.pid is None:
+        if not worker.ready:
             self._start_failures += 1
             if self._start_failures >= MAX_START_FAILURES:
                 message = f"the training workers cannot start ({how}); the server log says why"
@@ -774,7 +774,7 @@ class JobManager:
             self._dispatch()
         if orphaned:
             failed = [job.run_id for job in orphaned]
-            log.error("worker %s died (%s); failed runs %s", worker.pid, how, failed)
+            log.error("worker %s died (%s); failed runs %s", worker.process.pid, how, failed)
         for job in orphaned:
             try:
                 self.store.fail(job.run_id, message)

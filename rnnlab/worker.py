@@ -234,7 +234,7 @@ class Worker:
             update.started = {k: v for k, v in event.to_dict().items() if k != "config"}
         elif kind == "snapshot":
             now = time.monotonic()
-            if now - run.snapshot_sent_at >= SNAPSHOT_SEND_S or run.cancel.is_set():
+            if now - run.snapshot_sent_at >= SNAPSHOT_SEND_S:
                 self.attach_snapshot(run, event.to_dict(), update)
         return False
 
