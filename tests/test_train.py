@@ -140,3 +140,59 @@ def test_the_summary_reports_the_last_steps_training_loss():
     events = list(train(config, snapshot_every_s=None))
     last_step = [e for e in events if e.kind == "step"][-1]
     assert events[-1].summary["final_train_loss"] == last_step.loss
+
+
+def _count_evaluated_sequences(monkeypatch) -> list[int]:
+    """Record how many held-out sequences each evaluation of train() looks at."""
+    import sys
+
+    module = sys.modules["rnnlab.train"]
+    evaluate, counts = module.evaluate, []
+
+    def counting(model, task, device, sequences=None):
+        counts.append(task.held_out_size if sequences is None else sequences)
+        return evaluate(model, task, device, sequences)
+
+    monkeypatch.setattr(module, "evaluate", counting)
+    return counts
+
+
+def test_a_short_run_spends_little_on_evaluation_and_ends_on_the_whole_held_out_set(
+    monkeypatch,
+):
+    counts = _count_evaluated_sequences(monkeypatch)
+    config = RunConfig(task="adding", hidden_size=8, batch_size=64, seq_len=20, steps=400)
+    events = list(train(config, snapshot_every_s=None))
+    evaluations = [event for event in events if isinstance(event, Evaluation)]
+    trained = config.steps * config.batch_size
+    # A forward pass costs about half a training step per sequence: ≤ 5 % of the run.
+    assert sum(counts) / 2 <= 0.05 * trained
+    assert len(evaluations) >= 10  # still a held-out curve
+    assert counts[-1] == 1000 and evaluations[-1].step == config.steps  # all of it
+    assert events[-1].summary["final_loss"] == pytest.approx(evaluations[-1].loss)
+
+
+def test_solved_is_decided_on_the_whole_held_out_set(monkeypatch):
+    counts = _count_evaluated_sequences(monkeypatch)
+    config = RunConfig(task="hello", cell="rnn", hidden_size=16, lr=1e-2, steps=300)
+    config = config.replace(stop_when_solved=True)
+    summary = run(config)
+    assert summary["solved"] and summary["solved_at_step"] == summary["steps"]
+    assert counts[-1] == 1  # hello's held-out set is one word: every evaluation is whole
+
+
+def test_steps_per_s_counts_the_training_loop_not_the_set_up(monkeypatch):
+    import sys
+    import time
+
+    module = sys.modules["rnnlab.train"]
+    build_model = module.build_model
+
+    def slow_build(*args, **kwargs):
+        time.sleep(2.0)  # stands in for imports and model building on a cold process
+        return build_model(*args, **kwargs)
+
+    monkeypatch.setattr(module, "build_model", slow_build)
+    summary = run(RunConfig(task="hello", cell="rnn", hidden_size=4, steps=30))
+    assert summary["wall_s"] > 2.0
+    assert summary["steps_per_s"] > 2 * summary["steps"] / summary["wall_s"]
