@@ -4,6 +4,7 @@ import streamlit as st
 
 from ui import charts
 from ui.state import manager, owner
+from ui.widgets import run_table
 
 st.title("Compare runs")
 store = manager().store
@@ -48,11 +49,8 @@ columns = [
 ]
 table = runs[columns].reset_index(drop=True)
 st.caption(f"{len(table)} runs. Select rows to overlay their curves.")
-selection = st.dataframe(
+selected = run_table(
     table,
-    hide_index=True,
-    on_select="rerun",
-    selection_mode="multi-row",
     key="compare_table",
     column_config={
         "id": st.column_config.TextColumn("run", width="small"),
@@ -62,7 +60,7 @@ selection = st.dataframe(
         "wall_s": st.column_config.NumberColumn("seconds", format="%.1f"),
     },
 )
-chosen = table.iloc[selection.selection.rows] if selection.selection.rows else table.head(0)
+chosen = table[table["id"].isin(selected)]
 
 st.download_button(
     "Download table (CSV)",

@@ -587,7 +587,7 @@ def test_compare_lists_overlays_exports_and_deletes_runs():
     assert at.get("download_button"), "no CSV download"
     assert figure(at, "compare_parallel")["data"]
 
-    at.session_state["compare_table"] = {"selection": {"rows": [0, 1], "columns": []}}
+    at.session_state["compare_table_selected"] = [first, second]
     at.run()
     assert_no_exception(at)
     assert len(figure(at, "compare_overlay")["data"]) == 2
@@ -595,6 +595,48 @@ def test_compare_lists_overlays_exports_and_deletes_runs():
     at.button(key="compare_delete").click().run()
     assert_no_exception(at)
     assert jobs.get_manager().store.runs_frame().empty
+
+
+def shown_selection(at: AppTest) -> list[str]:
+    """The run ids the Compare table shows as selected (its selection_default)."""
+    table = at.dataframe[0]
+    rows = json.loads(table.proto.selection_default or "{}").get("selection", {}).get("rows", [])
+    return [table.value["id"][row] for row in rows]
+
+
+def test_compare_deletes_the_selected_run_when_a_new_run_appears_at_the_top():
+    at = open_app()
+    older = train_once(at, cell="rnn", **TINY)
+    newer = train_once(at, cell="gru", **TINY)
+    at.switch_page("pages/compare.py").run()
+    assert list(at.dataframe[0].value["id"]) == [newer, older]
+    at.session_state["compare_table_selected"] = [older]  # what the table's on_select keeps
+    at.run()
+    assert_no_exception(at)
+    assert shown_selection(at) == [older]
+
+    store = jobs.get_manager().store
+    added = store.create_run(RunConfig(task="hello", steps=5), owner=at.session_state["owner"])
+    store.finish(added, "completed")
+    at.run()
+    assert_no_exception(at)
+    assert list(at.dataframe[0].value["id"]) == [added, newer, older]
+    assert shown_selection(at) == [older], "the selection moved with the rows"
+    assert [t["name"][:8] for t in figure(at, "compare_overlay")["data"]] == [older[:8]]
+
+    at.button(key="compare_delete").click().run()
+    assert_no_exception(at)
+    assert set(store.runs_frame()["id"]) == {added, newer}
+
+
+def test_a_table_selection_is_kept_as_run_ids():
+    from ui.state import selection_by_id
+
+    assert selection_by_id([], ["c", "b", "a"], [2]) == ["a"]
+    assert selection_by_id(["a"], ["n", "c", "b", "a"], [3, 1]) == ["c", "a"]
+    assert selection_by_id(["a"], ["n", "c", "b", "a"], []) == [], "a row unticked"
+    assert selection_by_id(["x", "a"], ["b", "a"], [0]) == ["x", "b"], "filtered out: kept"
+    assert selection_by_id([], ["a"], [5, -1]) == []
 
 
 # Race ---------------------------------------------------------------------------------

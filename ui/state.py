@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import uuid
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import streamlit as st
@@ -126,3 +127,18 @@ def write_url(config: RunConfig) -> None:
     current = {name: st.query_params[name] for name in st.query_params}
     if current != wanted:
         st.query_params.from_dict(wanted)
+
+
+def selection_by_id(
+    remembered: Iterable[str], shown: Sequence[str], rows: Iterable[int]
+) -> list[str]:
+    """The run ids selected after someone selected `rows` in a table that showed `shown`.
+
+    Rows are positions in that table, translated here into ids at once, so runs added or
+    removed later cannot shift the selection onto other runs. Remembered ids the table
+    did not show (hidden by a filter) stay selected.
+    """
+    picked = {shown[row] for row in rows if 0 <= row < len(shown)}
+    on_show = set(shown)
+    hidden = [run_id for run_id in remembered if run_id not in on_show]
+    return hidden + [run_id for run_id in shown if run_id in picked]

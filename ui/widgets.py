@@ -1,11 +1,14 @@
-"""Shared widgets: the settings form, the shapes line, the share link, the preset picker."""
+"""Shared widgets: the settings form, the shapes line, the share link, the preset picker,
+the table of runs."""
 
 from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlencode
 
+import pandas as pd
 import streamlit as st
 
 from rnnlab.config import ConfigError, RunConfig, field_spec
@@ -15,7 +18,14 @@ from rnnlab.store import rnnlab_home
 from rnnlab.tasks import MAX_TEXT_BYTES, decode_text, make_task
 from rnnlab.train import available_devices
 
-from .state import DEFAULTS, settings_from_url, url_query, widget_key, write_url
+from .state import (
+    DEFAULTS,
+    selection_by_id,
+    settings_from_url,
+    url_query,
+    widget_key,
+    write_url,
+)
 
 TASK_LABELS = {
     "hello": "hello — next character of a word",
@@ -230,3 +240,36 @@ def share_link(config: RunConfig) -> None:
     with st.popover("Share link", icon=":material/link:"):
         st.caption("Anyone opening this link gets the same sliders; same seed, same curve.")
         st.code(base + ("?" + urlencode(query) if query else ""), language=None)
+
+
+def run_table(
+    table: pd.DataFrame, *, key: str, column_config: dict[str, Any] | None = None
+) -> list[str]:
+    """A table of runs with selectable rows; returns the selected run ids in table order.
+
+    The selection lives in session state as run ids (`{key}_selected`), never as row
+    positions: a table whose runs changed (someone else trained, a filter moved) is a
+    new widget, its selection set again from the ids, so rows never shift under it.
+    """
+    shown = tuple(table["id"])
+    remembered = f"{key}_selected"
+    st.session_state.setdefault(remembered, [])
+    widget = f"{key}_{hashlib.sha256(' '.join(shown).encode()).hexdigest()[:12]}"
+
+    def remember() -> None:  # runs before the rerun, with the ids this table showed
+        rows = st.session_state[widget].selection.rows
+        st.session_state[remembered] = selection_by_id(st.session_state[remembered], shown, rows)
+
+    selected = set(st.session_state[remembered])
+    st.dataframe(
+        table,
+        hide_index=True,
+        on_select=remember,
+        selection_mode="multi-row",
+        selection_default={
+            "selection": {"rows": [row for row, run_id in enumerate(shown) if run_id in selected]}
+        },
+        key=widget,
+        column_config=column_config,
+    )
+    return [run_id for run_id in shown if run_id in selected]
