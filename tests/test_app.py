@@ -547,6 +547,34 @@ def test_a_good_upload_is_used_for_the_text_task(home):
     assert len(saved) == 1 and saved[0].read_text("utf-8") == text
 
 
+UPLOAD_NOT_IN_LINK = "does not carry your uploaded file"
+
+
+def test_a_share_link_of_an_uploaded_text_says_the_file_is_not_in_it():
+    at = open_app(query={"task": "text"})
+    assert not any(UPLOAD_NOT_IN_LINK in note for note in texts(at.warning))
+    assert "text=upload" not in " ".join(texts(at.code))
+
+    text = "the cat sat on the mat. " * 40
+    at.file_uploader(key="train_upload").set_value(("cat.txt", text.encode(), "text/plain"))
+    at.run()
+    assert_no_exception(at)
+    assert any(UPLOAD_NOT_IN_LINK in note for note in texts(at.warning)), texts(at.warning)
+    assert "text=upload" in " ".join(texts(at.code))
+    assert at.query_params["text"] == "upload"
+
+
+def test_a_link_made_with_an_upload_says_the_bundled_text_is_used():
+    at = open_app(query={"task": "text", "text": "upload"})
+    notes = texts(at.warning)
+    assert any("sender's own text file" in note and "bundled text" in note for note in notes)
+    assert at.selectbox(key="train_task").value == "text"
+    assert "text" not in at.query_params, "the mark is gone once the bundled text is used"
+
+    at = open_app(query={"task": "hello", "text": "upload"})
+    assert not any("sender's own text file" in note for note in texts(at.warning))
+
+
 def test_an_upload_too_short_for_the_sequence_length_says_so():
     at = open_app(query={"task": "text"})
     at.file_uploader(key="train_upload").set_value(("tiny.txt", b"ab", "text/plain")).run()

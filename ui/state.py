@@ -20,6 +20,8 @@ DEFAULT_STRINGS = DEFAULTS.to_strings()
 URL_FIELDS = [
     f.name for f in dataclasses.fields(RunConfig) if f.name not in ("text_file", "eval_every")
 ]
+# A link never carries an uploaded file, only this mark that the sender used one.
+UPLOAD_MARK = ("text", "upload")
 
 
 _session_ids: dict[str, str] = {}  # owner -> Streamlit session id, for every live session
@@ -85,6 +87,12 @@ def settings_from_url(prefix: str) -> list[str]:
             notes.append(note)
         if value is not None:
             st.session_state[widget_key(name, prefix)] = value
+    name, mark = UPLOAD_MARK
+    if st.query_params.get(name) == mark and st.query_params.get("task") == "text":
+        notes.append(
+            "This link was made with the sender's own text file, which a link cannot "
+            "carry: the bundled text is used instead. Upload the file to train on it."
+        )
     return notes
 
 
@@ -113,12 +121,17 @@ def _checked_value(name: str, raw: str) -> tuple[Any, str | None]:
 
 
 def url_query(config: RunConfig) -> dict[str, str]:
-    """The settings that differ from the defaults, as query parameters."""
-    return {
+    """The settings that differ from the defaults, as query parameters; an uploaded
+    text file is not among them, only the mark that there was one."""
+    query = {
         name: value
         for name, value in config.to_strings().items()
         if name in URL_FIELDS and value != DEFAULT_STRINGS[name]
     }
+    if config.task == "text" and config.text_file:
+        name, mark = UPLOAD_MARK
+        query[name] = mark
+    return query
 
 
 def write_url(config: RunConfig) -> None:

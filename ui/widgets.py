@@ -240,6 +240,12 @@ def share_link(config: RunConfig) -> None:
     with st.popover("Share link", icon=":material/link:"):
         st.caption("Anyone opening this link gets the same sliders; same seed, same curve.")
         st.code(base + ("?" + urlencode(query) if query else ""), language=None)
+        if config.task == "text" and config.text_file:
+            st.warning(
+                "The link does not carry your uploaded file; it opens with the bundled "
+                "text. Send the file along for the same run.",
+                icon=":material/warning:",
+            )
 
 
 def run_table(
