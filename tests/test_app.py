@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import math
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -573,6 +574,56 @@ def test_a_link_made_with_an_upload_says_the_bundled_text_is_used():
 
     at = open_app(query={"task": "hello", "text": "upload"})
     assert not any("sender's own text file" in note for note in texts(at.warning))
+
+
+def test_uploads_are_pruned_oldest_first_sparing_the_files_runs_use(tmp_path):
+    from rnnlab.store import RunStore
+    from ui.widgets import prune_uploads
+
+    folder = tmp_path / "uploads"
+    folder.mkdir()
+    files = []
+    for age in range(6):  # files[0] is the oldest
+        path = folder / f"{age}.txt"
+        path.write_text("x" * 10)
+        os.utime(path, (1_000_000 + age, 1_000_000 + age))
+        files.append(path)
+    with RunStore(tmp_path / "runs.sqlite") as store:
+        run_id = store.create_run(RunConfig(task="text", text_file=str(files[0])))
+        store.finish(run_id, "completed")
+        in_use = files[1]
+
+        removed = prune_uploads(folder, store, in_use=in_use, max_files=3, max_bytes=10**6)
+        assert removed == files[2:5]
+        assert sorted(folder.iterdir()) == [files[0], files[1], files[5]]
+
+        removed = prune_uploads(folder, store, in_use=in_use, max_files=10, max_bytes=25)
+        assert removed == [files[5]], "over the byte bound"
+        assert prune_uploads(folder, store, in_use=in_use, max_files=0, max_bytes=0) == []
+        assert sorted(folder.iterdir()) == [files[0], files[1]], "a run's file was removed"
+
+        store.delete_run(run_id)  # no run refers to files[0] any more
+        assert prune_uploads(folder, store, in_use=in_use, max_files=1) == [files[0]]
+
+
+def test_a_new_upload_prunes_the_uploads_folder(home):
+    from ui.widgets import UPLOADS_MAX_FILES
+
+    folder = home / "uploads"
+    folder.mkdir()
+    for number in range(UPLOADS_MAX_FILES + 5):
+        old = folder / f"old{number:03}.txt"
+        old.write_text("old text " * 10)
+        os.utime(old, (1_000_000 + number, 1_000_000 + number))
+    at = open_app(query={"task": "text"})
+    text = "the cat sat on the mat. " * 40
+    at.file_uploader(key="train_upload").set_value(("cat.txt", text.encode(), "text/plain"))
+    at.run()
+    assert_no_exception(at)
+    left = sorted(path.name for path in folder.iterdir())
+    assert len(left) == UPLOADS_MAX_FILES
+    assert "old000.txt" not in left and "old054.txt" in left
+    assert any(path.read_text("utf-8") == text for path in folder.iterdir()), "the new one"
 
 
 def test_an_upload_too_short_for_the_sequence_length_says_so():

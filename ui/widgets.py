@@ -14,12 +14,13 @@ import streamlit as st
 from rnnlab.config import ConfigError, RunConfig, field_spec
 from rnnlab.models import count_parameters
 from rnnlab.presets import PRESETS
-from rnnlab.store import rnnlab_home
+from rnnlab.store import RunStore, rnnlab_home
 from rnnlab.tasks import MAX_TEXT_BYTES, decode_text, make_task
 from rnnlab.train import available_devices
 
 from .state import (
     DEFAULTS,
+    manager,
     selection_by_id,
     settings_from_url,
     url_query,
@@ -41,6 +42,9 @@ INIT_LABELS = {
     "forget_bias": "forget-gate bias 1 (LSTM)",
 }
 NO_PRESET = "Custom settings"
+# The uploads folder is pruned down to this, oldest first, sparing the files runs use.
+UPLOADS_MAX_FILES = 50
+UPLOADS_MAX_BYTES = 100 * 2**20
 
 
 @st.cache_resource(show_spinner=False, max_entries=32)
@@ -194,7 +198,11 @@ def config_form(*, key: str, show_presets: bool = True) -> tuple[RunConfig | Non
 
 
 def _uploaded_text(key: str) -> tuple[str, str | None]:
-    """Save an uploaded .txt under RNNLAB_HOME/uploads (by content hash); '' = bundled."""
+    """Save an uploaded .txt under RNNLAB_HOME/uploads (by content hash); '' = bundled.
+
+    The file is written again on every rerun if it is gone, so pruning the folder for
+    another session's upload never takes a file from under a session still holding it.
+    """
     upload = st.sidebar.file_uploader(
         "Your own .txt (UTF-8)",
         type=["txt"],
@@ -212,9 +220,52 @@ def _uploaded_text(key: str) -> tuple[str, str | None]:
     folder = rnnlab_home() / "uploads"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{hashlib.sha256(data).hexdigest()[:16]}.txt"
-    if not path.exists():
+    if path.exists():
+        path.touch()  # recently used: pruned last
+    else:
         path.write_bytes(data)
+        prune_uploads(folder, manager().store, in_use=path)
     return str(Path(path)), None
+
+
+def prune_uploads(
+    folder: Path,
+    store: RunStore,
+    *,
+    in_use: Path | None = None,
+    max_files: int = UPLOADS_MAX_FILES,
+    max_bytes: int = UPLOADS_MAX_BYTES,
+) -> list[Path]:
+    """Remove the least recently used uploads until `folder` holds at most `max_files`
+    files and `max_bytes` bytes; returns the files removed.
+
+    A file that a stored run's config names (`text_file`) is never removed, nor
+    `in_use` (the upload just saved), so the folder exceeds the bounds only when the
+    runs kept in the store refer to more than that.
+    """
+    named = (run.config.get("text_file") for run in store.list_runs())
+    spared = {Path(name).resolve() for name in named if name}
+    if in_use is not None:
+        spared.add(in_use.resolve())
+    files = []
+    for path in folder.glob("*.txt"):
+        try:
+            stat = path.stat()
+        except OSError:  # removed meanwhile by another session's pruning
+            continue
+        files.append((stat.st_mtime, stat.st_size, path))
+    files.sort()  # oldest first
+    count, total = len(files), sum(size for _, size, _ in files)
+    removed = []
+    for _, size, path in files:
+        if count <= max_files and total <= max_bytes:
+            break
+        if path.resolve() in spared:
+            continue
+        path.unlink(missing_ok=True)
+        count, total = count - 1, total - size
+        removed.append(path)
+    return removed
 
 
 def shapes_line(config: RunConfig) -> None:
