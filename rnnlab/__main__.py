@@ -4,16 +4,21 @@ Every RunConfig field is an option (hidden_size -> --hidden-size); `sweep` takes
 lists (--cell rnn,lstm) and trains the grid they make. `train` and `sweep` record their
 runs in the run store ($RNNLAB_HOME/runs.sqlite); `runs` lists, shows, exports and
 deletes them. Invalid options or values exit with status 2 and one line on stderr; a run
-that ends in any status exits 0.
+that ends in any status exits 0, except that Ctrl-C stops a run (or a sweep's runs) at
+its next step, records and prints what it reached, and exits 130; a second Ctrl-C quits
+at once.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
+import signal
 import sys
 import threading
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -22,12 +27,14 @@ import pandas as pd
 
 from .config import ConfigError, RunConfig
 from .jobs import JobManager
+from .recording import RecordedRun
 from .store import EXPORT_FORMATS, STATUSES, RunRecord, RunStore, StoreError, open_store
 from .sweep import SWEEPABLE, Grid, LocalExecutor, RunResult, SweepResult, run_sweep
 from .tasks import make_task
-from .train import Evaluation, Finished, Step, resolve_device, train
+from .train import Evaluation, Finished, Step, resolve_device
 
 MAX_WORKERS = 64
+INTERRUPTED = 130  # the exit status of a command stopped by Ctrl-C (128 + SIGINT)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -102,37 +109,56 @@ def command_train(args: argparse.Namespace) -> int:
         fail(str(error))
     store = _open_store()
     run_id = store.create_run(config, owner="cli", status="running")
-    cancel = threading.Event()
+    run = RecordedRun(store, run_id, config, task=task)
     bar = _progress_bar(config.steps)
     summary: dict[str, Any] = {}
-    events = train(config, cancel=cancel, task=task)
-    while True:
+    with _stopped_by_ctrl_c(lambda: run.stop("stopped with Ctrl-C"), "the run") as pressed:
         try:
-            event = next(events)
-        except StopIteration:
-            break
+            for event in run:
+                if bar is not None and isinstance(event, Step):
+                    bar.update(event.step - bar.n)
+                    bar.set_postfix(loss=f"{event.loss:.4f}", refresh=False)
+                elif bar is not None and isinstance(event, Evaluation):
+                    bar.set_postfix(loss=f"{event.loss:.4f}", held_out=f"{event.metric:.4f}")
+                elif isinstance(event, Finished):
+                    summary = event.summary
         except KeyboardInterrupt:
-            cancel.set()
-            continue
-        except Exception as error:
-            store.fail(run_id, f"{type(error).__name__}: {error}")
-            raise
-        store.add(run_id, event)
-        if bar is not None and isinstance(event, Step):
-            bar.update(event.step - bar.n)
-            bar.set_postfix(loss=f"{event.loss:.4f}", refresh=False)
-        elif bar is not None and isinstance(event, Evaluation):
-            bar.set_postfix(loss=f"{event.loss:.4f}", held_out=f"{event.metric:.4f}")
-        elif isinstance(event, Finished):
-            summary = event.summary
-    if bar is not None:
-        bar.close()
+            store.finish(run_id, "interrupted", error="quit with a second Ctrl-C")
+            print(f"rnnlab: run {run_id} interrupted; what it recorded is kept", file=sys.stderr)
+            return INTERRUPTED
+        except Exception:
+            print(f"rnnlab: run {run_id} failed: {run.outcome['error']}", file=sys.stderr)
+            return 1
+        finally:
+            if bar is not None:
+                bar.close()
     if args.json:
         print(json.dumps({"run_id": run_id, **summary}))
     else:
         print(format_summary(summary))
         print(f"run {run_id} saved; see it with: rnnlab runs show {run_id}")
-    return 0
+    return INTERRUPTED if pressed.is_set() else 0
+
+
+@contextlib.contextmanager
+def _stopped_by_ctrl_c(stop: Callable[[], None], what: str) -> Iterator[threading.Event]:
+    """While inside, the first Ctrl-C calls `stop` (which must not block: it runs in a
+    signal handler) and the work ends in order; a second raises KeyboardInterrupt.
+    Yields an Event that is set once Ctrl-C was pressed."""
+    pressed = threading.Event()
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        if pressed.is_set():
+            raise KeyboardInterrupt
+        pressed.set()
+        print(f"\nrnnlab: stopping {what} (Ctrl-C again to quit at once)", file=sys.stderr)
+        stop()
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield pressed
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _split(option: str, text: str) -> list[str]:
@@ -191,8 +217,14 @@ def command_sweep(args: argparse.Namespace) -> int:
             bar.update(1)
             bar.set_postfix_str(_describe_result(result, sweep), refresh=True)
 
+    executor = LocalExecutor(manager)
+    stopping = "the sweep: its runs end at their next step, the waiting ones are dropped"
     try:
-        sweep = run_sweep(grid, executor=LocalExecutor(manager), owner="cli", on_result=on_result)
+        with _stopped_by_ctrl_c(executor.cancel, stopping) as pressed:
+            sweep = run_sweep(grid, executor=executor, owner="cli", on_result=on_result)
+    except KeyboardInterrupt:
+        print("rnnlab: sweep interrupted; the runs that finished are kept", file=sys.stderr)
+        return INTERRUPTED
     finally:
         manager.shutdown(timeout=30)
         if bar is not None:
@@ -201,7 +233,7 @@ def command_sweep(args: argparse.Namespace) -> int:
         print(json.dumps({"summary": sweep.to_dict()}))
     else:
         print(format_sweep(sweep))
-    return 0
+    return INTERRUPTED if pressed.is_set() else 0
 
 
 def _whole_number(option: str, text: str | None, lo: int, hi: int) -> int | None:

@@ -177,9 +177,13 @@ class LocalExecutor:
         manager = self.manager
         pending = collections.deque(configs)
         self._cancelled = False
+        cancelled = False
         while pending or self._active:
-            if self._cancelled:
+            if self._cancelled and not cancelled:
+                cancelled = True
                 pending.clear()
+                for run_id in list(self._active):
+                    manager.cancel(run_id)
             while pending:
                 try:
                     run_id = manager.submit(
@@ -211,11 +215,8 @@ class LocalExecutor:
                 )
 
     def cancel(self) -> None:
+        """Takes no lock, so a signal handler may call it; run() acts within POLL_S."""
         self._cancelled = True
-        with self._lock:
-            active = list(self._active)
-        for run_id in active:
-            self.manager.cancel(run_id)
 
 
 @dataclass

@@ -26,9 +26,8 @@ import collections
 import json
 import math
 import os
-import threading
+import signal
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
@@ -36,8 +35,9 @@ from typing import Any
 import torch
 
 from .config import RunConfig
-from .store import FINISHED_STATUSES, RunStore
-from .train import Event, train
+from .recording import RecordedRun, record_failure
+from .store import RunStore
+from .train import Event
 
 # How long one run trains before the next one's turn: a round over every run takes about
 # ROUND_S (each run's chart then moves a few times a second), but a slice is never
@@ -126,17 +126,11 @@ def _matrix(rows: list[list[float | None]]) -> torch.Tensor:
         )
 
 
-class _ActiveRun:
-    """One run this worker is training: its event stream and how it should end if cut short."""
+class _ActiveRun(RecordedRun):
+    """A run this worker trains: its recorded event stream, and when its snapshot was sent."""
 
-    def __init__(self, run_id: str, config: RunConfig, snapshot_every_s: float | None):
-        self.run_id = run_id
-        self.cancel = threading.Event()
-        self.stop_reason: str | None = None
-        self.stop_status = "stopped"
-        self.events: Iterator[Event] = train(
-            config, cancel=self.cancel, snapshot_every_s=snapshot_every_s
-        )
+    def __init__(self, store: RunStore, run_id: str, config: RunConfig, snapshot_every_s):
+        super().__init__(store, run_id, config, snapshot_every_s=snapshot_every_s)
         self.stepped = False
         self.snapshot_sent_at = -math.inf
 
@@ -170,18 +164,19 @@ class Worker:
         except (EOFError, OSError):  # the server is gone: stop what runs, then exit
             self.connected = self.open = False
             for run in self.runs.values():
-                if run.stop_reason is None:
-                    run.stop_reason, run.stop_status = "the server shut down", "interrupted"
-                run.cancel.set()
+                run.stop("the server shut down", "interrupted")
 
     def handle(self, command: tuple) -> None:
         kind = command[0]
         if kind == "start":
             _, run_id, config, snapshot_every_s = command
             try:
-                run = _ActiveRun(run_id, RunConfig(**config), snapshot_every_s)
+                run = _ActiveRun(self.store, run_id, RunConfig(**config), snapshot_every_s)
             except Exception as error:
-                self.fail(run_id, error)
+                message = record_failure(self.store, run_id, error)
+                self.send(
+                    Update(run_id, finished={"status": "failed", "summary": None, "error": message})
+                )
                 return
             self.runs[run_id] = run
             self.turns.append(run_id)
@@ -189,9 +184,7 @@ class Worker:
             _, run_id, reason, status = command
             run = self.runs.get(run_id)
             if run is not None:
-                if run.stop_reason is None:
-                    run.stop_reason, run.stop_status = reason, status
-                run.cancel.set()
+                run.stop(reason, status)
         elif kind == "close":
             self.open = False
             if not self.runs:
@@ -205,22 +198,21 @@ class Worker:
         share = min(MAX_SLICE_S, max(MIN_SLICE_S, ROUND_S / len(self.turns)))
         deadline = time.perf_counter() + share
         try:
-            for event in run.events:
+            for event in run:
                 if self.record(run, event, update) or time.perf_counter() >= deadline:
                     break
-        except Exception as error:
-            self.send(update)
-            self.fail(run.run_id, error)
-            return
+        except Exception:  # recorded as failed by the run itself
+            self.forget(run.run_id)
+            update.finished = run.outcome
         self.send(update)
 
     def record(self, run: _ActiveRun, event: Event, update: Update) -> bool:
-        """Store one event and add it to the update; True when the slice should end."""
+        """Add one (recorded) event to the update; True when the slice should end."""
         kind = event.kind
         if kind == "finished":
-            update.finished = self.finish(run, event.summary)
+            self.forget(run.run_id)
+            update.finished = run.outcome
             return True
-        self.store.add(run.run_id, event)
         if kind == "step":
             update.steps.append((event.step, event.loss, event.grad_norm, event.elapsed_s))
             if not run.stepped:
@@ -249,28 +241,6 @@ class Worker:
             for index, gates in enumerate(layers)
         ]
 
-    def finish(self, run: _ActiveRun, summary: dict[str, Any]) -> dict[str, Any]:
-        """Record the run's end; a run stopped by the server says why."""
-        error = None
-        if run.stop_reason is not None:
-            error = run.stop_reason
-            if summary["status"] == "stopped":
-                summary = {**summary, "status": run.stop_status}
-        status = summary["status"] if summary["status"] in FINISHED_STATUSES else "completed"
-        self.store.finish(run.run_id, status, summary, error=error)
-        self.forget(run.run_id)
-        return {"status": status, "summary": summary, "error": error}
-
-    def fail(self, run_id: str, error: Exception) -> None:
-        message = f"{type(error).__name__}: {error}"
-        try:
-            self.store.fail(run_id, message)
-        except Exception as store_error:
-            message += f" (and it could not be recorded: {store_error})"
-        self.forget(run_id)
-        update = Update(run_id, finished={"status": "failed", "summary": None, "error": message})
-        self.send(update)
-
     def forget(self, run_id: str) -> None:
         if self.runs.pop(run_id, None) is not None:
             self.turns.remove(run_id)
@@ -286,7 +256,7 @@ class Worker:
         except (BrokenPipeError, EOFError, OSError):
             self.connected = self.open = False
             for run in self.runs.values():
-                run.cancel.set()
+                run.stop("the server shut down", "interrupted")
 
 
 def warm_up() -> None:
@@ -299,7 +269,12 @@ def warm_up() -> None:
 
 
 def main(connection: Connection, store_path: str, torch_threads: int = 1) -> None:
-    """A worker process's entry point (see rnnlab.jobs)."""
+    """A worker process's entry point (see rnnlab.jobs).
+
+    Ctrl-C in a terminal reaches every process of the group; a worker leaves it to the
+    server, which stops the runs (and so the worker) in order.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(torch_threads)
     warm_up()
     Worker(connection, RunStore(store_path)).serve()
