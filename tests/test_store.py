@@ -7,6 +7,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import time
 
 import pandas as pd
 import pytest
@@ -68,7 +69,7 @@ def test_a_run_is_recorded_with_its_full_history(store):
 
 
 def test_step_rows_are_written_in_batches(store, monkeypatch):
-    monkeypatch.setattr(store_module, "FLUSH_SECONDS", 3600.0)
+    monkeypatch.setattr(store_module.writing, "FLUSH_SECONDS", 3600.0)
     run_id = store.create_run(tiny(steps=1000), status="running")
     for step in range(1, 1001):
         store.add(run_id, Step(step, 1.0 / step, 0.5, step / 1000))
@@ -194,7 +195,7 @@ def test_migrations_upgrade_an_old_file_and_keep_its_runs(tmp_path, monkeypatch)
     def add_notes(db):
         db.execute("ALTER TABLE runs ADD COLUMN notes TEXT NOT NULL DEFAULT ''")
 
-    monkeypatch.setattr(store_module, "SCHEMA_VERSION", SCHEMA_VERSION + 1)
+    monkeypatch.setattr(store_module.database, "SCHEMA_VERSION", SCHEMA_VERSION + 1)
     monkeypatch.setitem(store_module.MIGRATIONS, SCHEMA_VERSION + 1, add_notes)
     with RunStore(path) as upgraded:
         assert upgraded.schema_version == SCHEMA_VERSION + 1
@@ -212,7 +213,7 @@ def test_a_failed_migration_leaves_the_file_as_it_was(tmp_path, monkeypatch):
         db.execute("ALTER TABLE runs ADD COLUMN notes TEXT")
         raise sqlite3.OperationalError("disk on fire")
 
-    monkeypatch.setattr(store_module, "SCHEMA_VERSION", SCHEMA_VERSION + 1)
+    monkeypatch.setattr(store_module.database, "SCHEMA_VERSION", SCHEMA_VERSION + 1)
     monkeypatch.setitem(store_module.MIGRATIONS, SCHEMA_VERSION + 1, broken)
     with pytest.raises(StoreError, match="disk on fire"):
         RunStore(path)
@@ -223,7 +224,7 @@ def test_a_failed_migration_leaves_the_file_as_it_was(tmp_path, monkeypatch):
 
 
 def test_separate_connections_write_at_once_without_locking_errors(tmp_path, monkeypatch):
-    monkeypatch.setattr(store_module, "FLUSH_ROWS", 16)
+    monkeypatch.setattr(store_module.writing, "FLUSH_ROWS", 16)
     path = tmp_path / "runs.sqlite"
     errors: list[BaseException] = []
     run_ids: list[str] = []
@@ -282,3 +283,74 @@ def test_runs_of_a_process_killed_mid_run_become_interrupted(store, tmp_path):
         with sqlite3.connect(after.path) as db:
             assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     assert len(list((tmp_path / "runs.alive").glob("*.lock"))) == 1  # the child's is gone
+
+
+class _LockedFile:
+    """Another process's exclusive lock on the store's file, as long as it is held."""
+
+    def __init__(self, path):
+        self.connection = sqlite3.connect(path, isolation_level=None)
+
+    def __enter__(self):
+        self.connection.execute("BEGIN EXCLUSIVE")
+        return self
+
+    def __exit__(self, *exc_info):
+        self.connection.execute("ROLLBACK")
+        self.connection.close()
+
+
+def test_a_locked_file_delays_writes_and_loses_no_row(store):
+    store._writer.execute("PRAGMA busy_timeout = 20")  # give up on the lock quickly
+    run_id = store.create_run(tiny(steps=1000), status="running")
+    with _LockedFile(store.path):
+        for step in range(1, 601):  # more than a batch: writing is tried, and fails
+            store.add(run_id, Step(step, 1.0 / step, 0.5, step / 1000))
+        store.add(run_id, Evaluation(600, 0.1, 0.9, False, 1.0))
+    assert count(store.path, "steps", run_id) == 0
+    store.add(run_id, Finished(summary={"status": "completed", "steps": 600}))
+    assert count(store.path, "steps", run_id) == 600
+    assert count(store.path, "evaluations", run_id) == 1
+    assert store.get_run(run_id).status == "completed"
+
+
+def test_a_write_that_keeps_failing_ends_with_the_cause_and_the_file(store, monkeypatch):
+    monkeypatch.setattr(store_module.writing, "WRITE_PATIENCE_S", 0.3)
+    store._writer.execute("PRAGMA busy_timeout = 20")
+    run_id = store.create_run(tiny(steps=100_000), status="running")
+    with _LockedFile(store.path), pytest.raises(StoreError) as raised:
+        for step in range(1, 100_001):
+            store.add(run_id, Step(step, 1.0, 0.5, 0.0))
+            time.sleep(0.001)
+    message = str(raised.value)
+    assert str(store.path) in message and "locked" in message
+
+
+class _FullDisk:
+    """A writing connection whose batch inserts fail as on a full disk, `times` times."""
+
+    def __init__(self, connection, times: int):
+        self.connection, self.times = connection, times
+
+    def executemany(self, *args):
+        if self.times > 0:
+            self.times -= 1
+            raise sqlite3.OperationalError("database or disk is full")
+        return self.connection.executemany(*args)
+
+    def __getattr__(self, name):
+        return getattr(self.connection, name)
+
+
+def test_a_run_trains_on_through_a_full_disk_and_its_history_is_whole(store):
+    from rnnlab.recording import RecordedRun
+
+    config = tiny(steps=300)
+    run_id = store.create_run(config, status="running")
+    store._writer = _FullDisk(store._writer, times=3)
+    events = list(RecordedRun(store, run_id, config, snapshot_every_s=None))
+    assert store._writer.times == 0  # the faults happened
+    summary = events[-1].summary
+    assert summary["status"] == "completed"
+    assert store.get_run(run_id).status == "completed"
+    assert len(store.history(run_id)) == 300

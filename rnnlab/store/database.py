@@ -1,0 +1,203 @@
+"""The store's file: opening and migrating it, connections, and writes that survive faults.
+
+Writes go through one connection guarded by a lock (so threads queue in Python, not in
+SQLite's busy handler), each in a transaction that takes SQLite's write lock up front
+(BEGIN IMMEDIATE), so that no transaction has to upgrade a read lock and fail with
+"database is locked". Each reading thread gets its own read-only connection.
+
+A write that fails for a reason that can pass (the file locked beyond the busy timeout,
+the disk full, an I/O error) is tried again for WRITE_PATIENCE_S before the store gives
+up with a StoreError that names the cause and the file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+from .schema import MIGRATIONS, SCHEMA_VERSION
+
+STORE_FILENAME = "runs.sqlite"
+BUSY_TIMEOUT_MS = 30_000
+# How long a failing write is retried, and the pauses between tries (the last repeats).
+WRITE_PATIENCE_S = 60.0
+RETRY_DELAYS_S = (0.05, 0.2, 0.5, 1.0, 2.0)
+
+T = TypeVar("T")
+
+
+class StoreError(RuntimeError):
+    """The store cannot do what was asked; the message says why and what to do."""
+
+
+class RunNotFound(StoreError, KeyError):
+    """No run has this id."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "run not found"
+
+
+def rnnlab_home() -> Path:
+    """Where rnnlab keeps its files: $RNNLAB_HOME, or ~/.rnnlab."""
+    return Path(os.environ.get("RNNLAB_HOME") or Path.home() / ".rnnlab").expanduser()
+
+
+def default_store_path() -> Path:
+    """$RNNLAB_HOME/runs.sqlite (default ~/.rnnlab/runs.sqlite)."""
+    return rnnlab_home() / STORE_FILENAME
+
+
+def retry_delay(attempt: int) -> float:
+    """The pause before try number `attempt` + 1 of a failing write."""
+    return RETRY_DELAYS_S[min(attempt, len(RETRY_DELAYS_S) - 1)]
+
+
+def write_error(path: Path, error: Exception, tried_s: float) -> StoreError:
+    return StoreError(
+        f"cannot write to the run store {path}: {error} (tried for {tried_s:.0f} s); "
+        "check that the disk has space and that no other program holds the file"
+    )
+
+
+class Database:
+    """One SQLite file: a writing connection, a reading one per thread, transactions."""
+
+    def __init__(self, path: str | os.PathLike[str] | None = None):
+        self.path = Path(path if path is not None else default_store_path()).expanduser()
+        self.path = self.path.absolute()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._writer = self._connect()
+            self._writer.execute("PRAGMA journal_mode = WAL")
+            self._migrate()
+        except (sqlite3.Error, OSError) as error:
+            raise StoreError(f"cannot open the run store {self.path}: {error}") from error
+        self._write_lock = threading.RLock()
+        self._readers = threading.local()
+
+    def _connect(self, *, read_only: bool = False) -> sqlite3.Connection:
+        connection = sqlite3.connect(
+            self.path,
+            timeout=BUSY_TIMEOUT_MS / 1000,
+            isolation_level=None,
+            check_same_thread=False,
+        )
+        connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        connection.execute("PRAGMA foreign_keys = ON")
+        connection.execute("PRAGMA synchronous = NORMAL")
+        if read_only:
+            connection.execute("PRAGMA query_only = ON")
+        return connection
+
+    def _migrate(self) -> None:
+        """Bring the file to SCHEMA_VERSION, one migration at a time, in one transaction."""
+
+        def version() -> int:
+            return self._writer.execute("PRAGMA user_version").fetchone()[0]
+
+        if version() == SCHEMA_VERSION:
+            return
+        self._writer.execute("BEGIN IMMEDIATE")
+        try:
+            current = version()
+            if current > SCHEMA_VERSION:
+                raise StoreError(
+                    f"{self.path} was written by a newer rnnlab (schema {current}; this "
+                    f"version reads up to {SCHEMA_VERSION}); upgrade rnnlab to open it"
+                )
+            for target in range(current + 1, SCHEMA_VERSION + 1):
+                MIGRATIONS[target](self._writer)
+            self._writer.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            self._writer.execute("COMMIT")
+        except BaseException:
+            self._writer.execute("ROLLBACK")
+            raise
+
+    @property
+    def schema_version(self) -> int:
+        """The file's PRAGMA user_version: which of MIGRATIONS it has had."""
+        return self._reader().execute("PRAGMA user_version").fetchone()[0]
+
+    def close(self) -> None:
+        """Close this thread's connections (RunStore.close writes what is buffered first)."""
+        with self._write_lock:
+            self._writer.close()
+        reader = getattr(self._readers, "connection", None)
+        if reader is not None:
+            reader.close()
+            del self._readers.connection
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction: committed if the block ends, rolled back if it raises."""
+        with self._write_lock:
+            self._writer.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._writer
+                self._writer.execute("COMMIT")
+            except BaseException:
+                if self._writer.in_transaction:
+                    self._writer.execute("ROLLBACK")
+                raise
+
+    def _write(
+        self, work: Callable[[sqlite3.Connection], T], *, patience_s: float | None = None
+    ) -> T:
+        """work(db) in one transaction, tried again while it fails for a passing reason.
+
+        Gives up after `patience_s` (default WRITE_PATIENCE_S) with a StoreError naming
+        the cause and the file. Errors that retrying cannot mend are raised as they are.
+        """
+        patience_s = WRITE_PATIENCE_S if patience_s is None else patience_s
+        started = time.monotonic()
+        attempt = 0
+        while True:
+            try:
+                with self._transaction() as db:
+                    return work(db)
+            except sqlite3.OperationalError as error:
+                tried = time.monotonic() - started
+                delay = retry_delay(attempt)
+                if tried + delay > patience_s:
+                    raise write_error(self.path, error, tried) from error
+                time.sleep(delay)
+                attempt += 1
+
+    def _reader(self) -> sqlite3.Connection:
+        connection = getattr(self._readers, "connection", None)
+        if connection is None:
+            connection = self._readers.connection = self._connect(read_only=True)
+        return connection
+
+
+def insert(db: sqlite3.Connection, table: str, row: Mapping[str, Any]) -> None:
+    names, marks = ", ".join(row), ", ".join("?" * len(row))
+    db.execute(f"INSERT INTO {table} ({names}) VALUES ({marks})", tuple(row.values()))
+
+
+def update_run(db: sqlite3.Connection, run_id: str, **changes: Any) -> None:
+    assignments = ", ".join(f"{name} = ?" for name in changes)
+    db.execute(f"UPDATE runs SET {assignments} WHERE id = ?", (*changes.values(), run_id))
+
+
+def json_or_none(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+def finite(value: Any) -> Any:
+    """NaN and infinities become None, everywhere in a JSON-like value."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite(v) for v in value]
+    return value
