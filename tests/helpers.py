@@ -32,3 +32,13 @@ def running(manager: JobManager, run_id: str, steps: int = 1) -> Progress | None
     """The run's progress once it trains and has taken `steps` steps; None before."""
     progress = manager.progress(run_id)
     return progress if progress.status == "running" and progress.step >= steps else None
+
+
+class FakeClock:
+    """A clock the test moves by hand: the manager's idea of 'now' for absent owners."""
+
+    def __init__(self) -> None:
+        self.now = 1_000.0
+
+    def __call__(self) -> float:
+        return self.now

@@ -9,7 +9,7 @@ import time
 
 import pytest
 import torch
-from helpers import ENDLESS, running, tiny, until
+from helpers import ENDLESS, FakeClock, running, tiny, until
 
 from rnnlab.config import RunConfig
 from rnnlab.jobs import JobError, JobManager, QueueFull, default_workers, get_manager
@@ -114,7 +114,8 @@ def test_an_owner_cannot_fill_the_queue(make_manager):
 
 
 def test_jobs_of_an_owner_that_stopped_polling_are_cancelled(make_manager, store):
-    manager = make_manager(workers=1, orphan_after_s=1.0, max_running=1)
+    clock = FakeClock()  # the manager's time moves only when the test says
+    manager = make_manager(workers=1, orphan_after_s=60.0, max_running=1, clock=clock)
     manager.heartbeat("closed-tab")
     manager.heartbeat("open-tab")
     abandoned = manager.submit(ENDLESS, owner="closed-tab")
@@ -122,12 +123,14 @@ def test_jobs_of_an_owner_that_stopped_polling_are_cancelled(make_manager, store
     kept = manager.submit(tiny(), owner="open-tab")
     unpolled = manager.submit(tiny(), owner="notebook")  # never sent a heartbeat
     until(lambda: running(manager, abandoned), what="the abandoned job to run")
+    assert manager.progress(abandoned).status == "running"  # present so far
 
-    def open_tab_polls():
-        manager.heartbeat("open-tab")
-        return manager.progress(abandoned).status == "stopped"
-
-    until(open_tab_polls, what="the silent owner's job to stop")
+    clock.now += 61.0  # a minute passes; only the open tab polls in it
+    manager.heartbeat("open-tab")
+    until(
+        lambda: manager.progress(abandoned).status == "stopped",
+        what="the silent owner's job to stop",
+    )
     final = manager.wait(abandoned, timeout=120)
     assert final.status == "stopped" and "stopped watching" in final.error
     assert store.get_run(abandoned).error == final.error

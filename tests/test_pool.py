@@ -17,7 +17,7 @@ import time
 
 import pytest
 import torch
-from helpers import ENDLESS, running, tiny, until
+from helpers import ENDLESS, FakeClock, running, tiny, until
 
 from rnnlab.config import RunConfig
 from rnnlab.jobs import JobError
@@ -34,16 +34,6 @@ def reference_losses(config: RunConfig) -> tuple[list[float], list[tuple[int, fl
         elif event.kind == "eval":
             evaluations.append((event.step, event.loss))
     return steps, evaluations
-
-
-class FakeClock:
-    """A clock the test moves by hand: the manager's idea of 'now' for absent owners."""
-
-    def __init__(self) -> None:
-        self.now = 1_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class Presence:
