@@ -1,12 +1,17 @@
 """Compare: every stored run, their curves overlaid, hyperparameters against results."""
 
+import contextlib
+
 import streamlit as st
 
+from rnnlab.store import RunNotFound
 from ui import charts
 from ui.state import manager, owner
 from ui.widgets import run_table
 
 st.title("Compare runs")
+if message := st.session_state.pop("compare_toast", None):
+    st.toast(message, icon=":material/delete:")  # said after the rerun that follows a delete
 store = manager().store
 runs = store.runs_frame()
 if runs.empty:
@@ -88,9 +93,12 @@ if len(chosen):
     if own_ids and st.button(
         f"Delete {len(own_ids)} of my selected runs", icon=":material/delete:", key="compare_delete"
     ):
+        deleted = 0
         for run_id in own_ids:
-            store.delete_run(run_id)
-        st.toast(f"Deleted {len(own_ids)} runs.")
+            with contextlib.suppress(RunNotFound):  # already deleted, from another tab
+                store.delete_run(run_id)
+                deleted += 1
+        st.session_state["compare_toast"] = f"Deleted {deleted} run{'s' * (deleted != 1)}."
         st.rerun()
     if len(own_ids) < len(chosen):
         st.caption("Runs still training, or started in other tabs, can be viewed, not deleted.")

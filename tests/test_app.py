@@ -674,6 +674,7 @@ def test_compare_lists_overlays_exports_and_deletes_runs():
     at.button(key="compare_delete").click().run()
     assert_no_exception(at)
     assert jobs.get_manager().store.runs_frame().empty
+    assert [toast.value for toast in at.toast] == ["Deleted 2 runs."]
 
 
 def shown_selection(at: AppTest) -> list[str]:
