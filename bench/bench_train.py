@@ -7,19 +7,28 @@ Adding problem, batch 64, T = 100, hidden 64, Adam 3e-3, clipping 1.0. Blocks of
 alternate between the two loops, and medians over blocks are compared, so background
 load on a shared machine hits both alike. Targets: fused LSTM ≤ 1.05x plain PyTorch;
 the custom cells (sigmoid RNN, relu LSTM) ≤ 3x the fused LSTM step.
+
+Then whole short runs, as `rnnlab train --steps 400` makes them (held-out evaluations
+and snapshots at their default pace, every event recorded in a run store), against a
+plain 400-step loop: the steps/s each reports. Target: rnnlab ≥ 0.9x plain PyTorch.
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import tempfile
 import time
 
 import torch
 from torch import nn
 
 from rnnlab import RunConfig, train
+from rnnlab.recording import RecordedRun
+from rnnlab.store import RunStore
 from rnnlab.tasks import AddingTask
+
+SHORT_RUN = dict(task="adding", hidden_size=64, batch_size=64, seq_len=100, lr=3e-3, clip=1.0)
 
 # eval_every as in a 3000-step run (train() evaluates about 100 times per run)
 BASE = dict(
@@ -85,10 +94,55 @@ def plain_block(steps: int, eval_every: int) -> float:
     return (time.perf_counter() - first) / (steps - 1)
 
 
+def cli_like_run(store: RunStore, steps: int, seed: int) -> float:
+    """steps/s of a whole recorded run with the CLI's defaults, as its summary reports it."""
+    config = RunConfig(**SHORT_RUN, steps=steps, seed=seed)
+    run_id = store.create_run(config, owner="bench", status="running")
+    for event in RecordedRun(store, run_id, config):
+        if event.kind == "finished":
+            return event.summary["steps_per_s"]
+    raise RuntimeError("the run did not finish")
+
+
+def plain_run(steps: int, seed: int) -> float:
+    """steps/s of a plain PyTorch loop training the same model for `steps` steps."""
+    torch.manual_seed(seed)
+    model = PlainLSTM()
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    generator = torch.Generator().manual_seed(seed)
+    start = time.perf_counter()
+    for _ in range(steps):
+        x, y = adding_batch(64, 100, generator)
+        loss = nn.functional.mse_loss(model(x), y)
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        loss.item()
+    return steps / (time.perf_counter() - start)
+
+
+def short_runs(rounds: int, steps: int = 400) -> None:
+    """Whole runs, alternating, after one of each to warm up."""
+    rates: dict[str, list[float]] = {"plain": [], "rnnlab": []}
+    with tempfile.TemporaryDirectory() as home, RunStore(f"{home}/runs.sqlite") as store:
+        for round_ in range(rounds + 1):
+            plain, ours = plain_run(steps, round_), cli_like_run(store, steps, round_)
+            if round_:
+                rates["plain"].append(plain)
+                rates["rnnlab"].append(ours)
+    plain, ours = (statistics.median(rates[k]) for k in ("plain", "rnnlab"))
+    print(f"whole {steps}-step runs (adding, batch 64, T=100, hidden 64), median of {rounds}:")
+    print(f"  plain PyTorch loop     {plain:7.1f} steps/s")
+    print(f"  rnnlab (as the CLI)    {ours:7.1f} steps/s  (evaluations, snapshots, store)")
+    print(f"short run: rnnlab / plain PyTorch = {ours / plain:.3f}  (target >= 0.9)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--steps", type=int, default=150, help="steps per block")
+    parser.add_argument("--short-runs", type=int, default=5, help="whole 400-step runs of each")
     parser.add_argument(
         "--threads", type=int, default=None, help="torch threads (default: torch's)"
     )
@@ -120,6 +174,8 @@ def main() -> None:
     print(f"fused path: rnnlab / plain PyTorch = {fused / plain:.3f}  (target <= 1.05)")
     for name in ("rnn sigmoid (custom)", "lstm relu (custom)", "gru relu (custom)"):
         print(f"{name}: / fused LSTM step = {median[name] / fused:.2f}  (target <= 3)")
+    if args.short_runs:
+        short_runs(args.short_runs)
 
 
 if __name__ == "__main__":
