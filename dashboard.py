@@ -2,22 +2,29 @@
 
 import streamlit as st
 
+from ui.i18n import _, choose_language, language_picker
 from ui.state import manager
 
 st.set_page_config(
     page_title="rnnlab — recurrent networks, live", page_icon=":material/cycle:", layout="wide"
 )
 manager()  # the shared training pool: app.py starts it with the server, else the first visit
+choose_language()
 
 pages = [
-    st.Page("pages/train.py", title="Train", icon=":material/model_training:", default=True),
+    st.Page("pages/train.py", title=_("Train"), icon=":material/model_training:", default=True),
     st.Page(
-        "pages/inside.py", title="Inside the cell", icon=":material/biotech:", url_path="inside"
+        "pages/inside.py",
+        title=_("Inside the cell"),
+        icon=":material/biotech:",
+        url_path="inside",
     ),
     st.Page(
-        "pages/compare.py", title="Compare", icon=":material/compare_arrows:", url_path="compare"
+        "pages/compare.py", title=_("Compare"), icon=":material/compare_arrows:", url_path="compare"
     ),
-    st.Page("pages/race.py", title="Race", icon=":material/sports_score:", url_path="race"),
-    st.Page("pages/learn.py", title="Learn", icon=":material/school:", url_path="learn"),
+    st.Page("pages/race.py", title=_("Race"), icon=":material/sports_score:", url_path="race"),
+    st.Page("pages/learn.py", title=_("Learn"), icon=":material/school:", url_path="learn"),
 ]
-st.navigation(pages).run()
+page = st.navigation(pages)
+language_picker()
+page.run()

@@ -22,6 +22,9 @@ URL_FIELDS = [
 ]
 # A link never carries an uploaded file, only this mark that the sender used one.
 UPLOAD_MARK = ("text", "upload")
+# Query parameters that are not settings but belong to a link: its language, and the
+# controls a lesson link hides.
+LINK_PARAMS = ("lang", "hide")
 
 
 _session_ids: dict[str, str] = {}  # owner -> Streamlit session id, for every live session
@@ -134,9 +137,17 @@ def url_query(config: RunConfig) -> dict[str, str]:
     return query
 
 
+def link_query(config: RunConfig) -> dict[str, str]:
+    """url_query(config), plus what the address says that is not a setting: the
+    language and the controls a lesson link hides (LINK_PARAMS)."""
+    query = url_query(config)
+    query.update({name: st.query_params[name] for name in LINK_PARAMS if name in st.query_params})
+    return query
+
+
 def write_url(config: RunConfig) -> None:
     """Mirror the settings that differ from the defaults into the query string."""
-    wanted = url_query(config)
+    wanted = link_query(config)
     current = {name: st.query_params[name] for name in st.query_params}
     if current != wanted:
         st.query_params.from_dict(wanted)

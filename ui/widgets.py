@@ -20,10 +20,10 @@ from rnnlab.train import available_devices
 
 from .state import (
     DEFAULTS,
+    link_query,
     manager,
     selection_by_id,
     settings_from_url,
-    url_query,
     widget_key,
     write_url,
 )
@@ -286,7 +286,7 @@ def shapes_line(config: RunConfig) -> None:
 
 def share_link(config: RunConfig) -> None:
     """The link that reopens the app with these settings (and so reproduces the run)."""
-    query = url_query(config)
+    query = link_query(config)
     base = st.context.url or ""
     with st.popover("Share link", icon=":material/link:"):
         st.caption("Anyone opening this link gets the same sliders; same seed, same curve.")
