@@ -8,11 +8,15 @@ so runs with different seeds are scored on the same sequences.
 
 from __future__ import annotations
 
+import codecs
 import math
+import re
 from collections import Counter
 from importlib import resources
 from pathlib import Path
+from typing import NamedTuple
 
+import charset_normalizer
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -315,35 +319,97 @@ def bundled_text() -> str:
     return resources.files("rnnlab").joinpath("data/genesis.txt").read_text("utf-8")
 
 
-def decode_text(data: bytes) -> str:
-    """Bytes of an uploaded or given .txt to text, or ConfigError saying what is wrong."""
+class DecodedText(NamedTuple):
+    """A text file's text, and the encoding it was read in ('UTF-8', 'CP949', 'UTF-16', ...)."""
+
+    text: str
+    encoding: str
+
+
+# Byte-order marks, longest first (UTF-32-LE's begins with UTF-16-LE's).
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf_32"),
+    (codecs.BOM_UTF32_BE, "utf_32"),
+    (codecs.BOM_UTF8, "utf_8_sig"),
+    (codecs.BOM_UTF16_LE, "utf_16"),
+    (codecs.BOM_UTF16_BE, "utf_16"),
+)
+_ENCODING_NAMES = {"utf_8_sig": "UTF-8", "utf_8": "UTF-8", "ascii": "UTF-8"}
+# Control characters no text file has many of (tab, newlines and form feed are fine).
+_CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f]")
+
+
+def decode_text(data: bytes) -> DecodedText:
+    """Bytes of an uploaded or given .txt to text, and the encoding it was in.
+
+    A byte-order mark decides (UTF-8, UTF-16, UTF-32); without one, UTF-8 if the bytes are
+    valid UTF-8, else what charset-normalizer finds most likely (a Korean file saved on
+    Windows is often CP949). Binary data, an encoding that cannot be told, or a file too
+    large: ConfigError saying what is wrong.
+    """
     if len(data) > MAX_TEXT_BYTES:
         raise ConfigError(
             f"the text file is {len(data) / 2**20:.1f} MB; the limit is "
             f"{MAX_TEXT_BYTES / 2**20:.0f} MB",
             "text_file",
         )
-    if not data.strip():
-        raise ConfigError("the text file is empty", "text_file")
-    if b"\x00" in data[:8192]:
-        raise ConfigError("the file looks binary, not text; give a UTF-8 .txt file", "text_file")
+    encoding = next((name for bom, name in _BOMS if data.startswith(bom)), None)
+    if encoding is None:
+        if b"\x00" in data[:8192]:
+            raise _not_text("the file looks binary, not text")
+        try:
+            data.decode("utf_8")
+            encoding = "utf_8"
+        except UnicodeDecodeError:
+            encoding = _detect_encoding(data)
     try:
-        return data.decode("utf-8-sig")
+        text = data.decode(encoding)
     except UnicodeDecodeError as error:
-        raise ConfigError(
-            f"the file is not UTF-8 text (bad byte at position {error.start}); "
-            "save it as UTF-8 and try again",
-            "text_file",
-        ) from None
+        reason = f"the file is not valid {_encoding_name(encoding)} (bad byte at {error.start})"
+        raise _not_text(reason) from None
+    if not text.strip():
+        raise ConfigError("the text file is empty", "text_file")
+    sample = text[:65536]
+    if len(_CONTROL.findall(sample)) > len(sample) // 100:
+        raise _not_text("the file looks binary, not text")
+    return DecodedText(text, _encoding_name(encoding))
+
+
+def _detect_encoding(data: bytes) -> str:
+    """The most likely encoding of text that is not UTF-8, by charset-normalizer.
+
+    Korean is tried again on its own, more leniently: a short CP949 text that begins with
+    a syllable EUC-KR lacks (똠) reads as too chaotic to the general detection.
+    """
+    best = (
+        charset_normalizer.from_bytes(data).best()
+        or charset_normalizer.from_bytes(data, cp_isolation=["cp949"], threshold=0.4).best()
+    )
+    if best is None:
+        raise _not_text("the file looks binary, or its encoding cannot be told")
+    return best.encoding
+
+
+def _encoding_name(codec: str) -> str:
+    """Python's codec name as people write it: utf_16 -> UTF-16, cp949 -> CP949."""
+    return _ENCODING_NAMES.get(codec, codec.upper().replace("_", "-"))
+
+
+def _not_text(reason: str) -> ConfigError:
+    return ConfigError(
+        f"{reason}; give a .txt file (UTF-8, UTF-16 or a local encoding such as CP949)",
+        "text_file",
+    )
 
 
 def read_text_file(path: str | Path) -> str:
+    """The text of a .txt file in any encoding decode_text reads; ConfigError if not."""
     try:
         data = Path(path).read_bytes()
     except OSError as error:
         message = f"cannot read text file {str(path)!r}: {error.strerror}"
         raise ConfigError(message, "text_file") from None
-    return decode_text(data)
+    return decode_text(data).text
 
 
 def _text_task(config: RunConfig) -> Task:

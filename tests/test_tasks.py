@@ -1,4 +1,5 @@
 import math
+import random
 
 import pytest
 import torch
@@ -128,20 +129,77 @@ def test_text_too_short_for_the_sequence_length():
         TextTask("short text " * 10, 100)
 
 
+def noise_without_nul(size: int) -> bytes:
+    """Random bytes with no NUL, so only the encoding detector can tell they are not text."""
+    rng = random.Random(1)
+    return bytes(rng.randrange(1, 256) for _ in range(size))
+
+
 @pytest.mark.parametrize(
     ("data", "message"),
     [
         (b"", "empty"),
         (b"   \n\n", "empty"),
-        (b"\x89PNG\r\n\x1a\n\x00\x00\x00", "binary"),
-        ("caf\u00e9".encode("latin-1") * 100, "not UTF-8"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x01\x00" + bytes(range(256)) * 8, "binary"),
+        (b"\x00\x00\x00\x01text" * 500, "binary"),
+        (random.Random(0).randbytes(4096), "binary"),
+        (noise_without_nul(4096), "binary"),
+        (b"\x01\x02\x03\x1bdata" * 300, "binary"),
+        (b"\xff\xfe" + b"\x00\xd8" * 10, "not valid UTF-16"),
         (b"a" * (5 * 1024 * 1024 + 1), "limit is 5 MB"),
+    ],
+    ids=[
+        "empty",
+        "blank",
+        "png",
+        "nul-heavy",
+        "random",
+        "random-no-nul",
+        "control",
+        "bad-utf16",
+        "large",
     ],
 )
 def test_bad_text_files_get_clear_messages(data, message):
     with pytest.raises(ConfigError, match=message) as caught:
         decode_text(data)
     assert caught.value.field == "text_file"
+
+
+# From the study note rnnlab teaches from; short, as people's first uploads are.
+KOREAN = (
+    "RNN은 출력을 다시 입력으로 넣는 신경망입니다.\n"
+    "시퀀스가 길어지면 기울기가 사라져서 앞부분을 배우지 못합니다.\n"
+    "LSTM의 망각 게이트는 0이면 과거를 잊고, 1이면 그대로 기억합니다.\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("data", "encoding"),
+    [
+        (KOREAN.encode("utf-8"), "UTF-8"),
+        (KOREAN.encode("utf-8-sig"), "UTF-8"),
+        (KOREAN.encode("utf-16"), "UTF-16"),  # with a byte-order mark, as Notepad saves
+        (b"\xfe\xff" + KOREAN.encode("utf-16-be"), "UTF-16"),
+        (KOREAN.encode("cp949"), "CP949"),
+        (("똠방각하, " + KOREAN).encode("cp949"), "CP949"),  # 똠: in CP949, not in EUC-KR
+        (KOREAN.encode("euc-kr"), "CP949"),  # EUC-KR is a part of CP949
+        ("Tyger Tyger, burning bright\n".encode("ascii") * 10, "UTF-8"),
+    ],
+)
+def test_text_files_in_korean_encodings_are_read_and_say_which(data, encoding):
+    decoded = decode_text(data)
+    assert decoded.encoding == encoding
+    assert decoded.text.removeprefix("똠방각하, ") in (KOREAN, "Tyger Tyger, burning bright\n" * 10)
+    text, _ = decoded  # a (text, encoding) pair
+    assert text == decoded.text
+
+
+def test_a_cp949_file_trains_the_text_task(tmp_path):
+    path = tmp_path / "note.txt"
+    path.write_bytes((KOREAN * 20).encode("cp949"))
+    task = make_task(RunConfig(task="text", text_file=str(path), seq_len=20))
+    assert "망" in task.vocab and task.decode(task.encode("게이트")) == "게이트"
 
 
 def test_text_file_from_disk(tmp_path):
