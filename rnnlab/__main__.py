@@ -1,7 +1,9 @@
 """Command line: `python -m rnnlab train|sweep|runs ...` (also installed as `rnnlab`).
 
 Every RunConfig field is an option (hidden_size -> --hidden-size); `sweep` takes comma
-lists (--cell rnn,lstm) and trains the grid they make. `train` and `sweep` record their
+lists (--cell rnn,lstm) and trains the grid they make, on this machine's worker pool or,
+with `--executor ray`, on Ray (a local runtime, or the cluster at --ray-address; Ray is
+an optional extra, imported only then). `train` and `sweep` record their
 runs in the run store ($RNNLAB_HOME/runs.sqlite); `runs` lists, shows, exports and
 deletes them. Invalid options or values exit with status 2 and one line on stderr; a run
 that ends in any status exits 0, except that Ctrl-C stops a run (or a sweep's runs) at
@@ -25,6 +27,7 @@ from typing import Any
 
 import pandas as pd
 
+from .cluster import ClusterError, RayExecutor
 from .config import ConfigError, RunConfig
 from .jobs import JobManager
 from .recording import RecordedRun
@@ -204,10 +207,12 @@ def grid_from_args(args: argparse.Namespace) -> Grid:
 def command_sweep(args: argparse.Namespace) -> int:
     grid = grid_from_args(args)
     workers = _whole_number("--workers", args.workers, 1, MAX_WORKERS)
+    if args.executor != "ray" and args.ray_address is not None:
+        fail("--ray-address goes with --executor ray")
+    if args.ray_address is not None and workers is not None:
+        fail("--workers sizes the local pool or a local Ray runtime, not a Ray cluster")
     store = _open_store()
-    manager = JobManager(
-        workers=workers, store=store, max_queued_per_owner=None, orphan_after_s=None
-    )
+    executor, close = _sweep_executor(args.executor, args.ray_address, workers, store)
     bar = _progress_bar(len(grid.configs()), unit="run")
 
     def on_result(result: RunResult, sweep: SweepResult) -> None:
@@ -217,7 +222,6 @@ def command_sweep(args: argparse.Namespace) -> int:
             bar.update(1)
             bar.set_postfix_str(_describe_result(result, sweep), refresh=True)
 
-    executor = LocalExecutor(manager)
     stopping = "the sweep: its runs end at their next step, the waiting ones are dropped"
     try:
         with _stopped_by_ctrl_c(executor.cancel, stopping) as pressed:
@@ -226,7 +230,7 @@ def command_sweep(args: argparse.Namespace) -> int:
         print("rnnlab: sweep interrupted; the runs that finished are kept", file=sys.stderr)
         return INTERRUPTED
     finally:
-        manager.shutdown(timeout=30)
+        close()
         if bar is not None:
             bar.close()
     if args.json:
@@ -234,6 +238,24 @@ def command_sweep(args: argparse.Namespace) -> int:
     else:
         print(format_sweep(sweep))
     return INTERRUPTED if pressed.is_set() else 0
+
+
+def _sweep_executor(
+    kind: str, address: str | None, workers: int | None, store: RunStore
+) -> tuple[LocalExecutor | RayExecutor, Callable[[], None]]:
+    """The executor a sweep trains on, and what to call when it is done; exits 2 if Ray
+    is missing or its cluster cannot be reached."""
+    if kind == "ray":
+        executor = RayExecutor(address=address, num_cpus=workers, store=store)
+        try:
+            executor.connect()
+        except ClusterError as error:
+            fail(str(error))
+        return executor, executor.close
+    manager = JobManager(
+        workers=workers, store=store, max_queued_per_owner=None, orphan_after_s=None
+    )
+    return LocalExecutor(manager), lambda: manager.shutdown(timeout=30)
 
 
 def _whole_number(option: str, text: str | None, lo: int, hi: int) -> int | None:
@@ -443,6 +465,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers",
         metavar="N",
         help="training processes (default: RNNLAB_WORKERS, else one per core)",
+    )
+    sweep_parser.add_argument(
+        "--executor",
+        choices=("local", "ray"),
+        default="local",
+        help="train on this machine's worker pool (default), or as Ray tasks",
+    )
+    sweep_parser.add_argument(
+        "--ray-address",
+        metavar="ADDRESS",
+        help="Ray cluster to train on (HOST:PORT, ray://HOST:PORT or auto; "
+        "default: a local Ray runtime started for the sweep)",
     )
     sweep_parser.add_argument(
         "--json",

@@ -5,6 +5,10 @@
         ...
     run.outcome                  # {"status", "summary", "error"} once it has ended
 
+A run that trains in another process whose events arrive here (a Ray task, see
+rnnlab.cluster) is recorded the same way, one event at a time: `Recorder(store, run_id)`
+and `recorder.record(event)`.
+
 `stop()` (from any thread, or a signal handler) ends the run at its next step; the run
 then finishes as usual (a final evaluation, its last snapshot, the summary), with the
 status and reason given to stop(). A run whose training or recording raises (the store
@@ -24,7 +28,40 @@ from .tasks import Task
 from .train import Event, Finished, train
 
 
-class RecordedRun:
+class Recorder:
+    """Records one run's events in the store as they come, and how the run ended."""
+
+    def __init__(self, store: RunStore, run_id: str):
+        self.store, self.run_id = store, run_id
+        self.stop_reason: str | None = None
+        self.stop_status = "stopped"
+        self.outcome: dict[str, Any] | None = None
+
+    def record(self, event: Event) -> Event:
+        """Store the event; a Finished one also ends the run (the event returned then
+        carries the status the run was stopped as, if it was stopped from outside)."""
+        if isinstance(event, Finished):
+            return self._finish(event)
+        self.store.add(self.run_id, event)
+        return event
+
+    def _finish(self, event: Finished) -> Finished:
+        """Record the run's end; a run stopped from outside takes the status it was given."""
+        summary, error = event.summary, self.stop_reason
+        if summary["status"] == "stopped":
+            summary = {**summary, "status": self.stop_status}
+        status = summary["status"] if summary["status"] in FINISHED_STATUSES else "completed"
+        self.outcome = {"status": status, "summary": summary, "error": error}
+        self.store.finish(self.run_id, status, summary, error=error)
+        return Finished(summary=summary)
+
+    def fail(self, error: BaseException | str) -> None:
+        """Record the run as failed with `error` (see record_failure)."""
+        message = record_failure(self.store, self.run_id, error)
+        self.outcome = {"status": "failed", "summary": None, "error": message}
+
+
+class RecordedRun(Recorder):
     """Iterate it to train; see the module doc."""
 
     def __init__(
@@ -36,11 +73,8 @@ class RecordedRun:
         task: Task | None = None,
         snapshot_every_s: float | None = 0.5,
     ):
-        self.store, self.run_id = store, run_id
+        super().__init__(store, run_id)
         self.cancel = threading.Event()
-        self.stop_reason: str | None = None
-        self.stop_status = "stopped"
-        self.outcome: dict[str, Any] | None = None
         self._events: Iterator[Event] = train(
             config, cancel=self.cancel, task=task, snapshot_every_s=snapshot_every_s
         )
@@ -56,11 +90,7 @@ class RecordedRun:
 
     def __next__(self) -> Event:
         try:
-            event = next(self._events)
-            if isinstance(event, Finished):
-                return self._finish(event)
-            self.store.add(self.run_id, event)
-            return event
+            return self.record(next(self._events))
         except StopIteration:
             raise
         except Exception as error:
@@ -68,26 +98,12 @@ class RecordedRun:
             self.fail(error)
             raise
 
-    def _finish(self, event: Finished) -> Finished:
-        """Record the run's end; a run stopped from outside takes the status it was given."""
-        summary, error = event.summary, self.stop_reason
-        if summary["status"] == "stopped":
-            summary = {**summary, "status": self.stop_status}
-        status = summary["status"] if summary["status"] in FINISHED_STATUSES else "completed"
-        self.outcome = {"status": status, "summary": summary, "error": error}
-        self.store.finish(self.run_id, status, summary, error=error)
-        return Finished(summary=summary)
 
-    def fail(self, error: BaseException) -> None:
-        """Record the run as failed with `error` (see record_failure)."""
-        message = record_failure(self.store, self.run_id, error)
-        self.outcome = {"status": "failed", "summary": None, "error": message}
-
-
-def record_failure(store: RunStore, run_id: str, error: BaseException) -> str:
-    """Mark the run failed with the error's message, and return the message; if the
-    store cannot take it either, the message says that too."""
-    message = f"{type(error).__name__}: {error}"
+def record_failure(store: RunStore, run_id: str, error: BaseException | str) -> str:
+    """Mark the run failed with the error's message (or with `error` itself, if it is
+    text), and return the message; if the store cannot take it either, the message says
+    that too."""
+    message = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
     try:
         store.fail(run_id, message)
     except Exception as store_error:

@@ -8,8 +8,8 @@
 
 Where the runs train is up to the executor. LocalExecutor feeds them to a JobManager a
 few at a time (never more than its owner may have waiting, so a sweep takes turns with
-everyone else's runs); an executor for a cluster (Ray, say) needs only the same `run`
-and `cancel` methods, and callers do not change.
+everyone else's runs); rnnlab.cluster.RayExecutor runs them as tasks on a Ray cluster.
+Any other needs only the same `run` and `cancel` methods, and callers do not change.
 """
 
 from __future__ import annotations

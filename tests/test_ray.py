@@ -1,0 +1,211 @@
+"""Sweeps on Ray: one real local Ray runtime for the module (2 CPUs), shut down after."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+from helpers import tiny, until
+
+from rnnlab.__main__ import main
+from rnnlab.cluster import RAY_MISSING, ClusterError, RayExecutor
+from rnnlab.store import RunStore
+from rnnlab.sweep import Grid, LocalExecutor, run_sweep
+
+# A run that trains for minutes unless stopped: caught running, then cancelled or killed.
+LONG = tiny(task="adding", hidden_size=8, batch_size=8, seq_len=10, steps=200_000)
+LONG_ARGS = ["--task", "adding", "--hidden-size", "8", "--batch-size", "8", "--seq-len", "10"]
+
+
+@pytest.fixture(scope="module")
+def ray_runtime():
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
+
+
+def _outcomes(results):
+    """What a run's seed fixes: per grid point, how it ended and what it reached."""
+    return {
+        (r.config.cell, r.config.seed): (
+            r.status,
+            r.summary["steps"],
+            r.summary["final_loss"],
+            r.summary["metric"],
+            r.summary["solved_at_step"],
+        )
+        for r in results
+    }
+
+
+def test_a_ray_sweep_gives_the_local_pools_results_and_records_them(
+    ray_runtime, make_manager, store
+):
+    grid = Grid(tiny(steps=40), {"cell": ["rnn", "gru"]}, seeds=[0, 1])
+    local = run_sweep(grid, executor=LocalExecutor(make_manager(workers=2)), owner="ana")
+    on_ray = run_sweep(grid, executor=RayExecutor(store=store), owner="ana")
+    assert _outcomes(on_ray.results) == _outcomes(local.results)
+    assert {r.status for r in on_ray.results} == {"completed"}
+
+    runs = store.list_runs(sweep_id=on_ray.sweep_id)
+    assert len(runs) == 4 and {r.owner for r in runs} == {"ana"}
+    for run in runs:
+        assert run.status == "completed" and run.summary["steps"] == 40
+        assert store.history(run.id)["step"].tolist() == list(range(1, 41))
+        assert store.evaluations(run.id)["step"].iloc[-1] == 40
+        assert store.snapshot(run.id)["step"] == 40  # the final one, as on the local pool
+
+
+def test_a_ray_sweep_is_recorded_as_it_trains_and_cancel_stops_it(ray_runtime, store):
+    executor = RayExecutor(store=store)
+    configs = [LONG.replace(seed=seed) for seed in range(4)]
+    results = []
+    consumer = threading.Thread(
+        target=lambda: results.extend(executor.run(configs, sweep_id="s1", owner="ana"))
+    )
+    consumer.start()
+    try:
+        training = until(
+            lambda: [r for r in store.list_runs(sweep_id="s1") if r.step >= 5],
+            timeout=120,
+            what="the runs' steps in the store while they train",
+        )
+        assert all(r.status == "running" for r in training)
+        assert len(store.list_runs(sweep_id="s1")) == 2  # one per CPU; the rest wait here
+    finally:
+        executor.cancel()
+        consumer.join(timeout=120)
+    assert len(results) == 2 and {r.status for r in results} == {"stopped"}
+    for result in results:  # stopped at a step, then evaluated and summarised as usual
+        steps = result.summary["steps"]
+        assert 5 <= steps < LONG.steps
+        assert store.get_run(result.run_id).status == "stopped"
+        assert len(store.history(result.run_id)) == steps
+    assert len(store.list_runs(sweep_id="s1")) == 2
+
+
+def _training_in_ray() -> list[int]:
+    """Process ids of the Ray workers running a run now (Ray titles them by task)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            command = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if entry.name.isdigit() and command.startswith(b"ray::train_in_ray"):
+            pids.append(int(entry.name))
+    return pids
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds Ray's workers in /proc")
+def test_a_killed_ray_worker_fails_its_run_and_the_sweep_goes_on(ray_runtime, store):
+    # Two runs of a few seconds train first (one per CPU); one of their workers is killed.
+    configs = [LONG.replace(steps=1000, seed=seed) for seed in (0, 1)] + [tiny(), tiny(seed=1)]
+    executor = RayExecutor(store=store)
+    results = []
+    consumer = threading.Thread(
+        target=lambda: results.extend(executor.run(configs, sweep_id="s2", owner="ana"))
+    )
+    consumer.start()
+    try:
+        until(
+            lambda: len([r for r in store.list_runs(sweep_id="s2") if r.step >= 5]) == 2,
+            timeout=120,
+            what="two runs to train",
+        )
+        victim = until(_training_in_ray, timeout=30, what="a Ray worker training")[0]
+        os.kill(victim, signal.SIGKILL)
+    finally:
+        consumer.join(timeout=180)
+    assert not consumer.is_alive()
+    statuses = sorted(r.status for r in results)
+    assert statuses == ["completed", "completed", "completed", "failed"]
+    failed = next(r for r in results if r.status == "failed")
+    assert "Ray worker training this run stopped unexpectedly" in failed.error
+    assert store.get_run(failed.run_id).error == failed.error
+
+
+def test_the_cli_sweeps_on_ray(ray_runtime, capsys):
+    status = main(["sweep", *LONG_ARGS, "--steps", "20", "--seeds", "0,1", "--executor", "ray"])
+    assert status == 0
+    out = capsys.readouterr().out
+    assert "2 runs (2 completed)" in out
+    assert ray_runtime.is_initialized()  # a runtime the CLI did not start stays up
+
+
+def test_ctrl_c_stops_a_sweep_on_a_ray_cluster_and_exits_130(ray_runtime, tmp_path):
+    """A separate CLI process joins the module's runtime by its address, as it would a
+    cluster: rnnlab travels to the workers with the job."""
+    address = ray_runtime.get_runtime_context().gcs_address
+    command = [sys.executable, "-m", "rnnlab", "sweep", *LONG_ARGS, "--steps", "200000"]
+    command += ["--seeds", "0,1,2,3", "--executor", "ray", "--ray-address", address, "--json"]
+    process = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        env={**os.environ, "RNNLAB_HOME": str(tmp_path)},
+    )
+    try:
+
+        def training() -> bool:
+            if not (tmp_path / "runs.sqlite").exists():
+                return False
+            with RunStore(tmp_path / "runs.sqlite") as store:
+                runs = store.list_runs()
+                return len(runs) == 2 and all(run.step >= 5 for run in runs)
+
+        until(training, timeout=120, what="the sweep to train on Ray")
+        os.killpg(process.pid, signal.SIGINT)
+        out, err = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    assert process.returncode == 130, err
+    assert "Traceback" not in err
+    lines = [json.loads(line) for line in out.strip().splitlines()]
+    rows, summary = lines[:-1], lines[-1]["summary"]
+    assert len(rows) == 2 and {row["status"] for row in rows} == {"stopped"}
+    assert summary["statuses"] == {"stopped": 2}
+    with RunStore(tmp_path / "runs.sqlite") as store:
+        assert {run.id: run.status for run in store.list_runs()} == {
+            row["run_id"]: "stopped" for row in rows
+        }
+
+
+def _one_error_line(capsys) -> str:
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert captured.out == "" and len(lines) == 1, captured.err
+    return lines[0]
+
+
+def test_without_ray_the_cli_says_how_to_install_it(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
+    with pytest.raises(ClusterError, match="pip install"):
+        RayExecutor().connect()
+    with pytest.raises(SystemExit) as caught:
+        main(["sweep", "--task", "hello", "--steps", "5", "--executor", "ray"])
+    assert caught.value.code == 2
+    assert _one_error_line(capsys) == f"rnnlab: error: {RAY_MISSING}"
+
+
+def test_an_unreachable_cluster_exits_2_with_one_line(capsys):
+    pytest.importorskip("ray")
+    with pytest.raises(SystemExit) as caught:
+        main(["sweep", "--task", "hello", "--executor", "ray", "--ray-address", "127.0.0.1:1"])
+    assert caught.value.code == 2
+    line = _one_error_line(capsys)
+    assert line.startswith("rnnlab: error: cannot reach a Ray cluster at 127.0.0.1:1")
