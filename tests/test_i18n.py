@@ -1,6 +1,7 @@
 """Korean and English: the catalogues agree with the code, and every page renders in both."""
 
 import re
+from pathlib import Path
 
 import pytest
 from babel.messages.pofile import read_po
@@ -8,7 +9,7 @@ from streamlit.testing.v1 import AppTest
 
 from ui import i18n
 
-APP = "dashboard.py"
+APP = str(Path(__file__).resolve().parents[1] / "dashboard.py")
 PAGES = ["pages/train.py", "pages/inside.py", "pages/compare.py", "pages/race.py", "pages/learn.py"]
 
 
