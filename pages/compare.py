@@ -6,23 +6,51 @@ import streamlit as st
 
 from rnnlab.store import RunNotFound
 from ui import charts
+from ui.i18n import N_, _, ngettext
 from ui.state import manager, owner
 from ui.widgets import run_table
 
-st.title("Compare runs")
+# The table's columns, with the headers they are shown under.
+COLUMNS = {
+    "id": N_("run"),
+    "status": N_("status"),
+    "task": N_("task"),
+    "cell": N_("cell"),
+    "activation": N_("activation"),
+    "hidden_size": N_("hidden_size"),
+    "num_layers": N_("num_layers"),
+    "seq_len": N_("seq_len"),
+    "batch_size": N_("batch_size"),
+    "lr": N_("lr"),
+    "clip": N_("clip"),
+    "init": N_("init"),
+    "seed": N_("seed"),
+    "steps": N_("steps"),
+    "final_loss": N_("held-out loss"),
+    "metric_name": N_("metric_name"),
+    "metric": N_("metric"),
+    "solved": N_("solved"),
+    "solved_at_step": N_("solved_at_step"),
+    "wall_s": N_("seconds"),
+}
+CURVES = [N_("train loss"), N_("held-out loss")]
+
+st.title(_("Compare runs"))
 if message := st.session_state.pop("compare_toast", None):
     st.toast(message, icon=":material/delete:")  # said after the rerun that follows a delete
 store = manager().store
 runs = store.runs_frame()
 if runs.empty:
-    st.info("No runs yet: every run you train is kept here.")
-    st.page_link("pages/train.py", label="Go to Train", icon=":material/model_training:")
+    st.info(_("No runs yet: every run you train is kept here."))
+    st.page_link("pages/train.py", label=_("Go to Train"), icon=":material/model_training:")
     st.stop()
 
 filters = st.columns(3)
-tasks = filters[0].multiselect("Task", sorted(runs["task"].unique()), key="compare_tasks")
-statuses = filters[1].multiselect("Status", sorted(runs["status"].unique()), key="compare_status")
-mine = filters[2].toggle("Only my runs", key="compare_mine")
+tasks = filters[0].multiselect(_("Task"), sorted(runs["task"].unique()), key="compare_tasks")
+statuses = filters[1].multiselect(
+    _("Status"), sorted(runs["status"].unique()), key="compare_status"
+)
+mine = filters[2].toggle(_("Only my runs"), key="compare_mine")
 if tasks:
     runs = runs[runs["task"].isin(tasks)]
 if statuses:
@@ -30,45 +58,31 @@ if statuses:
 if mine:
     runs = runs[runs["owner"] == owner()]
 
-columns = [
-    "id",
-    "status",
-    "task",
-    "cell",
-    "activation",
-    "hidden_size",
-    "num_layers",
-    "seq_len",
-    "batch_size",
-    "lr",
-    "clip",
-    "init",
-    "seed",
-    "steps",
-    "final_loss",
-    "metric_name",
-    "metric",
-    "solved",
-    "solved_at_step",
-    "wall_s",
-]
-table = runs[columns].reset_index(drop=True)
-st.caption(f"{len(table)} runs. Select rows to overlay their curves.")
+table = runs[list(COLUMNS)].reset_index(drop=True)
+st.caption(
+    ngettext(
+        "{n} run. Select rows to overlay their curves.",
+        "{n} runs. Select rows to overlay their curves.",
+        len(table),
+    ).format(n=len(table))
+)
+headers = {name: _(header) for name, header in COLUMNS.items()}
 selected = run_table(
     table,
     key="compare_table",
     column_config={
-        "id": st.column_config.TextColumn("run", width="small"),
-        "final_loss": st.column_config.NumberColumn("held-out loss", format="%.4g"),
-        "metric": st.column_config.NumberColumn(format="%.4g"),
-        "lr": st.column_config.NumberColumn(format="%g"),
-        "wall_s": st.column_config.NumberColumn("seconds", format="%.1f"),
+        **headers,
+        "id": st.column_config.TextColumn(headers["id"], width="small"),
+        "final_loss": st.column_config.NumberColumn(headers["final_loss"], format="%.4g"),
+        "metric": st.column_config.NumberColumn(headers["metric"], format="%.4g"),
+        "lr": st.column_config.NumberColumn(headers["lr"], format="%g"),
+        "wall_s": st.column_config.NumberColumn(headers["wall_s"], format="%.1f"),
     },
 )
 chosen = table[table["id"].isin(selected)]
 
 st.download_button(
-    "Download table (CSV)",
+    _("Download table (CSV)"),
     table.to_csv(index=False).encode(),
     icon=":material/download:",
     file_name="rnnlab-runs.csv",
@@ -77,12 +91,12 @@ st.download_button(
 )
 
 if len(chosen):
-    curve = st.radio("Curve", ["train loss", "held-out loss"], horizontal=True, key="compare_curve")
+    curve = st.radio(_("Curve"), CURVES, format_func=_, horizontal=True, key="compare_curve")
     curves = {}
     for row in chosen.itertuples():
         frame = store.history(row.id) if curve == "train loss" else store.evaluations(row.id)
         curves[f"{row.id[:8]} {row.cell}/{row.activation} h={row.hidden_size}"] = frame
-    st.plotly_chart(charts.overlay_figure(curves, title=curve), key="compare_overlay")
+    st.plotly_chart(charts.overlay_figure(curves, title=_(curve)), key="compare_overlay")
 
     owners = dict(zip(runs["id"], runs["owner"], strict=True))
     own_ids = [
@@ -91,24 +105,28 @@ if len(chosen):
         if owners.get(row.id) == owner() and row.status not in ("queued", "running")
     ]
     if own_ids and st.button(
-        f"Delete {len(own_ids)} of my selected runs", icon=":material/delete:", key="compare_delete"
+        _("Delete {n} of my selected runs").format(n=len(own_ids)),
+        icon=":material/delete:",
+        key="compare_delete",
     ):
         deleted = 0
         for run_id in own_ids:
             with contextlib.suppress(RunNotFound):  # already deleted, from another tab
                 store.delete_run(run_id)
                 deleted += 1
-        st.session_state["compare_toast"] = f"Deleted {deleted} run{'s' * (deleted != 1)}."
+        st.session_state["compare_toast"] = ngettext(
+            "Deleted {n} run.", "Deleted {n} runs.", deleted
+        ).format(n=deleted)
         st.rerun()
     if len(own_ids) < len(chosen):
-        st.caption("Runs still training, or started in other tabs, can be viewed, not deleted.")
+        st.caption(_("Runs still training, or started in other tabs, can be viewed, not deleted."))
 
 finished = table.dropna(subset=["final_loss"])
 if len(finished) >= 2:
-    st.subheader("Hyperparameters against the result")
+    st.subheader(_("Hyperparameters against the result"))
     dimensions = ["cell", "activation", "hidden_size", "num_layers", "seq_len", "lr", "final_loss"]
     st.plotly_chart(
-        charts.parallel_coordinates(finished, dimensions, colour="final_loss"),
+        charts.parallel_coordinates(finished, dimensions, colour="final_loss", labels=headers),
         key="compare_parallel",
     )
-    st.caption("Each line is a run; drag along an axis to filter. Colour: held-out loss.")
+    st.caption(_("Each line is a run; drag along an axis to filter. Colour: held-out loss."))

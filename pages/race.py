@@ -8,6 +8,7 @@ import streamlit as st
 from rnnlab.config import ConfigError, RunConfig
 from rnnlab.sweep import SWEEPABLE, Grid, LocalExecutor, sweep_table
 from ui import charts
+from ui.i18n import _, ngettext
 from ui.live import PAGE_POLL_S, curve_of
 from ui.state import manager, owner
 from ui.widgets import config_form
@@ -20,10 +21,12 @@ RACE_PRESET = {
     "seeds": "0",
 }
 
-st.title("Race")
+st.title(_("Race"))
 st.caption(
-    "Pick the settings to vary; every combination trains in the shared pool and the "
-    "curves fill in as they go. The sidebar sets everything else."
+    _(
+        "Pick the settings to vary; every combination trains in the shared pool and the "
+        "curves fill in as they go. The sidebar sets everything else."
+    )
 )
 
 
@@ -35,7 +38,7 @@ def _load_preset() -> None:
 
 
 st.button(
-    "Preset: RNN vs LSTM vs GRU on the adding problem",
+    _("Preset: RNN vs LSTM vs GRU on the adding problem"),
     icon=":material/sports_score:",
     on_click=_load_preset,
     key="race_preset_button",
@@ -48,19 +51,27 @@ fields = [name for name in SWEEPABLE if name != "seed"]
 columns = st.columns([1, 2, 1, 2, 1])
 st.session_state.setdefault("race_axis_1", "cell")
 st.session_state.setdefault("race_values_1", "rnn, lstm, gru")
-axis_1 = columns[0].selectbox("Vary", fields, key="race_axis_1")
-values_1 = columns[1].text_input("Values (comma-separated)", key="race_values_1")
-axis_2 = columns[2].selectbox("and", ["(none)", *fields], key="race_axis_2")
-values_2 = columns[3].text_input("Values", key="race_values_2", disabled=axis_2 == "(none)")
+axis_1 = columns[0].selectbox(_("Vary"), fields, key="race_axis_1")
+values_1 = columns[1].text_input(_("Values (comma-separated)"), key="race_values_1")
+axis_2 = columns[2].selectbox(
+    _("and"),
+    ["(none)", *fields],
+    format_func=lambda axis: _("(none)") if axis == "(none)" else axis,
+    key="race_axis_2",
+)
+values_2 = columns[3].text_input(_("Values"), key="race_values_2", disabled=axis_2 == "(none)")
 st.session_state.setdefault("race_seeds", "0")
-seeds_text = columns[4].text_input("Seeds", key="race_seeds")
+seeds_text = columns[4].text_input(_("Seeds"), key="race_seeds")
 
 
 def _grid(base: RunConfig) -> Grid:
     axes = {axis_1: [v.strip() for v in values_1.split(",") if v.strip()]}
     if axis_2 != "(none)":
         if axis_2 == axis_1:
-            raise ConfigError(f"vary two different settings, not {axis_1} twice", axis_2)
+            raise ConfigError(
+                _("vary two different settings, not {setting} twice").format(setting=axis_1),
+                axis_2,
+            )
         axes[axis_2] = [v.strip() for v in values_2.split(",") if v.strip()]
     seeds = [s.strip() for s in seeds_text.split(",") if s.strip()]
     return Grid(base, axes, seeds=seeds)
@@ -70,7 +81,8 @@ grid = None
 if base is not None:
     try:
         grid = _grid(base)
-        st.caption(f"{len(grid.configs())} runs.")
+        count = len(grid.configs())
+        st.caption(ngettext("{n} run.", "{n} runs.", count).format(n=count))
     except ConfigError as error:
         st.error(str(error))
 
@@ -78,14 +90,14 @@ if base is not None:
 def _feed(configs: list[RunConfig], race: dict, who: str) -> None:
     """Background thread: hand the runs to the pool a few at a time (no Streamlit here)."""
     try:
-        for _ in LocalExecutor(manager()).run(configs, sweep_id=race["sweep_id"], owner=who):
+        for _event in LocalExecutor(manager()).run(configs, sweep_id=race["sweep_id"], owner=who):
             pass
     except Exception as error:  # shown by the page on its next poll
         race["error"] = str(error)
 
 
 if st.button(
-    "Start the race",
+    _("Start the race"),
     icon=":material/flag:",
     type="primary",
     disabled=grid is None,
@@ -107,31 +119,33 @@ if race:
     @st.fragment(run_every=interval)
     def race_view() -> None:
         if "error" in race:
-            st.error(f"The race stopped: {race['error']}")
+            st.error(_("The race stopped: {error}").format(error=race["error"]))
         store = manager().store
         records = store.list_runs(sweep_id=race["sweep_id"])
         done = [r for r in records if r.status not in ("queued", "running")]
         st.progress(
             len(done) / race["total"],
-            text=f"{len(done)} of {race['total']} runs finished",
+            text=ngettext(
+                "{done} of {total} run finished", "{done} of {total} runs finished", race["total"]
+            ).format(done=len(done), total=race["total"]),
         )
         curves = {}
         for record in sorted(records, key=lambda r: r.created_at):
             label = " · ".join(f"{a}={record.config[a]}" for a in race["axes"])
-            label += f" · seed {record.config['seed']}"
+            label += " · " + _("seed {seed}").format(seed=record.config["seed"])
             curves[label] = curve_of(record.id)
         if curves:
             st.plotly_chart(charts.small_multiples(curves), key="race_curves")
         if len(done) == race["total"]:
             table = sweep_table(race["sweep_id"], store)
-            st.subheader("Result")
+            st.subheader(_("Result"))
             axes = [a for a in race["axes"] if a in table]
             if axes:
                 rows = axes[0]
                 cols = axes[1] if len(axes) > 1 else "seed"
                 grid_table = table.pivot_table(index=rows, columns=cols, values="final_loss")
                 st.plotly_chart(
-                    charts.grid_heatmap(grid_table, title="held-out loss (lower is better)"),
+                    charts.grid_heatmap(grid_table, title=_("held-out loss (lower is better)")),
                     key="race_grid",
                 )
             st.dataframe(table, hide_index=True, key="race_table")

@@ -4,13 +4,14 @@ import streamlit as st
 
 from rnnlab.jobs import JobError
 from rnnlab.presets import PRESETS
+from ui.i18n import _
 from ui.live import preload_live_view, run_panel
 from ui.state import manager, owner
 from ui.widgets import NO_PRESET, config_form, shapes_line, share_link
 
 config, notes = config_form(key="train")
 
-st.title("Train a recurrent network")
+st.title(_("Train a recurrent network"))
 preload_live_view(key="train")
 for note in notes:
     st.warning(note)
@@ -20,9 +21,9 @@ if preset != NO_PRESET:
 
 if config is not None:
     shapes_line(config)
-    train_column, share_column, _ = st.columns([1, 1, 3])
+    train_column, share_column, _space = st.columns([1, 1, 3])
     if train_column.button(
-        "Train", icon=":material/play_arrow:", type="primary", key="train_start"
+        _("Train"), icon=":material/play_arrow:", type="primary", key="train_start"
     ):
         try:
             st.session_state.train_run = manager().submit(config, owner=owner())
@@ -36,6 +37,8 @@ if run_id:
     run_panel(run_id, key="train")
 else:
     st.caption(
-        "Press **Train** to start. The loss curve, the gates and the predictions update "
-        "live while the network learns; every run is kept for the Compare page."
+        _(
+            "Press **Train** to start. The loss curve, the gates and the predictions update "
+            "live while the network learns; every run is kept for the Compare page."
+        )
     )

@@ -1,4 +1,6 @@
-"""Plotly figure builders: plain data in, a Figure out (no Streamlit calls here)."""
+"""Plotly figure builders: plain data in, a Figure out (no Streamlit calls here).
+
+Titles and axis labels are in the session's language (ui.i18n), chosen when built."""
 
 from __future__ import annotations
 
@@ -10,22 +12,29 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-GATE_TITLES = {
-    "i": "input gate i",
-    "f": "forget gate f",
-    "g": "candidate g",
-    "o": "output gate o",
-    "c": "cell state c",
-    "h": "hidden state h",
-    "r": "reset gate r",
-    "z": "update gate z",
-    "n": "candidate n",
-    "pre": "pre-activation",
+from .i18n import N_, _
+
+GATE_TITLES = {  # shown with _(): gate_title()
+    "i": N_("input gate i"),
+    "f": N_("forget gate f"),
+    "g": N_("candidate g"),
+    "o": N_("output gate o"),
+    "c": N_("cell state c"),
+    "h": N_("hidden state h"),
+    "r": N_("reset gate r"),
+    "z": N_("update gate z"),
+    "n": N_("candidate n"),
+    "pre": N_("pre-activation"),
 }
 COLOURS = ["#4C78A8", "#F58518", "#54A24B", "#E45756", "#72B7B2", "#B279A2", "#FF9DA6"]
 MAX_POINTS = 1500
 # Figures get plain lists, never pandas/NumPy integer arrays: plotly.py encodes those as
 # typed int64 arrays, which plotly.js in the browser does not draw.
+
+
+def gate_title(name: str) -> str:
+    """The title of a gate or state (by its letter), in the session's language."""
+    return _(GATE_TITLES[name]) if name in GATE_TITLES else name
 
 
 def thin(frame: pd.DataFrame, limit: int = MAX_POINTS) -> pd.DataFrame:
@@ -51,7 +60,7 @@ def loss_figure(
     evaluations: pd.DataFrame,
     *,
     baseline: float | None = None,
-    baseline_label: str = "baseline",
+    baseline_label: str | None = None,
     solved_at: int | None = None,
     total_steps: int | None = None,
 ) -> go.Figure:
@@ -61,7 +70,7 @@ def loss_figure(
     figure.add_scatter(
         x=steps["step"].tolist(),
         y=steps["loss"].tolist(),
-        name="train loss",
+        name=_("train loss"),
         mode="lines",
         line=dict(color=COLOURS[0], width=1.5),
     )
@@ -69,7 +78,7 @@ def loss_figure(
         figure.add_scatter(
             x=evaluations["step"].tolist(),
             y=evaluations["loss"].tolist(),
-            name="held-out loss",
+            name=_("held-out loss"),
             mode="lines+markers",
             line=dict(color=COLOURS[1], width=2),
             marker=dict(size=5),
@@ -78,20 +87,20 @@ def loss_figure(
         figure.add_hline(
             y=baseline,
             line=dict(color="#888", dash="dash"),
-            annotation_text=f"{baseline_label}: {baseline:.3g}",
+            annotation_text=f"{baseline_label or _('baseline')}: {baseline:.3g}",
             annotation_position="top right",
         )
     if solved_at is not None:
         figure.add_vline(
             x=solved_at,
             line=dict(color=COLOURS[2], width=2),
-            annotation_text=f"solved at step {solved_at}",
+            annotation_text=_("solved at step {step}").format(step=solved_at),
             annotation_position="top left",
         )
     positive = steps["loss"].dropna()
     log = len(positive) > 0 and (positive > 0).all()
-    figure.update_xaxes(title="step", range=[0, total_steps] if total_steps else None)
-    figure.update_yaxes(title="loss", type="log" if log else "linear")
+    figure.update_xaxes(title=_("step"), range=[0, total_steps] if total_steps else None)
+    figure.update_yaxes(title=_("loss"), type="log" if log else "linear")
     return _layout(figure, height=340)
 
 
@@ -102,11 +111,12 @@ def gate_heatmaps(layer: dict[str, Any], kept: dict[str, Any], *, names: list[st
     figure = make_subplots(
         rows=rows,
         cols=columns,
-        subplot_titles=[GATE_TITLES.get(n, n) for n in names],
+        subplot_titles=[gate_title(n) for n in names],
         horizontal_spacing=0.06,
         vertical_spacing=0.26 if rows > 1 else 0.14,
     )
     steps, units = kept.get("steps"), kept.get("units")
+    unit = _("unit")
     for index, name in enumerate(names):
         values = np.array(layer[name], dtype=float).T  # (units, steps)
         bounded = name in ("i", "f", "o", "r", "z")
@@ -122,10 +132,10 @@ def gate_heatmaps(layer: dict[str, Any], kept: dict[str, Any], *, names: list[st
             zmid=None if bounded else 0,
             showscale=index == 0,
             colorbar=dict(len=0.5, thickness=10),
-            hovertemplate="t=%{x} unit=%{y}: %{z:.3f}<extra>" + name + "</extra>",
+            hovertemplate=f"t=%{{x}} {unit}=%{{y}}: %{{z:.3f}}<extra>{name}</extra>",
         )
-    figure.update_xaxes(title_text="time step", title_standoff=2)
-    figure.update_yaxes(title_text="unit", title_standoff=2)
+    figure.update_xaxes(title_text=_("time step"), title_standoff=2)
+    figure.update_yaxes(title_text=unit, title_standoff=2)
     return _layout(figure, height=270 * rows)
 
 
@@ -136,12 +146,12 @@ def gradient_figure(gradient_norms: list[list[float | None]], steps: list[int]) 
         figure.add_scatter(
             x=steps,
             y=norms,
-            name=f"layer {layer + 1}",
+            name=_("layer {layer}").format(layer=layer + 1),
             mode="lines+markers",
             line=dict(color=COLOURS[layer % len(COLOURS)]),
             marker=dict(size=4),
         )
-    figure.update_xaxes(title="time step t")
+    figure.update_xaxes(title=_("time step t"))
     figure.update_yaxes(title="‖∂L/∂h_t‖", type="log", exponentformat="power")
     return _layout(figure)
 
@@ -155,12 +165,12 @@ def gradient_history_figure(history: list[tuple[int, list[float | None]]], steps
         figure.add_scatter(
             x=steps,
             y=norms,
-            name=f"step {step}",
+            name=_("step {step}").format(step=step),
             mode="lines",
             line=dict(color=f"rgba(76,120,168,{shade:.2f})"),
         )
-    figure.update_xaxes(title="time step t")
-    figure.update_yaxes(title="‖∂L/∂h_t‖ (layer 1)", type="log", exponentformat="power")
+    figure.update_xaxes(title=_("time step t"))
+    figure.update_yaxes(title=_("‖∂L/∂h_t‖ (layer 1)"), type="log", exponentformat="power")
     return _layout(figure)
 
 
@@ -171,13 +181,13 @@ def saturation_figure(saturation: dict[str, dict[str, Any]]) -> go.Figure:
         figure.add_scatter(
             x=values["left"],
             y=values["right"],
-            name=GATE_TITLES.get(gate, gate),
+            name=gate_title(gate),
             mode="markers",
             marker=dict(size=7, opacity=0.7, color=COLOURS[index % 7]),
         )
     figure.add_shape(type="line", x0=0, y0=1, x1=1, y1=0, line=dict(color="#bbb", dash="dot"))
-    figure.update_xaxes(title="fraction of steps < 0.1 (closed)", range=[-0.03, 1.03])
-    figure.update_yaxes(title="fraction of steps > 0.9 (open)", range=[-0.03, 1.03])
+    figure.update_xaxes(title=_("fraction of time steps < 0.1 (closed)"), range=[-0.03, 1.03])
+    figure.update_yaxes(title=_("fraction of time steps > 0.9 (open)"), range=[-0.03, 1.03])
     return _layout(figure, height=360)
 
 
@@ -186,25 +196,25 @@ def predictions_figure(predictions: dict[str, Any]) -> go.Figure | None:
     if predictions.get("kind") == "last_value":
         true, predicted = predictions["target"], predictions["predicted"]
         figure = go.Figure()
-        figure.add_scatter(x=true, y=predicted, mode="markers", name="sequences")
+        figure.add_scatter(x=true, y=predicted, mode="markers", name=_("sequences"))
         finite = [v for v in [*true, *predicted] if v is not None and math.isfinite(v)]
         low, high = min([*finite, 0]), max([*finite, 2])
         figure.add_shape(type="line", x0=low, y0=low, x1=high, y1=high, line=dict(dash="dot"))
-        figure.update_xaxes(title="true sum")
-        figure.update_yaxes(title="predicted sum")
+        figure.update_xaxes(title=_("true sum"))
+        figure.update_yaxes(title=_("predicted sum"))
         return _layout(figure, height=300)
     if "predicted" in predictions and "target" in predictions:
         figure = go.Figure()
-        figure.add_scatter(y=predictions["target"], name="true next value", mode="lines")
-        figure.add_scatter(y=predictions["predicted"], name="predicted", mode="lines")
+        figure.add_scatter(y=predictions["target"], name=_("true next value"), mode="lines")
+        figure.add_scatter(y=predictions["predicted"], name=_("predicted"), mode="lines")
         if "input" in predictions:
             figure.add_scatter(
                 y=predictions["input"],
-                name="input",
+                name=_("input"),
                 mode="lines",
                 line=dict(color="#bbb", dash="dot"),
             )
-        figure.update_xaxes(title="time step")
+        figure.update_xaxes(title=_("time step"))
         return _layout(figure, height=300)
     return None
 
@@ -213,20 +223,14 @@ def next_symbol_table(predictions: dict[str, Any]) -> pd.DataFrame | None:
     """Per step: input, target and the top next characters with their probabilities."""
     if predictions.get("kind") != "next_symbol":
         return None
+    headers = [_("input"), _("target"), _("top guesses"), _("right")]
     rows = []
     for t, (seen, target, top) in enumerate(
         zip(predictions["input"], predictions["target"], predictions["top"], strict=False)
     ):
         guesses = ",  ".join(f"{_visible(symbol)} {p:.0%}" for symbol, p in top)
-        rows.append(
-            {
-                "t": t,
-                "input": _visible(seen),
-                "target": _visible(target),
-                "top guesses": guesses,
-                "right": top[0][0] == target,
-            }
-        )
+        values = [_visible(seen), _visible(target), guesses, top[0][0] == target]
+        rows.append({"t": t, **dict(zip(headers, values, strict=True))})
     return pd.DataFrame(rows)
 
 
@@ -248,29 +252,37 @@ def overlay_figure(
             mode="lines",
             line=dict(color=COLOURS[index % len(COLOURS)]),
         )
-    figure.update_xaxes(title="step")
+    figure.update_xaxes(title=_("step"))
     figure.update_yaxes(title=title or y, type="log")
     return _layout(figure, height=380)
 
 
-def parallel_coordinates(frame: pd.DataFrame, dimensions: list[str], colour: str) -> go.Figure:
-    """Hyperparameters against the result, one line per run."""
+def parallel_coordinates(
+    frame: pd.DataFrame,
+    dimensions: list[str],
+    colour: str,
+    *,
+    labels: dict[str, str] | None = None,
+) -> go.Figure:
+    """Hyperparameters against the result, one line per run (axes titled by `labels`)."""
+    labels = labels or {}
     axes = []
     for name in dimensions:
         column = frame[name]
+        label = labels.get(name, name)
         if not pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column):
-            labels = sorted(column.astype(str).unique())
-            codes = column.astype(str).map({label: i for i, label in enumerate(labels)})
+            categories = sorted(column.astype(str).unique())
+            codes = column.astype(str).map({c: i for i, c in enumerate(categories)})
             axes.append(
                 dict(
-                    label=name,
+                    label=label,
                     values=codes.tolist(),
-                    tickvals=list(range(len(labels))),
-                    ticktext=labels,
+                    tickvals=list(range(len(categories))),
+                    ticktext=categories,
                 )
             )
         else:
-            axes.append(dict(label=name, values=column.astype(float).tolist()))
+            axes.append(dict(label=label, values=column.astype(float).tolist()))
     figure = go.Figure(
         go.Parcoords(
             line=dict(

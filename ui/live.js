@@ -6,9 +6,11 @@
 // data.view == "preload": {plotly_url}: only loads Plotly, ahead of the first run.
 // data.view == "loss":  {run_id, points_url, plotly_url, active, steps, baseline,
 //                        baseline_label, metric_baseline, points:{step,loss}, evaluations,
-//                        solved_at, poll_ms}
+//                        solved_at, poll_ms, lang, labels}
 // data.view == "gates": {run_id, gates_url, plotly_url, active, layer, names, titles,
-//                        poll_ms}
+//                        poll_ms, lang, labels}
+// Every word a view shows comes translated in data.labels (ui/live.py), with {name}
+// placeholders that fill() replaces; numbers are formatted for data.lang.
 //
 // The chart element carries data-rnnlab-last-step (the last training step it has drawn)
 // in the page's own DOM. If the routes cannot be reached (a proxy that forwards only
@@ -50,13 +52,20 @@ function loadPlotly(url) {
   return window.__rnnlabPlotly;
 }
 
+// A translated label with its {name} placeholders filled in.
+function fill(template, values) {
+  return template.replace(/\{(\w+)\}/g, (whole, name) => (name in values ? String(values[name]) : whole));
+}
+
 function number(value, digits = 4) {
   return value === null || value === undefined ? "—" : Number(value).toPrecision(digits).replace(/\.?0+(e|$)/, "$1");
 }
 
-function eta(seconds) {
+function eta(seconds, labels) {
   if (seconds === null || seconds === undefined) return "…";
-  return seconds < 120 ? `${Math.round(seconds)} s` : `${(seconds / 60).toFixed(1)} min`;
+  return seconds < 120
+    ? fill(labels.seconds, { seconds: Math.round(seconds) })
+    : fill(labels.minutes, { minutes: (seconds / 60).toFixed(1) });
 }
 
 // A request that has not answered within this long is given up (and counts as a failure).
@@ -86,10 +95,16 @@ class PolledView {
     this.root = root;
     this.data = data;
     this.component = component;
+    this.labels = data.labels;
     this.failures = 0;
     this.stopped = false;  // for good: the run ended, or the page polls instead
     this.paused = false;
     root.innerHTML = "";
+  }
+
+  // A whole number with the page language's digit grouping.
+  count(value) {
+    return Number(value).toLocaleString(this.data.lang || undefined);
   }
 
   async loadPlotly() {
@@ -181,9 +196,10 @@ class LossView extends PolledView {
   traces() {
     const evaluations = this.evaluations.filter((e) => e[1] !== null);
     return [
-      { x: this.steps, y: this.losses, name: "train loss", mode: "lines",
+      { x: this.steps, y: this.losses, name: this.labels.train_loss_trace, mode: "lines",
         line: { color: COLOURS[0], width: 1.5 } },
-      { x: evaluations.map((e) => e[0]), y: evaluations.map((e) => e[1]), name: "held-out loss",
+      { x: evaluations.map((e) => e[0]), y: evaluations.map((e) => e[1]),
+        name: this.labels.held_out_loss_trace,
         mode: "lines+markers", line: { color: COLOURS[1], width: 2 }, marker: { size: 5 } },
     ];
   }
@@ -202,15 +218,15 @@ class LossView extends PolledView {
     if (solved !== null && solved !== undefined) {
       shapes.push({ type: "line", yref: "paper", y0: 0, y1: 1, x0: solved, x1: solved,
         line: { color: COLOURS[2], width: 2 } });
-      annotations.push({ yref: "paper", y: 1, x: solved, text: `solved at step ${solved}`,
+      annotations.push({ yref: "paper", y: 1, x: solved, text: fill(this.labels.solved_at, { step: solved }),
         showarrow: false, xanchor: "left", yanchor: "top" });
     }
     return {
       // Fixed margins: automargin costs extra layout passes on every redraw.
       height: 340, margin: { l: 60, r: 10, t: 40, b: 45 },
       legend: { orientation: "h", yanchor: "bottom", y: 1.02, x: 0 },
-      xaxis: { title: { text: "step" }, range: [0, d.steps] },
-      yaxis: { title: { text: "loss" }, type: this.logY ? "log" : "linear" },
+      xaxis: { title: { text: this.labels.step_axis }, range: [0, d.steps] },
+      yaxis: { title: { text: this.labels.loss_axis }, type: this.logY ? "log" : "linear" },
       shapes, annotations, uirevision: d.run_id,
       paper_bgcolor: "rgba(0,0,0,0)", plot_bgcolor: "#F3F6FA",
     };
@@ -222,7 +238,11 @@ class LossView extends PolledView {
     this.thin();
     this.Plotly.react(this.chart, this.traces(), this.layout(), { displaylogo: false, responsive: true });
     this.chart.dataset.rnnlabLastStep = String(this.lastStep);
-    this.caption.textContent = this.steps.length ? `${this.lastStep.toLocaleString()} steps recorded` : "";
+    this.caption.textContent = this.steps.length ? this.recorded() : "";
+  }
+
+  recorded() {
+    return fill(this.labels.steps_recorded, { n: this.count(this.lastStep) });
   }
 
   thin() {
@@ -271,7 +291,7 @@ class LossView extends PolledView {
     } else if (points.step.length) {
       this.Plotly.extendTraces(this.chart, { x: [points.step], y: [points.loss] }, [0]);
       this.chart.dataset.rnnlabLastStep = String(this.lastStep);
-      this.caption.textContent = `${this.lastStep.toLocaleString()} steps recorded`;
+      this.caption.textContent = this.recorded();
     }
     this.settle(live);
   }
@@ -286,25 +306,28 @@ class LossView extends PolledView {
   }
 
   showProgress(live) {
-    const d = this.data;
+    const d = this.data, labels = this.labels;
     if (live.status === "queued") {
       this.barFill.style.width = "0%";
-      this.statusText.textContent = `Waiting for a free training worker: position ${live.queue_position || 1} in the queue.`;
+      this.statusText.textContent = fill(labels.queued, { position: live.queue_position || 1 });
     } else {
       const fraction = Math.min(1, live.step / Math.max(1, live.steps));
       this.barFill.style.width = `${(100 * fraction).toFixed(1)}%`;
-      const rate = live.steps_per_s ? `${Math.round(live.steps_per_s)} steps/s` : "starting";
-      this.statusText.textContent = `Step ${live.step.toLocaleString()} / ${live.steps.toLocaleString()} · ${rate} · ETA ${eta(live.eta_s)}`;
+      const rate = live.steps_per_s ? fill(labels.rate, { rate: Math.round(live.steps_per_s) }) : labels.starting;
+      this.statusText.textContent = fill(labels.progress, {
+        step: this.count(live.step), steps: this.count(live.steps), rate, eta: eta(live.eta_s, labels),
+      });
     }
     const percent = live.held_out_loss !== null && d.baseline ? 100 * live.held_out_loss / d.baseline : null;
-    const share = percent === null ? "" : `${percent < 10 ? percent.toPrecision(2) : Math.round(percent)}% of baseline`;
-    const metricName = live.metric_name || "metric";
+    const share = percent === null ? ""
+      : fill(labels.of_baseline, { percent: percent < 10 ? percent.toPrecision(2) : Math.round(percent) });
     const cells = [
-      ["Train loss", number(live.loss), ""],
-      ["Held-out loss", number(live.held_out_loss), share],
-      [metricName.charAt(0).toUpperCase() + metricName.slice(1), number(live.metric),
-        d.metric_baseline !== null && d.metric_baseline !== undefined ? `chance ${number(d.metric_baseline, 3)}` : ""],
-      ["Solved", live.solved ? "yes" : "not yet", ""],
+      [labels.train_loss, number(live.loss), ""],
+      [labels.held_out_loss, number(live.held_out_loss), share],
+      [labels.metric, number(live.metric),
+        d.metric_baseline !== null && d.metric_baseline !== undefined
+          ? fill(labels.chance, { value: number(d.metric_baseline, 3) }) : ""],
+      [labels.solved, live.solved ? labels.yes : labels.not_yet, ""],
     ];
     this.metrics.innerHTML = "";
     for (const [label, value, note] of cells) {
@@ -338,7 +361,7 @@ class GatesView extends PolledView {
     this.title = element("div", "rnnlab-gates-title", root);
     this.chart = element("div", "rnnlab-gates-chart", root);
     this.predictions = element("div", "rnnlab-predictions", root);
-    this.title.textContent = "Gate pictures appear after the first snapshot (about a second).";
+    this.title.textContent = this.labels.waiting;
   }
 
   async start() {
@@ -379,10 +402,10 @@ class GatesView extends PolledView {
         colorscale: bounded ? "Viridis" : "RdBu", zmin: bounded ? 0 : layer[name].lo,
         zmax: bounded ? 1 : layer[name].hi, showscale: index === 0,
         colorbar: { len: 0.5, thickness: 10 },
-        hovertemplate: `t=%{x} unit=%{y}: %{z:.3f}<extra>${name}</extra>`,
+        hovertemplate: `t=%{x} ${this.labels.unit}=%{y}: %{z:.3f}<extra>${name}</extra>`,
       });
-      layout["xaxis" + axis] = { title: { text: "time step", standoff: 2 }, automargin: true };
-      layout["yaxis" + axis] = { title: { text: "unit", standoff: 2 }, automargin: true };
+      layout["xaxis" + axis] = { title: { text: this.labels.time_step, standoff: 2 }, automargin: true };
+      layout["yaxis" + axis] = { title: { text: this.labels.unit, standoff: 2 }, automargin: true };
       annotations.push({ text: this.data.titles[name] || name, showarrow: false,
         xref: "x" + axis + " domain", yref: "y" + axis + " domain", x: 0.5, y: 1.0,
         xanchor: "center", yanchor: "bottom", font: { size: 13 } });
@@ -390,7 +413,7 @@ class GatesView extends PolledView {
     layout.annotations = annotations;
     this.Plotly.react(this.chart, traces, layout, { displaylogo: false, responsive: true });
     this.chart.dataset.rnnlabSnapshotStep = String(view.step);
-    this.title.textContent = `Inside layer ${this.data.layer + 1} at step ${view.step.toLocaleString()} (probe sequence)`;
+    this.title.textContent = fill(this.labels.inside, { layer: this.data.layer + 1, step: this.count(view.step) });
     this.drawPredictions(view.predictions || {});
   }
 
@@ -401,10 +424,13 @@ class GatesView extends PolledView {
     }
     this.predictions.innerHTML = "";
     const visible = (s) => ({ "\n": "⏎", " ": "␣" })[s] ?? s;
-    element("div", "rnnlab-gates-title", this.predictions).textContent = "Predictions on the probe sequence";
+    const labels = this.labels;
+    element("div", "rnnlab-gates-title", this.predictions).textContent = labels.predictions;
     const table = element("table", "rnnlab-table", this.predictions);
     const head = element("tr", "", element("thead", "", table));
-    for (const label of ["t", "input", "target", "top guesses"]) element("th", "", head).textContent = label;
+    for (const label of ["t", labels.input, labels.target, labels.top_guesses]) {
+      element("th", "", head).textContent = label;
+    }
     const body = element("tbody", "", table);
     predictions.input.forEach((seen, t) => {
       const top = predictions.top[t] || [];
@@ -419,9 +445,10 @@ class GatesView extends PolledView {
   // Adding: predicted against true sums; sine: the predicted and the true series.
   drawValuePredictions(predictions) {
     if (!("predicted" in predictions && "target" in predictions)) return;
+    const labels = this.labels;
     if (!this.valueChart) {
       this.predictions.innerHTML = "";
-      element("div", "rnnlab-gates-title", this.predictions).textContent = "Predictions on the probe sequences";
+      element("div", "rnnlab-gates-title", this.predictions).textContent = labels.value_predictions;
       this.valueChart = element("div", "rnnlab-values-chart", this.predictions);
     }
     const layout = { height: 300, margin: { l: 60, r: 10, t: 30, b: 45 },
@@ -432,21 +459,22 @@ class GatesView extends PolledView {
       const values = [...predictions.target, ...predictions.predicted].filter((v) => v !== null);
       const low = Math.min(0, ...values), high = Math.max(2, ...values);
       traces = [
-        { x: predictions.target, y: predictions.predicted, mode: "markers", name: "sequences",
+        { x: predictions.target, y: predictions.predicted, mode: "markers", name: labels.sequences,
           marker: { color: COLOURS[0], size: 7 } },
-        { x: [low, high], y: [low, high], mode: "lines", name: "perfect", line: { dash: "dot", color: "#999" } },
+        { x: [low, high], y: [low, high], mode: "lines", name: labels.perfect,
+          line: { dash: "dot", color: "#999" } },
       ];
-      layout.xaxis = { title: { text: "true sum" } };
-      layout.yaxis = { title: { text: "predicted sum" } };
+      layout.xaxis = { title: { text: labels.true_sum } };
+      layout.yaxis = { title: { text: labels.predicted_sum } };
     } else {
       traces = [
-        { y: predictions.target, name: "true next value", mode: "lines", line: { color: COLOURS[0] } },
-        { y: predictions.predicted, name: "predicted", mode: "lines", line: { color: COLOURS[1] } },
+        { y: predictions.target, name: labels.true_next_value, mode: "lines", line: { color: COLOURS[0] } },
+        { y: predictions.predicted, name: labels.predicted, mode: "lines", line: { color: COLOURS[1] } },
       ];
       if (predictions.input) {
-        traces.push({ y: predictions.input, name: "input", mode: "lines", line: { color: "#bbb", dash: "dot" } });
+        traces.push({ y: predictions.input, name: labels.input, mode: "lines", line: { color: "#bbb", dash: "dot" } });
       }
-      layout.xaxis = { title: { text: "time step" } };
+      layout.xaxis = { title: { text: labels.time_step } };
     }
     this.Plotly.react(this.valueChart, traces, layout, { displaylogo: false, responsive: true });
   }
@@ -472,7 +500,8 @@ export default function (component) {
   if (!root) root = element("div", "rnnlab-live", parentElement);
   const previous = root.__rnnlabView;
   const same = previous && previous.data.run_id === data.run_id && previous.data.view === data.view
-    && previous.data.active === data.active && previous.data.layer === data.layer;
+    && previous.data.active === data.active && previous.data.layer === data.layer
+    && previous.data.lang === data.lang;
   if (same) {
     previous.resume();
     return () => previous.pause();

@@ -18,6 +18,7 @@ from rnnlab.config import ConfigError, RunConfig
 from rnnlab.jobs import JobError, Progress
 
 from . import charts
+from .i18n import _, language
 from .state import manager, owner
 from .widgets import task_for
 
@@ -44,6 +45,61 @@ PLOTLY_ROUTE = "api/plotly.js"  # routes are relative: live.js resolves them (se
 
 def _finite(value):
     return value if isinstance(value, (int, float)) and math.isfinite(value) else None
+
+
+def metric_label(name: str | None) -> str:
+    """A task's metric name (marked in rnnlab.tasks) as a metric's label: "Accuracy", "MSE"."""
+    if not name:
+        return _("Metric")
+    label = _(name)
+    return label[:1].upper() + label[1:]
+
+
+def _loss_labels(metric_name: str | None) -> dict:
+    """What the live loss view says, in the session's language ({name}s filled by live.js)."""
+    return {
+        "train_loss_trace": _("train loss"),
+        "held_out_loss_trace": _("held-out loss"),
+        "step_axis": _("step"),
+        "loss_axis": _("loss"),
+        "solved_at": _("solved at step {step}"),
+        "steps_recorded": _("{n} steps recorded"),
+        "queued": _("Waiting for a free training worker: position {position} in the queue."),
+        "progress": _("Step {step} / {steps} · {rate} · ETA {eta}"),
+        "rate": _("{rate} steps/s"),
+        "starting": _("starting"),
+        "seconds": _("{seconds} s"),
+        "minutes": _("{minutes} min"),
+        "train_loss": _("Train loss"),
+        "held_out_loss": _("Held-out loss"),
+        "of_baseline": _("{percent}% of baseline"),
+        "chance": _("chance {value}"),
+        "solved": _("Solved"),
+        "yes": _("yes"),
+        "not_yet": _("not yet"),
+        "metric": metric_label(metric_name),
+    }
+
+
+def _gates_labels() -> dict:
+    """What the live gates view says, in the session's language."""
+    return {
+        "waiting": _("Gate pictures appear after the first snapshot (about a second)."),
+        "inside": _("Inside layer {layer} at step {step} (probe sequence)"),
+        "time_step": _("time step"),
+        "unit": _("unit"),
+        "predictions": _("Predictions on the probe sequence"),
+        "value_predictions": _("Predictions on the probe sequences"),
+        "input": _("input"),
+        "target": _("target"),
+        "top_guesses": _("top guesses"),
+        "sequences": _("sequences"),
+        "perfect": _("perfect"),
+        "true_sum": _("true sum"),
+        "predicted_sum": _("predicted sum"),
+        "true_next_value": _("true next value"),
+        "predicted": _("predicted"),
+    }
 
 
 def _finished_curve(progress: Progress) -> dict:
@@ -99,6 +155,7 @@ def _mount(view: str, progress: Progress, /, *, key: str, page: str, **data) -> 
             "page": page,
             "run_id": progress.run_id,
             "plotly_url": PLOTLY_ROUTE,
+            "lang": language(),
             "active": progress.active,
             **data,
         },
@@ -123,7 +180,7 @@ def live_loss_chart(progress: Progress, *, key: str, page: str = "") -> bool:
     While the run trains, the view asks the route for everything so far: data that stays
     the same lets a rerun of the page (a slider move) leave the view alone.
     """
-    baseline, metric_baseline, label = _task_info(progress.config)
+    baseline, metric_baseline, label, metric_name = _task_info(progress.config)
     if progress.active:
         curve = {"points": {"step": [], "loss": []}, "evaluations": [], "solved_at": None}
     else:
@@ -139,6 +196,7 @@ def live_loss_chart(progress: Progress, *, key: str, page: str = "") -> bool:
         baseline_label=label,
         metric_baseline=metric_baseline,
         poll_ms=LIVE_POLL_MS,
+        labels=_loss_labels(metric_name),
         **curve,
     )
 
@@ -154,15 +212,18 @@ def live_gates(progress: Progress, *, key: str, page: str = "", layer: int = 0) 
         gates_url=f"api/runs/{progress.run_id}/gates",
         layer=layer,
         names=names,
-        titles={name: charts.GATE_TITLES.get(name, name) for name in names},
+        titles={name: charts.gate_title(name) for name in names},
         poll_ms=GATES_POLL_MS,
+        labels=_gates_labels(),
     )
 
 
 def _eta(seconds: float | None) -> str:
     if seconds is None:
         return "…"
-    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+    if seconds < 120:
+        return _("{seconds} s").format(seconds=f"{seconds:.0f}")
+    return _("{minutes} min").format(minutes=f"{seconds / 60:.1f}")
 
 
 def _number(value: float | None, digits: int = 4) -> str:
@@ -176,81 +237,103 @@ def status_banner(progress: Progress) -> None:
     if status == "queued":
         position = progress.queue_position or 1
         st.info(
-            f"Waiting for a free training worker: position {position} in the queue.",
+            _("Waiting for a free training worker: position {position} in the queue.").format(
+                position=position
+            ),
             icon=":material/hourglass_top:",
         )
     elif status == "running":
         fraction = min(1.0, progress.step / max(1, progress.steps))
-        rate = f"{progress.steps_per_s:.0f} steps/s" if progress.steps_per_s else "starting"
-        eta = _eta(progress.eta_s)
-        st.progress(
-            fraction, text=f"Step {progress.step:,} / {progress.steps:,} · {rate} · ETA {eta}"
+        rate = (
+            _("{rate} steps/s").format(rate=f"{progress.steps_per_s:.0f}")
+            if progress.steps_per_s
+            else _("starting")
         )
+        text = _("Step {step} / {steps} · {rate} · ETA {eta}").format(
+            step=f"{progress.step:,}",
+            steps=f"{progress.steps:,}",
+            rate=rate,
+            eta=_eta(progress.eta_s),
+        )
+        st.progress(fraction, text=text)
     elif status == "diverged":
         st.error(
-            f"The run diverged at step {summary.get('steps', progress.step) + 1}: the loss or "
-            "the gradient became NaN or infinite. Recurrent weights multiply the state at "
-            "every step, so activations and gradients can grow exponentially (relu does not "
-            "squash them). Turn on gradient clipping (e.g. 1.0), lower the learning rate, "
-            "or use tanh.",
+            _(
+                "The run diverged at step {step}: the loss or "
+                "the gradient became NaN or infinite. Recurrent weights multiply the state at "
+                "every step, so activations and gradients can grow exponentially (relu does not "
+                "squash them). Turn on gradient clipping (e.g. 1.0), lower the learning rate, "
+                "or use tanh."
+            ).format(step=summary.get("steps", progress.step) + 1),
             icon=":material/error:",
         )
     elif status == "completed":
         solved = summary.get("solved_at_step")
-        verdict = f"solved at step {solved}" if solved is not None else "not solved"
+        verdict = (
+            _("solved at step {step}").format(step=solved)
+            if solved is not None
+            else _("not solved")
+        )
         st.success(
-            f"Finished {summary.get('steps', progress.step):,} steps in "
-            f"{summary.get('wall_s', 0):.1f} s — {verdict}.",
+            _("Finished {steps} steps in {seconds} s — {verdict}.").format(
+                steps=f"{summary.get('steps', progress.step):,}",
+                seconds=f"{summary.get('wall_s', 0):.1f}",
+                verdict=verdict,
+            ),
             icon=":material/check_circle:",
         )
     elif status == "stopped":
         st.warning(
-            f"Stopped at step {summary.get('steps', progress.step):,}.",
+            _("Stopped at step {step}.").format(step=f"{summary.get('steps', progress.step):,}"),
             icon=":material/stop_circle:",
         )
     elif status == "interrupted":
-        st.warning("The server restarted while this run was training; it was interrupted.")
+        st.warning(_("The server restarted while this run was training; it was interrupted."))
     elif status == "failed":
-        st.error(f"The run failed: {progress.error or 'unknown error'}")
+        st.error(_("The run failed: {error}").format(error=progress.error or _("unknown error")))
 
 
 def metrics_row(progress: Progress, baseline: float | None, metric_baseline: float | None) -> None:
     columns = st.columns(4)
-    columns[0].metric("Train loss", _number(progress.loss))
+    columns[0].metric(_("Train loss"), _number(progress.loss))
     delta = None
     if progress.held_out_loss is not None and baseline:
-        delta = f"{100 * progress.held_out_loss / baseline:.2g}% of baseline"
+        percent = f"{100 * progress.held_out_loss / baseline:.2g}"
+        delta = _("{percent}% of baseline").format(percent=percent)
     columns[1].metric(
-        "Held-out loss",
+        _("Held-out loss"),
         _number(progress.held_out_loss),
         delta,
         delta_color="off",
         delta_arrow="off",
     )
-    name = progress.metric_name or "metric"
+    chance = None
+    if metric_baseline is not None:
+        chance = _("chance {value}").format(value=f"{metric_baseline:.3g}")
     columns[2].metric(
-        name.capitalize(),
+        metric_label(progress.metric_name),
         _number(progress.metric),
-        f"chance {metric_baseline:.3g}" if metric_baseline is not None else None,
+        chance,
         delta_color="off",
         delta_arrow="off",
     )
-    columns[3].metric("Solved", "yes" if progress.solved else "not yet")
+    columns[3].metric(_("Solved"), _("yes") if progress.solved else _("not yet"))
 
 
-def _task_info(config: dict) -> tuple[float | None, float | None, str]:
+def _task_info(config: dict) -> tuple[float | None, float | None, str, str | None]:
+    """The task's baseline, chance level of its metric, baseline label and metric name."""
     try:
         task = task_for(RunConfig(**config))
     except (ConfigError, TypeError):
-        return None, None, "baseline"
-    return task.baseline, task.metric_baseline, task.baseline_label
+        return None, None, _("baseline"), None
+    return task.baseline, task.metric_baseline, _(task.baseline_label), task.metric_name
 
 
 def loss_chart(progress: Progress, *, key: str) -> None:
     store = manager().store
     steps = store.history(progress.run_id)
     evaluations = store.evaluations(progress.run_id)
-    baseline, _, label = _task_info(progress.config)
+    baseline, _metric_baseline, label, _metric_name = _task_info(progress.config)
     solved = evaluations.loc[evaluations["solved"], "step"]
     figure = charts.loss_figure(
         steps,
@@ -262,7 +345,10 @@ def loss_chart(progress: Progress, *, key: str) -> None:
     )
     st.plotly_chart(figure, key=f"{key}_loss")
     if progress.active or len(steps):
-        st.caption(f"{len(steps):,} steps recorded", help="Refreshes while the run trains.")
+        st.caption(
+            _("{n} steps recorded").format(n=f"{len(steps):,}"),
+            help=_("Refreshes while the run trains."),
+        )
 
 
 @st.cache_resource(show_spinner=False)
@@ -290,25 +376,33 @@ def snapshot_of(progress: Progress) -> dict | None:
     return snapshot
 
 
+def gates_figure(run_id: str, step: int, layer: int, cell: str, snapshot: dict):
+    """A run's gate heatmaps at one snapshot: built once per language (about 0.1 s)."""
+    return _gates_figure(run_id, step, layer, cell, language(), snapshot)
+
+
 @st.cache_resource(show_spinner=False, max_entries=64)
-def gates_figure(run_id: str, step: int, layer: int, cell: str, _snapshot: dict):
-    """A run's gate heatmaps at one snapshot: built once (about 0.1 s), then reused."""
+def _gates_figure(run_id: str, step: int, layer: int, cell: str, lang: str, _snapshot: dict):
     return charts.gate_heatmaps(_snapshot["layers"][layer], _snapshot["kept"], names=GATES[cell])
 
 
 def gates_and_predictions(progress: Progress, *, key: str, layer: int = 0) -> None:
     snapshot = snapshot_of(progress)
     if not snapshot:
-        st.caption("Gate pictures appear after the first snapshot (about half a second).")
+        st.caption(_("Gate pictures appear after the first snapshot (about half a second)."))
         return
     cell = progress.config["cell"]
     left, right = st.columns([3, 2])
     with left:
-        st.markdown(f"**Inside layer {layer + 1}** at step {snapshot['step']:,} (probe sequence)")
+        st.markdown(
+            _("**Inside layer {layer}** at step {step} (probe sequence)").format(
+                layer=layer + 1, step=f"{snapshot['step']:,}"
+            )
+        )
         figure = gates_figure(progress.run_id, snapshot["step"], layer, cell, snapshot)
         st.plotly_chart(figure, key=f"{key}_gates_{layer}")
     with right:
-        st.markdown("**Predictions** on the probe sequence")
+        st.markdown(_("**Predictions** on the probe sequence"))
         predictions = snapshot.get("predictions", {})
         table = charts.next_symbol_table(predictions)
         if table is not None:
@@ -323,9 +417,9 @@ def stop_button(progress: Progress, *, key: str) -> None:
     if not progress.active:
         return
     if progress.owner != owner():
-        st.caption("Started in another browser tab: only that tab can stop it.")
+        st.caption(_("Started in another browser tab: only that tab can stop it."))
         return
-    if st.button("Stop", icon=":material/stop:", key=f"{key}_stop"):
+    if st.button(_("Stop"), icon=":material/stop:", key=f"{key}_stop"):
         try:
             manager().cancel(progress.run_id, owner=owner())
         except JobError as error:
@@ -344,7 +438,7 @@ def run_panel(
     """
     first = manager().progress(run_id)
     if first is None:
-        st.info("That run is no longer stored.")
+        st.info(_("That run is no longer stored."))
         return None
     fallback = "live_routes_unreachable"  # once seen, for the rest of the session
     if not st.session_state.get(fallback):
@@ -368,15 +462,15 @@ def run_panel(
 def _polled_panel(first: Progress, *, key: str, show_inside: bool) -> Progress:
     """The same panel for pages that cannot reach the live routes: fragments that poll."""
     run_id, active = first.run_id, first.active
-    st.caption("Live updates by polling the page (the server's live routes are not reachable).")
+    st.caption(_("Live updates by polling the page (the server's live routes are not reachable)."))
 
     @st.fragment(run_every=POLL_S if active else None)
     def curve() -> None:
         progress = manager().progress(run_id)
         if progress is None:
-            st.info("That run was deleted.")
+            st.info(_("That run was deleted."))
             return
-        baseline, metric_baseline, _ = _task_info(progress.config)
+        baseline, metric_baseline, *_task = _task_info(progress.config)
         status_banner(progress)
         stop_button(progress, key=key)
         metrics_row(progress, baseline, metric_baseline)
