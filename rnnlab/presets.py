@@ -1,10 +1,15 @@
-"""Named experiments: each sets a RunConfig to demonstrate one point of the study note."""
+"""Named experiments: each sets a RunConfig to demonstrate one point of the study note.
+
+A preset's name is its key (in the dashboard's session and links); names and texts are
+marked with N_ for the dashboard's translation catalogue, which translates them where shown.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
 
+from ._text import N_
 from .config import RunConfig
 
 
@@ -22,17 +27,21 @@ PRESETS = {
     preset.name: preset
     for preset in [
         Preset(
-            "Hello, RNN",
-            "The note's example: four characters one-hot encoded, four next-character "
-            "pairs. After the first 'l' the answer is 'l', after the second it is 'o': "
-            "only the hidden state's memory of what came before can tell them apart.",
+            N_("Hello, RNN"),
+            N_(
+                "The note's example: four characters one-hot encoded, four next-character "
+                "pairs. After the first 'l' the answer is 'l', after the second it is 'o': "
+                "only the hidden state's memory of what came before can tell them apart."
+            ),
             dict(task="hello", word="hello", cell="rnn", hidden_size=16, lr=1e-2, steps=300),
         ),
         Preset(
-            "Why LSTM? long-range memory",
-            "The adding problem at T = 100: two marked numbers far apart must be summed. "
-            "Always answering 1.0 scores MSE 0.167; an LSTM drops below 0.01 within a few "
-            "thousand steps. Switch the cell to rnn and watch it stay at the baseline.",
+            N_("Why LSTM? long-range memory"),
+            N_(
+                "The adding problem at T = 100: two marked numbers far apart must be summed. "
+                "Always answering 1.0 scores MSE 0.167; an LSTM drops below 0.01 within a few "
+                "thousand steps. Switch the cell to rnn and watch it stay at the baseline."
+            ),
             dict(
                 task="adding",
                 cell="lstm",
@@ -46,10 +55,12 @@ PRESETS = {
             ),
         ),
         Preset(
-            "Sigmoid vs tanh: vanishing gradients",
-            "sigmoid′ is at most 0.25 and tanh′ at most 1, so ‖∂L/∂h_t‖ shrinks faster "
-            "going back through sigmoid steps. Compare the gradient-through-time chart "
-            "with activation tanh.",
+            N_("Sigmoid vs tanh: vanishing gradients"),
+            N_(
+                "sigmoid′ is at most 0.25 and tanh′ at most 1, so ‖∂L/∂h_t‖ shrinks faster "
+                "going back through sigmoid steps. Compare the gradient-through-time chart "
+                "with activation tanh."
+            ),
             dict(
                 task="adding",
                 cell="rnn",
@@ -62,10 +73,12 @@ PRESETS = {
             ),
         ),
         Preset(
-            "Why not relu?",
-            "The same recurrent weights multiply the state at every step and relu does "
-            "not squash it, so states and gradients can blow up: without clipping this "
-            "run diverges. Turn clipping on, or lower the learning rate, and try again.",
+            N_("Why not relu?"),
+            N_(
+                "The same recurrent weights multiply the state at every step and relu does "
+                "not squash it, so states and gradients can blow up: without clipping this "
+                "run diverges. Turn clipping on, or lower the learning rate, and try again."
+            ),
             dict(
                 task="adding",
                 cell="rnn",
@@ -81,9 +94,11 @@ PRESETS = {
             ),
         ),
         Preset(
-            "Forget gate at work: copy memory",
-            "Ten symbols must be held for 30 steps. Watch the forget gate f saturate "
-            "near 1 (keep) while the input gate opens only when a symbol arrives.",
+            N_("Forget gate at work: copy memory"),
+            N_(
+                "Ten symbols must be held for 30 steps. Watch the forget gate f saturate "
+                "near 1 (keep) while the input gate opens only when a symbol arrives."
+            ),
             dict(
                 task="copy",
                 cell="lstm",
@@ -97,9 +112,11 @@ PRESETS = {
             ),
         ),
         Preset(
-            "Character language model",
-            "An LSTM learns to spell Genesis one character at a time; bits per char fall "
-            "from the no-memory baseline as it picks up words.",
+            N_("Character language model"),
+            N_(
+                "An LSTM learns to spell Genesis one character at a time; bits per char fall "
+                "from the no-memory baseline as it picks up words."
+            ),
             dict(
                 task="text",
                 cell="lstm",
@@ -112,9 +129,11 @@ PRESETS = {
             ),
         ),
         Preset(
-            "Forecast a noisy sine",
-            "Predict the next value of a sum of three sines; the naive forecast "
-            "'repeat the last value' is the baseline line.",
+            N_("Forecast a noisy sine"),
+            N_(
+                "Predict the next value of a sum of three sines; the naive forecast "
+                "'repeat the last value' is the baseline line."
+            ),
             dict(task="sine", cell="gru", hidden_size=32, batch_size=32, seq_len=60, steps=800),
         ),
     ]

@@ -3,7 +3,8 @@
 A task owns its data, its loss, its metric, its chance-level baseline (in loss units)
 and, where it has one, its "solved" criterion. Data come from the generator the caller
 passes, so a seed fixes them; the held-out set depends only on the task's settings,
-so runs with different seeds are scored on the same sequences.
+so runs with different seeds are scored on the same sequences. Metric names, baseline
+labels and solved rules are marked with N_ for the dashboard's translation catalogue.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ._text import N_
 from .config import ConfigError, RunConfig
 
 HELD_OUT_SEED = 20_161_013
@@ -65,13 +67,13 @@ class Task:
     def is_solved(self, loss: float, metric: float) -> bool:
         return False
 
-    solved_rule = "no solved criterion"
+    solved_rule = N_("no solved criterion")
 
 
 class _CharTask(Task):
     """Next-character prediction over a vocabulary of characters, one-hot encoded."""
 
-    metric_name = "accuracy"
+    metric_name = N_("accuracy")
     higher_is_better = True
 
     def __init__(self, vocab: list[str]):
@@ -104,8 +106,8 @@ class HelloTask(_CharTask):
     """
 
     name = "hello"
-    baseline_label = "uniform guess"
-    solved_rule = "every next character of the word predicted right"
+    baseline_label = N_("uniform guess")
+    solved_rule = N_("every next character of the word predicted right")
     held_out_size = 1
 
     def __init__(self, word: str = "hello"):
@@ -130,9 +132,9 @@ class TextTask(_CharTask):
     """Character-level language modelling on a text: the last 10 % is held out."""
 
     name = "text"
-    metric_name = "bits per char"
+    metric_name = N_("bits per char")
     higher_is_better = False
-    baseline_label = "character frequencies (no memory)"
+    baseline_label = N_("character frequencies (no memory)")
     held_out_size = 64
 
     def __init__(self, text: str, seq_len: int):
@@ -186,12 +188,12 @@ class AddingTask(Task):
     input_dim = 2
     output_dim = 1
     predicts_every_step = False
-    metric_name = "MSE"
+    metric_name = N_("MSE")
     higher_is_better = False
     baseline = 1.0 / 6.0
     metric_baseline = 1.0 / 6.0
-    baseline_label = "always answer 1.0"
-    solved_rule = "held-out MSE below 0.01"
+    baseline_label = N_("always answer 1.0")
+    solved_rule = N_("held-out MSE below 0.01")
     held_out_size = 1000
 
     def __init__(self, seq_len: int):
@@ -235,11 +237,11 @@ class CopyTask(Task):
     name = "copy"
     input_dim = 10
     output_dim = 9
-    metric_name = "recall accuracy"
+    metric_name = N_("recall accuracy")
     higher_is_better = True
     metric_baseline = 1.0 / 8.0
-    baseline_label = "blanks, then a uniform guess"
-    solved_rule = "at least 99 % of the recalled symbols right on held-out sequences"
+    baseline_label = N_("blanks, then a uniform guess")
+    solved_rule = N_("at least 99 % of the recalled symbols right on held-out sequences")
     memory = 10
 
     def __init__(self, seq_len: int):
@@ -279,10 +281,10 @@ class SineTask(Task):
     name = "sine"
     input_dim = 1
     output_dim = 1
-    metric_name = "MSE"
+    metric_name = N_("MSE")
     higher_is_better = False
-    baseline_label = "repeat the last value"
-    solved_rule = "held-out MSE below half the naive forecast's"
+    baseline_label = N_("repeat the last value")
+    solved_rule = N_("held-out MSE below half the naive forecast's")
     noise = 0.05
     held_out_size = 512
 
