@@ -3,11 +3,10 @@
 import streamlit as st
 
 from rnnlab.jobs import JobError
-from rnnlab.presets import PRESETS
 from ui.i18n import _
 from ui.live import preload_live_view, run_panel
 from ui.state import manager, owner
-from ui.widgets import NO_PRESET, config_form, shapes_line, share_link
+from ui.widgets import NO_PRESET, config_form, preset_note, shapes_line, share_link
 
 config, notes = config_form(key="train")
 
@@ -17,7 +16,7 @@ for note in notes:
     st.warning(note)
 preset = st.session_state.get("train_preset", NO_PRESET)
 if preset != NO_PRESET:
-    st.info(f"**{preset}** — {PRESETS[preset].teaches}")
+    st.info(preset_note(preset))
 
 if config is not None:
     shapes_line(config)

@@ -15,6 +15,8 @@ from streamlit.runtime.scriptrunner import get_script_run_ctx
 from rnnlab.config import ConfigError, RunConfig, field_spec
 from rnnlab.jobs import get_manager
 
+from .i18n import _
+
 DEFAULTS = RunConfig()
 DEFAULT_STRINGS = DEFAULTS.to_strings()
 URL_FIELDS = [
@@ -25,6 +27,52 @@ UPLOAD_MARK = ("text", "upload")
 # Query parameters that are not settings but belong to a link: its language, and the
 # controls a lesson link hides.
 LINK_PARAMS = ("lang", "hide")
+HIDE = "hide"
+# What a lesson link can hide (?hide=cell,activation), in the settings form's order: the
+# preset picker and the settings' widgets.
+CONTROLS = (
+    "preset",
+    "task",
+    "word",
+    "cell",
+    "activation",
+    "hidden_size",
+    "num_layers",
+    "batch_size",
+    "seq_len",
+    "lr",
+    "optimizer",
+    "steps",
+    "clip",
+    "init",
+    "seed",
+    "device",
+    "stop_when_solved",
+)
+# A setting whose value is valid only with another: a link's init is checked with its cell.
+CHECKED_WITH = {"init": "cell"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Lesson:
+    """What a lesson link fixes: the controls it hides and the settings behind them, from
+    the link or else the defaults. No widget, preset or session state changes those."""
+
+    hidden: tuple[str, ...] = ()
+    values: dict[str, Any] = dataclasses.field(default_factory=dict)
+    unknown: tuple[str, ...] = ()  # names in ?hide= that are no control
+
+    def notes(self) -> list[str]:
+        known = ", ".join(CONTROLS)
+        return [
+            _("`hide={name}`: there is no control named `{name}`; known: {known}.").format(
+                name=name, known=known
+            )
+            for name in self.unknown
+        ]
+
+
+NO_LESSON = Lesson()
 
 
 _session_ids: dict[str, str] = {}  # owner -> Streamlit session id, for every live session
@@ -66,6 +114,34 @@ def manager():
     return pool
 
 
+def lesson_from_query(query: dict[str, str]) -> Lesson:
+    """The lesson a link's query describes: ?hide= names the controls to hide, and the
+    link's own settings (checked as settings_from_url checks them) give their values."""
+    names = [name.strip() for name in query.get(HIDE, "").split(",") if name.strip()]
+    hidden = tuple(name for name in CONTROLS if name in names)
+    unknown = tuple(
+        dict.fromkeys(name.replace("`", "")[:40] for name in names if name not in CONTROLS)
+    )
+    values = {}
+    for name in hidden:
+        if name == "preset":
+            continue
+        value = None
+        if name in query:
+            value, _note = _checked_value(name, query[name], query)
+        values[name] = getattr(DEFAULTS, name) if value is None else value
+    return Lesson(hidden=hidden, values=values, unknown=unknown)
+
+
+def lesson() -> Lesson:
+    """This session's lesson: from ?hide= when the address has it, else the one the session
+    opened with (going to another page drops the address's query)."""
+    if HIDE in st.query_params:
+        query = {name: st.query_params[name] for name in st.query_params}
+        st.session_state["lesson"] = lesson_from_query(query)
+    return st.session_state.get("lesson", NO_LESSON)
+
+
 def widget_key(name: str, prefix: str) -> str:
     return f"{prefix}_{name}"
 
@@ -80,12 +156,13 @@ def settings_from_url(prefix: str) -> list[str]:
     if st.session_state.get(flag):
         return []
     st.session_state[flag] = True
-    notes = []
+    notes = lesson().notes()
+    query = {name: st.query_params[name] for name in st.query_params}
     for name in URL_FIELDS:
-        if name not in st.query_params:
+        if name not in query:
             continue
-        raw = st.query_params[name]
-        value, note = _checked_value(name, raw)
+        raw = query[name]
+        value, note = _checked_value(name, raw, query)
         if note:
             notes.append(note)
         if value is not None:
@@ -93,33 +170,45 @@ def settings_from_url(prefix: str) -> list[str]:
     name, mark = UPLOAD_MARK
     if st.query_params.get(name) == mark and st.query_params.get("task") == "text":
         notes.append(
-            "This link was made with the sender's own text file, which a link cannot "
-            "carry: the bundled text is used instead. Upload the file to train on it."
+            _(
+                "This link was made with the sender's own text file, which a link cannot "
+                "carry: the bundled text is used instead. Upload the file to train on it."
+            )
         )
     return notes
 
 
-def _checked_value(name: str, raw: str) -> tuple[Any, str | None]:
+def _checked_value(
+    name: str, raw: str, link: dict[str, str] | None = None
+) -> tuple[Any, str | None]:
+    """A link's value for one setting, checked alone (or with the setting it depends on,
+    CHECKED_WITH), and a note when it was clamped or ignored."""
     spec = field_spec(name)
+    together = {name: raw}
+    partner = CHECKED_WITH.get(name)
+    if partner and link and partner in link and _checked_value(partner, link[partner])[1] is None:
+        together[partner] = link[partner]
     try:
-        value = getattr(RunConfig.from_strings({name: raw}), name)
+        value = getattr(RunConfig.from_strings(together), name)
         return value, None
     except ConfigError as error:
         if "range" not in spec:
-            return None, f"Ignored `{name}={raw[:40]}` from the link: {str(error)[:200]}."
+            note = _("Ignored `{name}={value}` from the link: {error}.")
+            return None, note.format(name=name, value=raw[:40], error=str(error)[:200])
     try:
         number = float(raw)
     except ValueError:
-        return None, f"Ignored `{name}={raw[:40]}` from the link: not a number."
+        number = math.nan
     if not math.isfinite(number):
-        return None, f"Ignored `{name}={raw[:40]}` from the link: not a number."
+        note = _("Ignored `{name}={value}` from the link: not a number.")
+        return None, note.format(name=name, value=raw[:40])
     lo, hi = spec["range"]
     clamped = min(max(number, lo), hi)
     if spec["type"] == "int":
         clamped = int(round(clamped))
-    return (
-        clamped,
-        f"`{name}={raw[:40]}` from the link is outside {lo:g}..{hi:g}; using {clamped:g}.",
+    note = _("`{name}={value}` from the link is outside {low}..{high}; using {used}.")
+    return clamped, note.format(
+        name=name, value=raw[:40], low=f"{lo:g}", high=f"{hi:g}", used=f"{clamped:g}"
     )
 
 
@@ -139,9 +228,25 @@ def url_query(config: RunConfig) -> dict[str, str]:
 
 def link_query(config: RunConfig) -> dict[str, str]:
     """url_query(config), plus what the address says that is not a setting: the
-    language and the controls a lesson link hides (LINK_PARAMS)."""
+    language and the controls this session's lesson hides (LINK_PARAMS)."""
     query = url_query(config)
     query.update({name: st.query_params[name] for name in LINK_PARAMS if name in st.query_params})
+    query.pop(HIDE, None)
+    hidden = lesson().hidden
+    if hidden:
+        query[HIDE] = ",".join(hidden)
+    return query
+
+
+def lesson_query(config: RunConfig, hidden: Iterable[str]) -> dict[str, str]:
+    """The query of a lesson link: these settings, the language, and ?hide= naming the
+    `hidden` controls (in the form's order), whose values the link fixes."""
+    query = link_query(config)
+    query.pop(HIDE, None)
+    names = set(hidden)
+    hide = [name for name in CONTROLS if name in names]
+    if hide:
+        query[HIDE] = ",".join(hide)
     return query
 
 

@@ -18,8 +18,12 @@ from rnnlab.store import RunStore, rnnlab_home
 from rnnlab.tasks import MAX_TEXT_BYTES, decode_text, make_task
 from rnnlab.train import available_devices
 
+from .i18n import N_, _
 from .state import (
+    CONTROLS,
     DEFAULTS,
+    lesson,
+    lesson_query,
     link_query,
     manager,
     selection_by_id,
@@ -29,19 +33,39 @@ from .state import (
 )
 
 TASK_LABELS = {
-    "hello": "hello — next character of a word",
-    "text": "text — character language model",
-    "adding": "adding — sum two marked numbers",
-    "copy": "copy — remember 10 symbols",
-    "sine": "sine — forecast a noisy signal",
+    "hello": N_("hello — next character of a word"),
+    "text": N_("text — character language model"),
+    "adding": N_("adding — sum two marked numbers"),
+    "copy": N_("copy — remember 10 symbols"),
+    "sine": N_("sine — forecast a noisy signal"),
 }
 INIT_LABELS = {
-    "default": "PyTorch default",
-    "orthogonal": "orthogonal W_hh",
-    "identity": "identity W_hh (relu RNN)",
-    "forget_bias": "forget-gate bias 1 (LSTM)",
+    "default": N_("PyTorch default"),
+    "orthogonal": N_("orthogonal W_hh"),
+    "identity": N_("identity W_hh (relu RNN)"),
+    "forget_bias": N_("forget-gate bias 1 (LSTM)"),
 }
-NO_PRESET = "Custom settings"
+# The label of each control of the settings form (state.CONTROLS), by its name.
+CONTROL_LABELS = {
+    "preset": N_("Preset"),
+    "task": N_("Task"),
+    "word": N_("Word"),
+    "cell": N_("Cell"),
+    "activation": N_("Activation"),
+    "hidden_size": N_("Hidden size"),
+    "num_layers": N_("Layers"),
+    "batch_size": N_("Batch size"),
+    "seq_len": N_("Sequence length"),
+    "lr": N_("Learning rate"),
+    "optimizer": N_("Optimizer"),
+    "steps": N_("Steps"),
+    "clip": N_("Gradient clipping (0 = off)"),
+    "init": N_("Initialisation"),
+    "seed": N_("Seed"),
+    "device": N_("Device"),
+    "stop_when_solved": N_("Stop when solved"),
+}
+NO_PRESET = N_("Custom settings")
 # The uploads folder is pruned down to this, oldest first, sparing the files runs use.
 UPLOADS_MAX_FILES = 50
 UPLOADS_MAX_BYTES = 100 * 2**20
@@ -57,11 +81,29 @@ def task_for(config: RunConfig):
     return cached_task(config.task, config.seq_len, config.word, config.text_file)
 
 
+def control_label(name: str) -> str:
+    """A control's label in this session's language."""
+    return _(CONTROL_LABELS[name])
+
+
+def preset_label(name: str) -> str:
+    """A preset's name (its key, in English) in this session's language."""
+    return _(name)
+
+
+def preset_note(name: str) -> str:
+    """What a preset demonstrates, with its name, in this session's language."""
+    return f"**{_(name)}** — {_(PRESETS[name].teaches)}"
+
+
 def load_preset(name: str, prefix: str) -> None:
-    """Set every widget of the `prefix` form to the preset's settings."""
+    """Set the widgets of the `prefix` form to the preset's settings, except the ones
+    this session's lesson fixes."""
+    fixed = set(lesson().hidden)
     st.session_state[widget_key("preset", prefix)] = name
     for field_name, value in PRESETS[name].config().to_dict().items():
-        st.session_state[widget_key(field_name, prefix)] = value
+        if field_name not in fixed:
+            st.session_state[widget_key(field_name, prefix)] = value
 
 
 def _apply_preset(prefix: str) -> None:
@@ -78,115 +120,110 @@ def config_form(*, key: str, show_presets: bool = True) -> tuple[RunConfig | Non
     """The settings form in the sidebar; returns the config (None if invalid) and notes.
 
     Widgets start from the URL's query string (checked: see state.settings_from_url);
-    the form's current settings are written back to the URL on every run.
+    the form's current settings are written back to the URL on every run. A lesson link
+    (?hide=) leaves its hidden controls out: their settings come from the lesson alone,
+    and the preset picker is left out too.
     """
     notes = settings_from_url(key)
     for name, value in DEFAULTS.to_dict().items():
         st.session_state.setdefault(widget_key(name, key), value)
+    fixed = lesson()
 
     def k(name: str) -> str:
         return widget_key(name, key)
 
+    values: dict[str, Any] = {}
+
+    def control(name: str, widget, *args: Any, **options: Any) -> Any:
+        """The widget of setting `name`, or the lesson's value when the lesson hides it."""
+        if name in fixed.hidden:
+            values[name] = fixed.values[name]
+        else:
+            values[name] = widget(*args, key=k(name), persist_state="session", **options)
+        return values[name]
+
     sidebar = st.sidebar
-    if show_presets:
+    if fixed.hidden:
+        names = ", ".join(control_label(name) for name in fixed.hidden)
+        sidebar.caption(_(":material/lock: Set by this lesson: {controls}.").format(controls=names))
+    elif show_presets:
         sidebar.selectbox(
-            "Preset",
+            control_label("preset"),
             [NO_PRESET, *PRESETS],
+            format_func=preset_label,
             key=k("preset"),
             persist_state="session",
             on_change=_apply_preset,
             args=(key,),
-            help="Each preset sets every slider to demonstrate one point of the note.",
+            help=_("Each preset sets every slider to demonstrate one point of the note."),
         )
-    values = {}
-    values["task"] = sidebar.selectbox(
-        "Task",
+    task = control(
+        "task",
+        sidebar.selectbox,
+        control_label("task"),
         list(TASK_LABELS),
-        format_func=TASK_LABELS.get,
-        key=k("task"),
-        persist_state="session",
+        format_func=lambda name: _(TASK_LABELS[name]),
     )
-    if values["task"] == "hello":
-        values["word"] = sidebar.text_input(
-            "Word", key=k("word"), persist_state="session", max_chars=40
-        )
+    if task == "hello":
+        control("word", sidebar.text_input, control_label("word"), max_chars=40)
     text_file = ""
-    if values["task"] == "text":
+    if task == "text":
         text_file, error = _uploaded_text(key)
         if error:
             notes.append(error)
     values["text_file"] = text_file
 
     sidebar.divider()
-    values["cell"] = sidebar.radio(
-        "Cell", ["rnn", "lstm", "gru"], key=k("cell"), persist_state="session", horizontal=True
-    )
-    values["activation"] = sidebar.radio(
-        "Activation",
+    control("cell", sidebar.radio, control_label("cell"), ["rnn", "lstm", "gru"], horizontal=True)
+    control(
+        "activation",
+        sidebar.radio,
+        control_label("activation"),
         ["tanh", "sigmoid", "relu"],
-        key=k("activation"),
-        persist_state="session",
         horizontal=True,
-        help="For LSTM and GRU: the candidate and cell-output non-linearity "
-        "(Keras's `activation`); gates stay sigmoid.",
+        help=_(
+            "For LSTM and GRU: the candidate and cell-output non-linearity "
+            "(Keras's `activation`); gates stay sigmoid."
+        ),
     )
-    values["hidden_size"] = sidebar.slider(
-        "Hidden size", *_range("hidden_size"), key=k("hidden_size"), persist_state="session"
-    )
-    values["num_layers"] = sidebar.slider(
-        "Layers", *_range("num_layers"), key=k("num_layers"), persist_state="session"
-    )
-    if values["task"] == "hello":
+    control("hidden_size", sidebar.slider, control_label("hidden_size"), *_range("hidden_size"))
+    control("num_layers", sidebar.slider, control_label("num_layers"), *_range("num_layers"))
+    if task == "hello":
         sidebar.caption(
-            "Batch and sequence length: set by the word (one sequence, its length − 1)."
+            _("Batch and sequence length: set by the word (one sequence, its length − 1).")
         )
     else:
-        values["batch_size"] = sidebar.slider(
-            "Batch size", *_range("batch_size"), key=k("batch_size"), persist_state="session"
-        )
-        seq_label = "Delay T (copy)" if values["task"] == "copy" else "Sequence length"
-        values["seq_len"] = sidebar.slider(
-            seq_label, *_range("seq_len"), key=k("seq_len"), persist_state="session"
-        )
+        control("batch_size", sidebar.slider, control_label("batch_size"), *_range("batch_size"))
+        seq_label = _("Delay T (copy)") if task == "copy" else control_label("seq_len")
+        control("seq_len", sidebar.slider, seq_label, *_range("seq_len"))
 
     sidebar.divider()
-    values["lr"] = sidebar.number_input(
-        "Learning rate", *_range("lr"), key=k("lr"), persist_state="session", format="%g", step=1e-3
+    control("lr", sidebar.number_input, control_label("lr"), *_range("lr"), format="%g", step=1e-3)
+    control("optimizer", sidebar.selectbox, control_label("optimizer"), ["adam", "sgd"])
+    control("steps", sidebar.number_input, control_label("steps"), *_range("steps"), step=100)
+    control(
+        "clip", sidebar.number_input, control_label("clip"), *_range("clip"), step=0.5, format="%g"
     )
-    values["optimizer"] = sidebar.selectbox(
-        "Optimizer", ["adam", "sgd"], key=k("optimizer"), persist_state="session"
-    )
-    values["steps"] = sidebar.number_input(
-        "Steps", *_range("steps"), key=k("steps"), persist_state="session", step=100
-    )
-    values["clip"] = sidebar.number_input(
-        "Gradient clipping (0 = off)",
-        *_range("clip"),
-        key=k("clip"),
-        persist_state="session",
-        step=0.5,
-        format="%g",
-    )
-    values["init"] = sidebar.selectbox(
-        "Initialisation",
+    control(
+        "init",
+        sidebar.selectbox,
+        control_label("init"),
         list(INIT_LABELS),
-        format_func=INIT_LABELS.get,
-        key=k("init"),
-        persist_state="session",
+        format_func=lambda name: _(INIT_LABELS[name]),
     )
-    values["seed"] = sidebar.number_input(
-        "Seed", *_range("seed"), key=k("seed"), persist_state="session", step=1
-    )
+    control("seed", sidebar.number_input, control_label("seed"), *_range("seed"), step=1)
     devices = available_devices()
-    if st.session_state[k("device")] not in devices:
-        notes.append(f"Device `{st.session_state[k('device')]}` is not available here; using auto.")
-        st.session_state[k("device")] = "auto"
-    values["device"] = sidebar.selectbox(
-        "Device", devices, key=k("device"), persist_state="session"
-    )
-    values["stop_when_solved"] = sidebar.checkbox(
-        "Stop when solved", key=k("stop_when_solved"), persist_state="session"
-    )
+    device = fixed.values["device"] if "device" in fixed.hidden else st.session_state[k("device")]
+    if device not in devices:
+        notes.append(
+            _("Device `{device}` is not available here; using auto.").format(device=device)
+        )
+        device = st.session_state[k("device")] = "auto"
+    if "device" in fixed.hidden:
+        values["device"] = device
+    else:
+        control("device", sidebar.selectbox, control_label("device"), devices)
+    control("stop_when_solved", sidebar.checkbox, control_label("stop_when_solved"))
 
     try:
         config = DEFAULTS.replace(**values)
@@ -204,11 +241,11 @@ def _uploaded_text(key: str) -> tuple[str, str | None]:
     another session's upload never takes a file from under a session still holding it.
     """
     upload = st.sidebar.file_uploader(
-        "Your own .txt (UTF-8)",
+        _("Your own .txt (UTF-8)"),
         type=["txt"],
         key=widget_key("upload", key),
         max_upload_size=MAX_TEXT_BYTES // 2**20,
-        help="Leave empty to use the bundled text (Genesis, King James Version).",
+        help=_("Leave empty to use the bundled text (Genesis, King James Version)."),
     )
     if upload is None:
         return "", None
@@ -216,7 +253,8 @@ def _uploaded_text(key: str) -> tuple[str, str | None]:
     try:
         decode_text(data)
     except ConfigError as error:
-        return "", f"Upload `{upload.name}` not used: {error}. Using the bundled text."
+        note = _("Upload `{file}` not used: {error}. Using the bundled text.")
+        return "", note.format(file=upload.name, error=error)
     folder = rnnlab_home() / "uploads"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{hashlib.sha256(data).hexdigest()[:16]}.txt"
@@ -255,9 +293,9 @@ def prune_uploads(
             continue
         files.append((stat.st_mtime, stat.st_size, path))
     files.sort()  # oldest first
-    count, total = len(files), sum(size for _, size, _ in files)
+    count, total = len(files), sum(size for _mtime, size, _path in files)
     removed = []
-    for _, size, path in files:
+    for _mtime, size, path in files:
         if count <= max_files and total <= max_bytes:
             break
         if path.resolve() in spared:
@@ -278,25 +316,48 @@ def shapes_line(config: RunConfig) -> None:
     batch = config.sequences_per_step()
     T, H = config.time_steps(), config.hidden_size
     columns = st.columns(4)
-    columns[0].metric("Input (batch, seq_len, input_dim)", f"({batch}, {T}, {task.input_dim})")
-    columns[1].metric("Hidden states per layer", f"({batch}, {T}, {H})")
-    columns[2].metric("Layers × cell", f"{config.num_layers} × {config.cell.upper()}")
-    columns[3].metric("Parameters", f"{count_parameters(config, task):,}")
+    columns[0].metric(_("Input (batch, seq_len, input_dim)"), f"({batch}, {T}, {task.input_dim})")
+    columns[1].metric(_("Hidden states per layer"), f"({batch}, {T}, {H})")
+    columns[2].metric(_("Layers × cell"), f"{config.num_layers} × {config.cell.upper()}")
+    columns[3].metric(_("Parameters"), f"{count_parameters(config, task):,}")
 
 
-def share_link(config: RunConfig) -> None:
-    """The link that reopens the app with these settings (and so reproduces the run)."""
-    query = link_query(config)
+def _link(query: dict[str, str]) -> str:
     base = st.context.url or ""
-    with st.popover("Share link", icon=":material/link:"):
-        st.caption("Anyone opening this link gets the same sliders; same seed, same curve.")
-        st.code(base + ("?" + urlencode(query) if query else ""), language=None)
+    return base + ("?" + urlencode(query, safe=",") if query else "")
+
+
+def share_link(config: RunConfig, *, key: str = "share") -> None:
+    """The link that reopens the app with these settings (and so reproduces the run),
+    and a lesson link builder: the same link with the controls students may not touch
+    hidden (outside a lesson; inside one, the link above already is the lesson)."""
+    with st.popover(_("Share link"), icon=":material/link:"):
+        st.caption(_("Anyone opening this link gets the same sliders; same seed, same curve."))
+        st.code(_link(link_query(config)), language=None)
         if config.task == "text" and config.text_file:
             st.warning(
-                "The link does not carry your uploaded file; it opens with the bundled "
-                "text. Send the file along for the same run.",
+                _(
+                    "The link does not carry your uploaded file; it opens with the bundled "
+                    "text. Send the file along for the same run."
+                ),
                 icon=":material/warning:",
             )
+        if lesson().hidden:
+            return
+        st.markdown("**" + _("Lesson link") + "**")
+        hidden = st.multiselect(
+            _("Controls students may not change"),
+            CONTROLS,
+            format_func=control_label,
+            key=f"{key}_lesson_hide",
+            placeholder=_("Pick the controls to hide"),
+            help=_(
+                "The link opens with these settings; the controls picked here are not shown "
+                "and keep the link's values, so students change only the others."
+            ),
+        )
+        if hidden:
+            st.code(_link(lesson_query(config, hidden)), language=None)
 
 
 def run_table(
