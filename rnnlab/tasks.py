@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import codecs
 import math
-import re
+import unicodedata
 from collections import Counter
 from importlib import resources
 from pathlib import Path
@@ -337,8 +337,10 @@ _BOMS = (
     (codecs.BOM_UTF16_BE, "utf_16"),
 )
 _ENCODING_NAMES = {"utf_8_sig": "UTF-8", "utf_8": "UTF-8", "ascii": "UTF-8"}
-# Control characters no text file has many of (tab, newlines and form feed are fine).
-_CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f]")
+# Characters no text file has many of: controls (but tab, newlines and form feed),
+# unassigned code points, private use and lone surrogates.
+_NOT_TEXT_CATEGORIES = frozenset({"Cc", "Cn", "Co", "Cs"})
+_WHITESPACE_CONTROLS = frozenset("\t\n\v\f\r")
 
 
 def decode_text(data: bytes) -> DecodedText:
@@ -371,8 +373,7 @@ def decode_text(data: bytes) -> DecodedText:
         raise _not_text(reason) from None
     if not text.strip():
         raise ConfigError("the text file is empty", "text_file")
-    sample = text[:65536]
-    if len(_CONTROL.findall(sample)) > len(sample) // 100:
+    if _looks_binary(text[:65536]):
         raise _not_text("the file looks binary, not text")
     return DecodedText(text, _encoding_name(encoding))
 
@@ -390,6 +391,15 @@ def _detect_encoding(data: bytes) -> str:
     if best is None:
         raise _not_text("the file looks binary, or its encoding cannot be told")
     return best.encoding
+
+
+def _looks_binary(sample: str) -> bool:
+    """More than 1 % of the characters are ones no text has (see _NOT_TEXT_CATEGORIES)."""
+    odd = sum(
+        unicodedata.category(ch) in _NOT_TEXT_CATEGORIES and ch not in _WHITESPACE_CONTROLS
+        for ch in sample
+    )
+    return odd > len(sample) // 100
 
 
 def _encoding_name(codec: str) -> str:

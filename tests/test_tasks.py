@@ -146,6 +146,7 @@ def noise_without_nul(size: int) -> bytes:
         (noise_without_nul(4096), "binary"),
         (b"\x01\x02\x03\x1bdata" * 300, "binary"),
         (b"\xff\xfe" + b"\x00\xd8" * 10, "not valid UTF-16"),
+        (b"\xff\xfe\xfa" * 50, "binary"),  # a BOM, then unassigned and private code points
         (b"a" * (5 * 1024 * 1024 + 1), "limit is 5 MB"),
     ],
     ids=[
@@ -157,6 +158,7 @@ def noise_without_nul(size: int) -> bytes:
         "random-no-nul",
         "control",
         "bad-utf16",
+        "bom-then-junk",
         "large",
     ],
 )
