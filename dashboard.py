@@ -3,6 +3,7 @@
 import streamlit as st
 
 from ui.i18n import _, choose_language, language_picker
+from ui.room import name_picker
 from ui.state import manager
 
 st.set_page_config(
@@ -23,8 +24,10 @@ pages = [
         "pages/compare.py", title=_("Compare"), icon=":material/compare_arrows:", url_path="compare"
     ),
     st.Page("pages/race.py", title=_("Race"), icon=":material/sports_score:", url_path="race"),
+    st.Page("pages/room.py", title=_("Room"), icon=":material/groups:", url_path="room"),
     st.Page("pages/learn.py", title=_("Learn"), icon=":material/school:", url_path="learn"),
 ]
 page = st.navigation(pages)
 language_picker()
+name_picker()
 page.run()

@@ -5,6 +5,7 @@ import streamlit as st
 from rnnlab.jobs import JobError
 from ui.i18n import _
 from ui.live import preload_live_view, run_panel
+from ui.room import room_name
 from ui.state import manager, owner
 from ui.widgets import NO_PRESET, config_form, preset_note, shapes_line, share_link
 
@@ -25,7 +26,7 @@ if config is not None:
         _("Train"), icon=":material/play_arrow:", type="primary", key="train_start"
     ):
         try:
-            st.session_state.train_run = manager().submit(config, owner=owner())
+            st.session_state.train_run = manager().submit(config, owner=owner(), label=room_name())
         except (JobError, ValueError) as error:
             st.error(str(error))
     with share_column:

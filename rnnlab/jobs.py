@@ -131,6 +131,7 @@ class Progress:
     summary: dict[str, Any] | None = None  # once finished
     error: str | None = None
     sweep_id: str | None = None
+    label: str | None = None  # the name its owner goes by in the room, if it gave one
 
     @property
     def active(self) -> bool:
@@ -153,6 +154,7 @@ class _Job:
     config: RunConfig
     sweep_id: str | None
     snapshot_every_s: float | None = None
+    label: str | None = None
     status: str = "queued"
     worker: _WorkerProcess | None = None
     step: int = 0
@@ -220,6 +222,7 @@ class _Job:
             summary=self.summary,
             error=self.error,
             sweep_id=self.sweep_id,
+            label=self.label,
         )
 
     def apply(self, update: worker_module.Update) -> None:
@@ -377,10 +380,12 @@ class JobManager:
         owner: str,
         sweep_id: str | None = None,
         snapshot_every_s: float | None = SNAPSHOT_EVERY_S,
+        label: str | None = None,
     ) -> str:
         """Queue a run of `config` for `owner`; return its run id at once.
 
         snapshot_every_s is passed to train() (math.inf: only the final snapshot).
+        `label` is the name the owner goes by (the room's view shows it; memory only).
         Raises QueueFull when the owner already has max_queued_per_owner jobs waiting, and
         JobError after shutdown() or once the owner has been dropped as absent.
         """
@@ -414,6 +419,7 @@ class JobManager:
             config=config,
             sweep_id=sweep_id,
             snapshot_every_s=snapshot_every_s,
+            label=label,
         )
         with self._lock:
             if not self._closed:
@@ -508,17 +514,21 @@ class JobManager:
             return -1, None
         return job.snapshot_step or 0, views[layer]
 
-    def queue(self) -> list[Progress]:
-        """Active jobs: the running ones, then the waiting ones in the order they will start.
+    def queue(self, *, finished: int = 0) -> list[Progress]:
+        """Active jobs: the running ones, then the waiting ones in the order they will start;
+        then up to `finished` of the jobs still in memory that ended, latest first.
 
         Without their snapshots (progress() has a run's): a page may list thirty runs.
         """
         with self._lock:
             running = [job for job in self._jobs.values() if job.status == "running"]
             waiting = list(self._queue)
-        return [job.progress(None, with_snapshot=False) for job in running] + [
-            job.progress(i + 1, with_snapshot=False) for i, job in enumerate(waiting)
-        ]
+            ended = [self._jobs[i] for i in self._finished if i in self._jobs] if finished else []
+        return (
+            [job.progress(None, with_snapshot=False) for job in running]
+            + [job.progress(i + 1, with_snapshot=False) for i, job in enumerate(waiting)]
+            + [job.progress(None, with_snapshot=False) for job in ended[::-1][:finished]]
+        )
 
     def heartbeat(self, owner: str) -> None:
         """Say that `owner` is still there. Once an owner has been seen, absence for

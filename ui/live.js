@@ -481,6 +481,149 @@ class GatesView extends PolledView {
 
 }
 
+// ---------------------------------------------------------------- the room's runs
+
+// data.view == "room": {room_url, plotly_url, poll_ms, lang, labels: {columns, statuses,
+// queued_at, anonymous, empty, step_axis, loss_axis, not_solved}}. Every run on the
+// server: a leaderboard (solved first, by the step they solved at; then by loss) and
+// their curves overlaid, one colour per run, one line style per cell. Each row carries
+// data-rnnlab-room-run and data-step; the chart carries data-rnnlab-room-runs.
+const ROOM_PALETTE = ["#4C78A8", "#F58518", "#54A24B", "#E45756", "#72B7B2", "#B279A2",
+  "#FF9DA6", "#9D755D", "#EECA3B", "#BAB0AC"];
+const ROOM_DASH = { rnn: "dot", lstm: "solid", gru: "dash" };
+const ROOM_COLUMNS = ["rank", "name", "status", "cell", "activation", "hidden_size", "num_layers",
+  "seq_len", "lr", "task", "step", "loss", "solved_at"];
+
+class RoomView extends PolledView {
+  constructor(root, data, component) {
+    super(root, data, component);
+    this.runs = new Map();  // run id -> {row, steps, losses, colour}
+    this.colours = 0;
+    this.empty = element("div", "rnnlab-caption", root);
+    this.empty.textContent = data.labels.empty;
+    this.table = element("table", "rnnlab-table rnnlab-room-table", root);
+    const head = element("tr", "", element("thead", "", this.table));
+    for (const column of ROOM_COLUMNS) element("th", "", head).textContent = data.labels.columns[column];
+    this.body = element("tbody", "", this.table);
+    this.chart = element("div", "rnnlab-chart rnnlab-room-chart", root);
+    this.chart.dataset.rnnlabRoomRuns = "0";
+  }
+
+  async start() {
+    if (await this.loadPlotly()) this.poll();
+  }
+
+  async poll() {
+    if (!this.polling()) return;
+    const started = performance.now();
+    try {
+      const since = [...this.runs].map(([id, run]) => `${id}:${run.seen}`).join(",");
+      const response = await getWithTimeout(`${apiUrl(this.data.room_url, this.data.page)}?since=${since}`);
+      if (!response.ok || !(response.headers.get("content-type") || "").includes("json")) {
+        throw new Error(`HTTP ${response.status}`);
+      }
+      this.receive(await response.json());
+      this.failures = 0;
+    } catch (error) {
+      this.failed(error);
+    }
+    this.schedule(Math.max(100, this.data.poll_ms - (performance.now() - started)));
+  }
+
+  // New rows and points: extend the curves in place unless runs came or went.
+  receive(answer) {
+    const runs = new Map();
+    const extension = { x: [], y: [], indices: [] };
+    let changed = answer.runs.length !== this.runs.size;
+    for (const row of answer.runs) {
+      let run = this.runs.get(row.run_id);
+      if (!run) {
+        run = { steps: [], losses: [], colour: ROOM_PALETTE[this.colours++ % ROOM_PALETTE.length] };
+        changed = true;
+      }
+      run.row = row;
+      run.seen = row.seen;
+      run.steps.push(...row.points.step);
+      run.losses.push(...row.points.loss);
+      if (row.points.step.length && !changed) {
+        extension.x.push(row.points.step);
+        extension.y.push(row.points.loss);
+        extension.indices.push(this.order.indexOf(row.run_id));
+      }
+      runs.set(row.run_id, run);
+    }
+    this.runs = runs;
+    const positive = [...runs.values()].every((run) => run.losses.every((v) => v === null || v > 0));
+    if (changed || positive !== this.logY) {
+      this.order = [...runs.keys()];
+      this.logY = positive;
+      this.draw();
+    } else if (extension.indices.length) {
+      this.Plotly.extendTraces(this.chart, { x: extension.x, y: extension.y }, extension.indices);
+    }
+    this.drawTable();
+  }
+
+  name(row) {
+    return row.name || this.data.labels.anonymous;
+  }
+
+  draw() {
+    const labels = this.data.labels;
+    const traces = this.order.map((id) => {
+      const run = this.runs.get(id);
+      return { x: run.steps, y: run.losses, mode: "lines", name: `${this.name(run.row)} · ${run.row.cell}`,
+        line: { color: run.colour, width: 1.5, dash: ROOM_DASH[run.row.cell] || "solid" } };
+    });
+    this.Plotly.react(this.chart, traces, {
+      height: 420, margin: { l: 60, r: 10, t: 30, b: 45 },
+      legend: { orientation: "h", yanchor: "bottom", y: 1.02, x: 0 },
+      xaxis: { title: { text: labels.step_axis } },
+      yaxis: { title: { text: labels.loss_axis }, type: this.logY ? "log" : "linear" },
+      uirevision: "room", paper_bgcolor: "rgba(0,0,0,0)", plot_bgcolor: "#F3F6FA",
+    }, { displaylogo: false, responsive: true });
+    this.chart.dataset.rnnlabRoomRuns = String(this.order.length);
+  }
+
+  // Solved runs first, by the step they solved at; then by their latest loss.
+  ranked() {
+    const key = (row) => [row.solved_at === null ? 1 : 0, row.solved_at ?? 0, row.loss ?? Infinity];
+    return [...this.runs.values()].sort((a, b) => {
+      const [x, y] = [key(a.row), key(b.row)];
+      return x[0] - y[0] || x[1] - y[1] || x[2] - y[2];
+    });
+  }
+
+  drawTable() {
+    const labels = this.data.labels;
+    this.empty.style.display = this.runs.size ? "none" : "";
+    this.table.style.display = this.runs.size ? "" : "none";
+    this.body.innerHTML = "";
+    this.ranked().forEach((run, index) => {
+      const row = run.row;
+      const tr = element("tr", "", this.body);
+      tr.dataset.rnnlabRoomRun = row.run_id;
+      tr.dataset.step = String(row.step);
+      const status = row.status === "queued" && row.queue_position
+        ? fill(labels.queued_at, { position: row.queue_position })
+        : labels.statuses[row.status] || row.status;
+      const cells = {
+        rank: String(index + 1), name: this.name(row), status, cell: row.cell, activation: row.activation,
+        hidden_size: String(row.hidden_size), num_layers: String(row.num_layers), seq_len: String(row.seq_len),
+        lr: number(row.lr, 2), task: row.task,
+        step: `${this.count(row.step)} / ${this.count(row.steps)}`,
+        loss: number(row.loss), solved_at: row.solved_at === null ? labels.not_solved : this.count(row.solved_at),
+      };
+      for (const column of ROOM_COLUMNS) {
+        const td = element("td", "", tr);
+        td.textContent = cells[column];
+        td.dataset.column = column;
+        if (column === "name") td.style.borderLeft = `4px solid ${run.colour}`;
+      }
+    });
+  }
+}
+
 export default function (component) {
   const { data, parentElement } = component;
   if (data.view === "preload") {
@@ -507,7 +650,7 @@ export default function (component) {
     return () => previous.pause();
   }
   if (previous) previous.pause();
-  const View = data.view === "gates" ? GatesView : LossView;
+  const View = { gates: GatesView, room: RoomView }[data.view] || LossView;
   const view = new View(root, data, component);
   root.__rnnlabView = view;
   view.start();

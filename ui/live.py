@@ -26,6 +26,7 @@ POLL_S = 0.4  # the fallback loss fragment's pace
 PAGE_POLL_S = 1.0  # pages that still refresh by rerunning: Inside, Race, fallback gates
 LIVE_POLL_MS = 200  # the live chart's pace
 GATES_POLL_MS = 1000
+ROOM_POLL_MS = 1000  # the room's pace
 MOUNT_POINTS = 1500  # at most this many points go into a chart when it is mounted
 MAX_PROFILES = 64  # gradient profiles kept per run
 MAX_PROFILED_RUNS = 200
@@ -216,6 +217,26 @@ def live_gates(progress: Progress, *, key: str, page: str = "", layer: int = 0) 
         poll_ms=GATES_POLL_MS,
         labels=_gates_labels(),
     )
+
+
+def live_room(*, key: str, page: str, labels: dict) -> bool:
+    """Every run on the server, live: a leaderboard and overlaid curves (live.js RoomView)
+    that poll /api/room; False once it reports that the routes cannot be reached."""
+    result = _LIVE_VIEW(
+        key=f"{key}_room_live",
+        data={
+            "view": "room",
+            "page": page,
+            "lang": language(),
+            "plotly_url": PLOTLY_ROUTE,
+            "active": True,
+            "room_url": "api/room",
+            "labels": labels,
+            "poll_ms": ROOM_POLL_MS,
+        },
+        on_fallback_change=lambda: None,
+    )
+    return not getattr(result, "fallback", None)
 
 
 def _eta(seconds: float | None) -> str:

@@ -4,6 +4,8 @@
     GET /api/runs/{run_id}/gates?layer=L&after=S   one layer's latest gate pictures
                                        (compact JSON; 204 if none newer than step S)
     GET /api/plotly.js                 Plotly's JavaScript, from the plotly package
+    GET /api/room?since=ID:N,ID:N      every live and recent run's row and the new points
+                                       of its curve after step N (see ui.room)
 
 A live chart polls these instead of rerunning its page: the answers come from the job
 manager's memory (never from SQLite), cost the server a few hundred microseconds, and
@@ -24,6 +26,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from rnnlab.jobs import get_manager
+from ui.room import ROOM_RUNS, room_answer
 
 RUN_ID = re.compile(r"[0-9a-f]{6,32}")
 NO_STORE = {"Cache-Control": "no-store"}
@@ -66,6 +69,25 @@ async def run_gates(request: Request) -> Response:
     return Response(payload, media_type="application/json", headers=NO_STORE)
 
 
+def _room_since(text: str) -> dict[str, int] | None:
+    """`ID:N,ID:N,...` as {run id: step}; None if it is not that (or too long)."""
+    since: dict[str, int] = {}
+    for part in filter(None, text.split(",")):
+        run_id, colon, step = part.partition(":")
+        digits = step.isascii() and step.isdigit() and len(step) < 10
+        if not (colon and digits and RUN_ID.fullmatch(run_id)):
+            return None
+        since[run_id] = int(step)
+    return since if len(since) <= 2 * ROOM_RUNS else None
+
+
+async def room(request: Request) -> Response:
+    since = _room_since(request.query_params.get("since", ""))
+    if since is None:
+        return _error(400, "since must be RUN_ID:STEP pairs separated by commas")
+    return JSONResponse(room_answer(get_manager(), since), headers=NO_STORE)
+
+
 @cache
 def _plotly_gzipped() -> bytes:
     source = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
@@ -84,4 +106,5 @@ ROUTES = [
     Route("/api/runs/{run_id}", run_points),
     Route("/api/runs/{run_id}/gates", run_gates),
     Route("/api/plotly.js", plotly_js),
+    Route("/api/room", room),
 ]
