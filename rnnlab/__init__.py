@@ -3,6 +3,8 @@
 >>> from rnnlab import RunConfig, train
 >>> for event in train(RunConfig(task="hello", cell="rnn")):
 ...     print(event.to_dict())
+>>> model, config = load_model("rnnlab-1a2b3c4d5e6f.pt")  # a run's weights, downloaded
+>>> loss, metric = evaluate(model, config)                  # its final_loss again
 """
 
 from .config import ConfigError, RunConfig
@@ -18,10 +20,12 @@ from .train import (
     Snapshot,
     Started,
     Step,
+    Weights,
     available_devices,
     run,
     train,
 )
+from .weights import WeightsError, evaluate, load_model, read_weights, weights_file_bytes
 
 __all__ = [
     "ConfigError",
@@ -49,17 +53,23 @@ __all__ = [
     "SweepResult",
     "TASKS",
     "Task",
+    "Weights",
+    "WeightsError",
     "available_devices",
     "build_model",
+    "evaluate",
     "get_manager",
     "gradients_through_time",
+    "load_model",
     "make_task",
     "open_store",
     "probe",
+    "read_weights",
     "run",
     "run_sweep",
     "saturation",
     "spectral_radius",
     "sweep_table",
     "train",
+    "weights_file_bytes",
 ]

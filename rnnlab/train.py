@@ -4,10 +4,13 @@
         print(event.to_dict())
 
 The stream is Started, then Step after every optimisation step with an Evaluation on
-held-out data every `eval_every` steps, a Snapshot of the network's insides every
-`snapshot_every_s` seconds and at the end, and Finished with the run's summary last.
-A run ends `completed`, `stopped` (cancelled from another thread) or `diverged` (the
-loss or the gradient became NaN/inf — a result to show, not an error).
+held-out data every `eval_every` steps and a Snapshot of the network's insides every
+`snapshot_every_s` seconds; at the end a last Evaluation on the whole held-out set, the
+trained Weights, a last Snapshot, and Finished with the run's summary. A run ends
+`completed`, `stopped` (cancelled from another thread) or `diverged` (the loss or the
+gradient became NaN/inf — a result to show, not an error). A diverged run's Weights are
+those from before the step that diverged (it is never applied), and there are none if
+those are not finite either.
 
 Evaluation costs at most about 5 % of a run, however short: the evaluations along the
 way use the first batch_size sequences of the held-out set, no more often than every
@@ -31,6 +34,7 @@ from .config import ConfigError, RunConfig
 from .models import build_model
 from .probe import SnapshotSchedule
 from .tasks import Task, make_task
+from .weights import encode_weights
 
 # The fewest steps between two evaluations along the way. Each looks at a training
 # batch's worth of held-out sequences, and a forward pass costs about half a training
@@ -107,6 +111,20 @@ class Evaluation(Event):
 class Finished(Event):
     kind = "finished"
     summary: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Weights(Event):
+    """The trained network as the bytes of an rnnlab .pt file (see rnnlab.weights):
+    rnnlab.load_model(event.data) gives the model back."""
+
+    kind = "weights"
+    step: int
+    data: bytes = field(repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The bytes' size, not the bytes: events' dicts are for JSON and for people."""
+        return {"kind": self.kind, "step": self.step, "size_bytes": len(self.data)}
 
 
 @dataclass(frozen=True)
@@ -296,6 +314,8 @@ def _events(
     if last_whole is None or last_whole.step != step:
         yield evaluation(step, whole=True)
     final = last_whole
+    if all(torch.isfinite(p).all() for p in parameters):
+        yield Weights(step, encode_weights(model, config, task, step))
     if schedule is not None:
         yield snapshot()
     wall = time.perf_counter() - start

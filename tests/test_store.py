@@ -354,3 +354,29 @@ def test_a_run_trains_on_through_a_full_disk_and_its_history_is_whole(store):
     assert summary["status"] == "completed"
     assert store.get_run(run_id).status == "completed"
     assert len(store.history(run_id)) == 300
+
+
+def test_a_schema_1_file_gains_the_weights_table_and_keeps_its_runs(tmp_path, monkeypatch):
+    path = tmp_path / "runs.sqlite"
+    with monkeypatch.context() as old_rnnlab:
+        old_rnnlab.setattr(store_module.database, "SCHEMA_VERSION", 1)
+        with RunStore(path) as old:
+            old_run = old.create_run(tiny(), status="running")
+            for event in train(tiny()):
+                if event.kind != "weights":  # rnnlab before schema 2 had no such event
+                    old.add(old_run, event)
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 1
+        assert (
+            db.execute("SELECT name FROM sqlite_master WHERE name = 'weights'").fetchone() is None
+        )
+
+    with RunStore(path) as upgraded:
+        assert upgraded.schema_version == SCHEMA_VERSION == 2
+        assert upgraded.get_run(old_run).status == "completed"
+        assert len(upgraded.history(old_run)) == 12
+        assert upgraded.weights(old_run) is None  # finished before weights were kept
+        new_run = record(upgraded, tiny())
+        assert upgraded.weights(new_run).startswith(b"PK")
+        upgraded.delete_run(new_run)
+        assert count(path, "weights", new_run) == 0

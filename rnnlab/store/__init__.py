@@ -13,8 +13,8 @@ one class made of a part per concern, each in its own module:
     database    opening the file, connections, transactions, writes that survive faults
     liveness    which runs are really running (a lock per recording process)
     writing     new runs, train()'s events in batches, final statuses, deletions
-    queries     one run, lists of runs, history and snapshots
-    transfer    export to JSON or CSV, and import
+    queries     one run, lists of runs, history, snapshots and trained weights
+    transfer    export to JSON or CSV, and import (weights go out as .pt: rnnlab.weights)
 """
 
 from __future__ import annotations

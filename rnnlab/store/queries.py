@@ -201,6 +201,17 @@ class Queries(Liveness):
         )
         return None if row is None else json.loads(row[0])
 
+    def weights(self, run_id: str) -> bytes | None:
+        """The run's trained weights as kept (an rnnlab .pt file, see rnnlab.weights), or
+        None: only runs that finished keep them. rnnlab.weights_file_bytes adds the run's
+        id and summary, for a download."""
+        row = (
+            self._reader()
+            .execute("SELECT data FROM weights WHERE run_id = ?", (run_id,))
+            .fetchone()
+        )
+        return None if row is None else bytes(row[0])
+
     def _exists(self, run_id: str) -> bool:
         return (
             self._reader().execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone()

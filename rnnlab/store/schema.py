@@ -9,7 +9,7 @@ STATUSES = ("queued", "running", "completed", "diverged", "stopped", "interrupte
 ACTIVE_STATUSES = ("queued", "running")
 FINISHED_STATUSES = tuple(s for s in STATUSES if s not in ACTIVE_STATUSES)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 STEP_COLUMNS = ("step", "loss", "grad_norm", "elapsed_s")
 EVALUATION_COLUMNS = ("step", "loss", "metric", "solved", "elapsed_s")
@@ -70,6 +70,20 @@ def _schema_v1(connection: sqlite3.Connection) -> None:
             connection.execute(statement)
 
 
+def _weights_v2(connection: sqlite3.Connection) -> None:
+    """Each finished run's trained weights: a .pt file, as rnnlab.weights writes it."""
+    connection.execute(
+        """
+        CREATE TABLE weights (
+            run_id TEXT PRIMARY KEY REFERENCES runs (id) ON DELETE CASCADE,
+            step INTEGER NOT NULL,
+            data BLOB NOT NULL,
+            updated_at REAL NOT NULL
+        )
+        """
+    )
+
+
 # Schema version -> the change that brings a file from the version before it to this one.
 # To change the schema: add a function here, raise SCHEMA_VERSION, never edit an old one.
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _schema_v1}
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _schema_v1, 2: _weights_v2}

@@ -1,5 +1,8 @@
 """Recording runs: new runs, the events of train() in batches, final statuses, deletions.
 
+A run's Weights (the .pt file of its trained network) wait in memory with its last rows
+and are written with its final status, in the same transaction.
+
 Step and evaluation rows are buffered and written in batches, so that recording costs
 next to nothing per training step. A batch that cannot be written for a passing reason
 (see rnnlab.store.database) stays in memory and is tried again, with growing pauses,
@@ -48,6 +51,7 @@ class _Buffer:
         "evaluations",
         "snapshot",
         "snapshot_written_at",
+        "weights",
         "flushed_at",
         "step",
         "failing_since",
@@ -59,6 +63,7 @@ class _Buffer:
         self.steps: list[tuple] = []
         self.evaluations: list[tuple] = []
         self.snapshot: dict[str, Any] | None = None
+        self.weights: tuple[int, bytes] | None = None  # (step, .pt file) of a Weights event
         self.flushed_at = self.snapshot_written_at = time.monotonic()
         self.step = 0
         self.failing_since: float | None = None  # when the first failed write was tried
@@ -69,11 +74,19 @@ class _Buffer:
         full = len(self.steps) >= FLUSH_ROWS or now - self.flushed_at >= FLUSH_SECONDS
         return full and now >= self.retry_at
 
-    def drop(self, steps: int, evaluations: int, snapshot: dict[str, Any] | None) -> None:
+    def drop(
+        self,
+        steps: int,
+        evaluations: int,
+        snapshot: dict[str, Any] | None,
+        weights: tuple[int, bytes] | None,
+    ) -> None:
         """Forget what was written (rows added meanwhile stay)."""
         now = time.monotonic()
         del self.steps[:steps]
         del self.evaluations[:evaluations]
+        if weights is not None and self.weights is weights:
+            self.weights = None
         if snapshot is not None:
             self.snapshot_written_at = now
             if self.snapshot is snapshot:
@@ -121,10 +134,10 @@ class Writing(Liveness):
         return run_id
 
     def add(self, run_id: str, event: Any) -> None:
-        """Record one event of train(): Started, Step, Evaluation, Snapshot or Finished.
+        """Record one event of train(): Started, Step, Evaluation, Snapshot, Weights or Finished.
 
-        Steps, evaluations and snapshots are buffered and written in batches; Started and
-        Finished are written at once. Events of other kinds are ignored.
+        Steps, evaluations, snapshots and weights are buffered and written in batches;
+        Started and Finished are written at once. Events of other kinds are ignored.
         """
         handler = self._EVENT_HANDLERS.get(event.kind)
         if handler is not None:
@@ -167,6 +180,9 @@ class Writing(Liveness):
     def _add_snapshot(self, run_id: str, event: Any) -> None:
         self._buffer(run_id).snapshot = event.to_dict()
 
+    def _add_weights(self, run_id: str, event: Any) -> None:
+        self._buffer(run_id).weights = (event.step, event.data)
+
     def _add_finished(self, run_id: str, event: Any) -> None:
         summary = event.summary
         status = summary.get("status", "completed")
@@ -177,6 +193,7 @@ class Writing(Liveness):
         "step": _add_step,
         "eval": _add_evaluation,
         "snapshot": _add_snapshot,
+        "weights": _add_weights,
         "finished": _add_finished,
     }
 
@@ -211,7 +228,7 @@ class Writing(Liveness):
 
     def _write_buffer(
         self, db: sqlite3.Connection, run_id: str, buffer: _Buffer, *, final: bool
-    ) -> tuple[int, int, dict[str, Any] | None]:
+    ) -> tuple[int, int, dict[str, Any] | None, tuple[int, bytes] | None]:
         """Write the buffered rows in db's transaction; returns what was written, for
         _Buffer.drop once the transaction has committed."""
         steps, evaluations = list(buffer.steps), list(buffer.evaluations)
@@ -230,12 +247,18 @@ class Writing(Liveness):
             )
         else:
             snapshot = None
+        weights = buffer.weights
+        if weights is not None:
+            db.execute(
+                "INSERT OR REPLACE INTO weights VALUES (?, ?, ?, ?)",
+                (run_id, weights[0], weights[1], time.time()),
+            )
         if steps or evaluations:
             db.execute(
                 "UPDATE runs SET step = max(step, ?), updated_at = ? WHERE id = ?",
                 (buffer.step, time.time(), run_id),
             )
-        return len(steps), len(evaluations), snapshot
+        return len(steps), len(evaluations), snapshot, weights
 
     def finish(
         self,
@@ -270,7 +293,8 @@ class Writing(Liveness):
         self.finish(run_id, "failed", error=error)
 
     def delete_run(self, run_id: str) -> None:
-        """Delete a finished run with its history and snapshot; an active one must stop first."""
+        """Delete a finished run with its history, snapshot and weights; an active one must
+        stop first."""
 
         def work(db: sqlite3.Connection) -> None:
             row = db.execute("SELECT status FROM runs WHERE id = ?", (run_id,)).fetchone()
