@@ -35,6 +35,7 @@ from .store import EXPORT_FORMATS, STATUSES, RunRecord, RunStore, StoreError, op
 from .sweep import SWEEPABLE, Grid, LocalExecutor, RunResult, SweepResult, run_sweep
 from .tasks import make_task
 from .train import Evaluation, Finished, Step, resolve_device
+from .weights import weights_file_bytes
 
 MAX_WORKERS = 64
 INTERRUPTED = 130  # the exit status of a command stopped by Ctrl-C (128 + SIGINT)
@@ -392,6 +393,8 @@ def command_runs_show(args: argparse.Namespace) -> int:
 
 def command_runs_export(args: argparse.Namespace) -> int:
     store = _open_store()
+    if args.format == "pt":
+        return _export_weights(store, _resolve(store, args.id), args.output)
     text = store.export_run(_resolve(store, args.id), args.format)
     if args.output is None:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
@@ -400,6 +403,21 @@ def command_runs_export(args: argparse.Namespace) -> int:
         Path(args.output).write_text(text, encoding="utf-8")
     except OSError as error:
         fail(f"cannot write {args.output}: {error.strerror or error}")
+    return 0
+
+
+def _export_weights(store: RunStore, run_id: str, output: str | None) -> int:
+    """Write a run's trained weights as a .pt file (rnnlab.load_model reads it)."""
+    if output is None:
+        fail("--format pt writes a binary file; give -o FILE")
+    data = weights_file_bytes(store, run_id)
+    if data is None:
+        run = store.get_run(run_id)
+        fail(f"run {run_id} has no weights ({run.status}); only runs that finished keep them")
+    try:
+        Path(output).write_bytes(data)
+    except OSError as error:
+        fail(f"cannot write {output}: {error.strerror or error}")
     return 0
 
 
@@ -509,10 +527,13 @@ def build_parser() -> argparse.ArgumentParser:
     show_parser.add_argument("--json", action="store_true", help="print one JSON object")
     show_parser.set_defaults(handler=command_runs_show)
     export_parser = runs_commands.add_parser(
-        "export", help="a run's history as CSV, or everything as JSON", allow_abbrev=False
+        "export",
+        help="a run's history as CSV, everything but its weights as JSON, or its trained "
+        "weights as a PyTorch .pt file (rnnlab.load_model reads it)",
+        allow_abbrev=False,
     )
     export_parser.add_argument("id", help="run id (a unique prefix will do)")
-    export_parser.add_argument("--format", choices=tuple(EXPORT_FORMATS), default="json")
+    export_parser.add_argument("--format", choices=(*EXPORT_FORMATS, "pt"), default="json")
     export_parser.add_argument("--output", "-o", metavar="FILE", help="write here, not stdout")
     export_parser.set_defaults(handler=command_runs_export)
     delete_parser = runs_commands.add_parser(

@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 import torch
 
+from rnnlab import evaluate, load_model
 from rnnlab.__main__ import main
 from rnnlab.config import RunConfig
 from rnnlab.store import SCHEMA_VERSION, RunStore
@@ -204,3 +205,19 @@ def test_a_store_that_cannot_be_opened_exits_2(capsys, home, monkeypatch):
     not_a_folder.write_text("")
     monkeypatch.setenv("RNNLAB_HOME", str(not_a_folder))
     assert "cannot open the run store" in one_error_line(capsys, "runs", "list")
+
+
+def test_runs_export_pt_writes_the_trained_weights(capsys, home):
+    run_id = train_json(capsys, "--steps", "20")["run_id"]
+    target = home / "weights.pt"
+    assert cli(capsys, "runs", "export", run_id[:6], "--format", "pt", "-o", str(target)) == ""
+    model, config = load_model(target)
+    with RunStore(home / "runs.sqlite") as store:
+        final_loss = store.get_run(run_id).summary["final_loss"]
+        queued = store.create_run(RunConfig(task="hello", steps=1))
+    assert evaluate(model, config)[0] == pytest.approx(final_loss, abs=1e-6)
+
+    message = one_error_line(capsys, "runs", "export", run_id, "--format", "pt")
+    assert "binary file; give -o FILE" in message
+    message = one_error_line(capsys, "runs", "export", queued, "--format", "pt", "-o", str(target))
+    assert f"run {queued} has no weights (queued)" in message
