@@ -521,7 +521,6 @@ BAD_UPLOADS = {
     "empty": (b"", "empty"),
     "whitespace only": (b" \n\t\n", "empty"),
     "binary": (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" * 20, "binary"),
-    "not utf-8": ("café, naïve, Größe".encode("latin-1") * 50, "UTF-8"),
     "too large": (b"a" * (MAX_TEXT_BYTES + 1), "limit"),
 }
 
@@ -548,6 +547,20 @@ def test_a_good_upload_is_used_for_the_text_task(home):
     assert metric(at, "Input (batch, seq_len, input_dim)") == f"(4, 20, {vocabulary})"
     saved = list((home / "uploads").glob("*.txt"))
     assert len(saved) == 1 and saved[0].read_text("utf-8") == text
+
+
+@pytest.mark.parametrize(
+    "encoding, named",
+    [("cp949", "CP949"), ("utf-16", "UTF-16"), ("utf-8", "UTF-8")],
+)
+def test_a_korean_upload_is_read_in_its_encoding_and_the_page_says_which(home, encoding, named):
+    at = open_app(query={"task": "text", "seq_len": "20", "batch_size": "4"})
+    text = "은닉 상태는 이전 시간 단계의 정보를 담고 있습니다. 망각 게이트가 그것을 지웁니다. " * 20
+    upload = ("노트.txt", text.encode(encoding), "text/plain")
+    at.file_uploader(key="train_upload").set_value(upload).run()
+    assert_no_exception(at)
+    assert any(f"read as {named}" in caption for caption in texts(at.sidebar.caption))
+    assert metric(at, "Input (batch, seq_len, input_dim)") == f"(4, 20, {len(set(text))})"
 
 
 UPLOAD_NOT_IN_LINK = "does not carry your uploaded file"

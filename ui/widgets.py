@@ -241,7 +241,7 @@ def _uploaded_text(key: str) -> tuple[str, str | None]:
     another session's upload never takes a file from under a session still holding it.
     """
     upload = st.sidebar.file_uploader(
-        _("Your own .txt (UTF-8)"),
+        _("Your own .txt"),
         type=["txt"],
         key=widget_key("upload", key),
         max_upload_size=MAX_TEXT_BYTES // 2**20,
@@ -251,10 +251,16 @@ def _uploaded_text(key: str) -> tuple[str, str | None]:
         return "", None
     data = upload.getvalue()
     try:
-        decode_text(data)
+        decoded = decode_text(data)
     except ConfigError as error:
         note = _("Upload `{file}` not used: {error}. Using the bundled text.")
         return "", note.format(file=upload.name, error=error)
+    read_as = _("`{file}`: {characters} characters, read as {encoding}.")
+    st.sidebar.caption(
+        read_as.format(
+            file=upload.name, characters=f"{len(decoded.text):,}", encoding=decoded.encoding
+        )
+    )
     folder = rnnlab_home() / "uploads"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{hashlib.sha256(data).hexdigest()[:16]}.txt"
