@@ -7,6 +7,7 @@ import streamlit as st
 from rnnlab.store import RunNotFound
 from ui import charts
 from ui.i18n import N_, _, ngettext
+from ui.live import weights_download
 from ui.state import manager, owner
 from ui.widgets import run_table
 
@@ -97,6 +98,8 @@ if len(chosen):
         frame = store.history(row.id) if curve == "train loss" else store.evaluations(row.id)
         curves[f"{row.id[:8]} {row.cell}/{row.activation} h={row.hidden_size}"] = frame
     st.plotly_chart(charts.overlay_figure(curves, title=_(curve)), key="compare_overlay")
+    if len(chosen) == 1:
+        weights_download(chosen["id"].iloc[0], key="compare")
 
     owners = dict(zip(runs["id"], runs["owner"], strict=True))
     own_ids = [

@@ -963,3 +963,20 @@ def test_the_settings_form_speaks_korean():
     lesson = open_app(query={"lang": "ko", "hide": "cell,nope"})
     assert any("이 수업" in text and "셀" in text for text in texts(lesson.sidebar.caption))
     assert any("hide=nope" in note and HANGUL.search(note) for note in texts(lesson.warning))
+
+
+def test_a_finished_run_offers_its_weights_and_they_reproduce_its_loss(home):
+    from rnnlab import evaluate, load_model
+    from ui.live import _weights_file
+
+    at = open_app()
+    run_id = train_once(at, cell="gru", **TINY)
+    at.run()
+    assert_no_exception(at)
+    labels = [button.proto.label for button in at.get("download_button")]
+    assert "Download weights (.pt)" in labels
+    name, data = _weights_file(run_id)
+    assert name.startswith(f"rnnlab-{run_id}-") and name.endswith(".pt")
+    model, config = load_model(data)
+    loss, _metric = evaluate(model, config)
+    assert loss == pytest.approx(wait_for(run_id).summary["final_loss"], abs=1e-6)

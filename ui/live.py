@@ -16,6 +16,7 @@ import streamlit as st
 
 from rnnlab.config import ConfigError, RunConfig
 from rnnlab.jobs import JobError, Progress
+from rnnlab.weights import weights_file_bytes, weights_file_name
 
 from . import charts
 from .i18n import _, language
@@ -447,6 +448,37 @@ def stop_button(progress: Progress, *, key: str) -> None:
             st.error(str(error))
 
 
+def weights_download(run_id: str, *, key: str) -> None:
+    """A button that downloads the run's trained weights, if the store kept them."""
+    file = _weights_file(run_id)
+    if file is None:
+        return
+    name, data = file
+    st.download_button(
+        _("Download weights (.pt)"),
+        data,
+        file_name=name,
+        mime="application/octet-stream",
+        icon=":material/download:",
+        key=f"{key}_weights_{run_id}",
+        help=_(
+            "The trained network and its settings. In a notebook: "
+            "`model, config = rnnlab.load_model(FILE)`; `rnnlab.evaluate(model, config)` "
+            "gives its held-out loss again."
+        ),
+    )
+
+
+@st.cache_resource(show_spinner=False, max_entries=32)
+def _weights_file(run_id: str) -> tuple[str, bytes] | None:
+    """(file name, .pt bytes) of a finished run's weights; None if it kept none."""
+    store = manager().store
+    data = weights_file_bytes(store, run_id)
+    if data is None:
+        return None
+    return weights_file_name(run_id, store.get_run(run_id).config), data
+
+
 def run_panel(
     run_id: str, *, key: str, page: str = "", show_inside: bool = True
 ) -> Progress | None:
@@ -467,6 +499,7 @@ def run_panel(
             stop_button(first, key=key)
         else:
             status_banner(first)
+            weights_download(run_id, key=key)
         live = live_loss_chart(first, key=key, page=page)
         if live and show_inside:
             if first.active:
@@ -494,6 +527,8 @@ def _polled_panel(first: Progress, *, key: str, show_inside: bool) -> Progress:
         baseline, metric_baseline, *_task = _task_info(progress.config)
         status_banner(progress)
         stop_button(progress, key=key)
+        if not progress.active:
+            weights_download(run_id, key=key)
         metrics_row(progress, baseline, metric_baseline)
         loss_chart(progress, key=key)
         if active and not progress.active:
