@@ -10,7 +10,14 @@ from streamlit.testing.v1 import AppTest
 from ui import i18n
 
 APP = str(Path(__file__).resolve().parents[1] / "dashboard.py")
-PAGES = ["pages/train.py", "pages/inside.py", "pages/compare.py", "pages/race.py", "pages/learn.py"]
+PAGES = [
+    "pages/train.py",
+    "pages/inside.py",
+    "pages/compare.py",
+    "pages/race.py",
+    "pages/room.py",
+    "pages/learn.py",
+]
 
 
 def catalogue(language: str) -> dict[str, object]:

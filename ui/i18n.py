@@ -153,6 +153,8 @@ def merge(fragment: Path) -> int:
     for message in korean:
         if not message.id:
             continue
+        for code in catalogues:  # a string merged again replaces its old translation
+            catalogues[code].delete(message.id)
         catalogues["ko"].add(message.id, message.string)
         catalogues["en"].add(message.id, message.id)  # English is the msgid itself
         added += 1
