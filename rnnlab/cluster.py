@@ -1,22 +1,33 @@
-"""Training on Ray: a sweep's runs as Ray tasks, recorded by the process that asked.
+"""Training on Ray: a sweep's runs as Ray tasks, and the job manager's workers as Ray actors.
 
     executor = RayExecutor(address="head-node:6379")   # None: a local Ray runtime
     sweep = run_sweep(grid, executor=executor)          # as on the local pool
     executor.close()                                    # leaves the cluster, or stops ours
 
-Ray is optional (`pip install -e .[ray]`) and imported only when an executor connects.
-Each run is one Ray task that trains with train() and streams its events back in small
-batches; this process records them in its run store as they arrive, so the workers
-need no disk in common with it and the Race and Compare pages show the runs live. The
-rnnlab package travels to a cluster with the job (Ray's `py_modules`); the cluster
-needs PyTorch. A run whose Ray worker dies ends `failed`, saying so; the rest go on.
+    JobManager(executor="ray", ray_address="head-node:6379")   # RNNLAB_EXECUTOR=ray
+
+Ray is optional (`pip install -e .[ray]`) and imported only when something connects.
+The rnnlab package travels to a cluster with the job (Ray's `py_modules`); the cluster
+needs PyTorch. Either way the process that asked records the runs in its own run store
+as their events arrive, so the Ray workers need no disk in common with it and the
+pages show the runs live.
+
+A sweep's run is one Ray task that trains with train() and streams its events back in
+small batches. A run whose Ray worker dies ends `failed`, saying so; the rest go on.
+
+A job manager on Ray (rnnlab.jobs) hosts each of its workers in a Ray actor that runs
+the same rnnlab.worker loop: commands go to the actor as calls, its Updates come back as
+a stream, and a thread here hands them to the manager through a pipe, so the manager
+waits on them as on a local worker's; it records the runs from the Updates.
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
 import math
+import multiprocessing
 import socket
 import threading
 import time
@@ -33,6 +44,7 @@ from .store import RunStore, open_store
 from .sweep import POLL_S, RunResult
 from .tasks import Task, make_task
 from .train import Event, train
+from .worker import Worker, warm_up
 
 RAY_MISSING = (
     "Ray is not installed; install it with: pip install 'rnnlab[ray]' (or pip install ray)"
@@ -103,6 +115,11 @@ def connect(address: str | None = None, *, num_cpus: int | None = None) -> bool:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
         raise ClusterError(f"cannot {where}: {type(error).__name__}: {first_line}") from None
     return True
+
+
+def cluster_cpus() -> int:
+    """CPUs of the Ray cluster this process is connected to (at least 1)."""
+    return max(1, int(import_ray().cluster_resources().get("CPU", 1)))
 
 
 def _sweep_control() -> type:
@@ -218,7 +235,7 @@ class RayExecutor:
         store = self.store
         remote_train = ray.remote(num_cpus=1, num_returns="streaming", max_retries=0)(train_in_ray)
         control = ray.remote(num_cpus=0)(_sweep_control()).remote()
-        capacity = max(1, int(ray.cluster_resources().get("CPU", 1)))
+        capacity = cluster_cpus()
         pending = collections.deque(configs)
         active: dict[Any, _RemoteRun] = {}  # ObjectRefGenerator -> its run
         self._cancelled = cancelled = False
@@ -284,3 +301,152 @@ class RayExecutor:
                 recorder.record(event)
             return None
         return RunResult(run_id=recorder.run_id, config=run.config, **recorder.outcome)
+
+
+class ActorConnection:
+    """A worker's connection inside a Ray actor: the commands the server sent, in the
+    order it sent them (a threaded actor's calls may run out of order), and the messages
+    the worker sends, collected by the actor's message stream."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._commands: dict[int, tuple] = {}
+        self._next = 0  # the number of the next command to hand over
+        self._outgoing: list[tuple] = []
+        self._closed = False
+
+    def deliver(self, number: int, command: tuple) -> None:
+        with self._changed:
+            self._commands[number] = command
+            self._changed.notify_all()
+
+    def poll(self, timeout: float | None = None) -> bool:
+        with self._changed:
+            return self._changed.wait_for(lambda: self._next in self._commands, timeout)
+
+    def recv(self) -> tuple:
+        with self._changed:
+            self._next += 1
+            return self._commands.pop(self._next - 1)
+
+    def send(self, message: tuple) -> None:
+        with self._changed:
+            self._outgoing.append(message)
+            self._changed.notify_all()
+
+    def close(self) -> None:
+        with self._changed:
+            self._closed = True
+            self._changed.notify_all()
+
+    def collect(self, timeout: float) -> tuple[list[tuple], bool]:
+        """The messages sent since the last call (waiting up to `timeout` for one), and
+        whether the worker is done and every message collected."""
+        with self._changed:
+            self._changed.wait_for(lambda: self._outgoing or self._closed, timeout)
+            batch, self._outgoing = self._outgoing, []
+            return batch, self._closed and not batch
+
+
+class PoolWorkerActor:
+    """A Ray actor (one CPU, two threads) that runs one rnnlab.worker loop and records
+    nothing: `command` takes the server's commands, `messages` streams the replies."""
+
+    def __init__(self, torch_threads: int) -> None:
+        torch.set_num_threads(torch_threads)
+        warm_up()
+        self.connection = ActorConnection()
+        threading.Thread(target=self._serve, name="rnnlab-worker", daemon=True).start()
+
+    def _serve(self) -> None:
+        try:
+            Worker(self.connection, None).serve()
+        finally:
+            self.connection.close()
+
+    def command(self, number: int, command: tuple) -> None:
+        self.connection.deliver(number, command)
+
+    def messages(self) -> Iterator[list[tuple]]:
+        while True:
+            batch, done = self.connection.collect(timeout=1.0)
+            if batch:
+                yield batch
+            if done:
+                return
+
+
+class _ActorProcess:
+    """What the job manager asks of a worker's process, for a worker in a Ray actor."""
+
+    def __init__(self, actor: Any) -> None:
+        self.actor = actor
+        self.sentinel, self._alive = multiprocessing.Pipe(duplex=False)  # EOF once ended
+        self.pid: int | None = None  # the actor's, once it is ready
+        self.how = "it ended"
+        self._ended = threading.Event()
+
+    def ended(self, how: str) -> None:
+        self.how = how
+        self._ended.set()
+        self._alive.close()
+
+    def is_alive(self) -> bool:
+        return not self._ended.is_set()
+
+    def join(self, timeout: float | None = None) -> None:
+        self._ended.wait(timeout)
+
+    def terminate(self) -> None:
+        import_ray().kill(self.actor)
+
+
+class RayWorker:
+    """The job manager's handle on one worker in a Ray actor: the same `connection`,
+    `process`, `send` and bookkeeping as rnnlab.jobs' handle on a worker process, and
+    `server_records`: the manager records this worker's runs from its Updates."""
+
+    server_records = True
+
+    def __init__(self, torch_threads: int, number: int):
+        ray = import_ray()
+        actor_class = ray.remote(num_cpus=1, max_concurrency=2)(PoolWorkerActor)
+        actor = actor_class.remote(torch_threads)
+        self.process = _ActorProcess(actor)
+        self.connection, updates = multiprocessing.Pipe(duplex=False)
+        self.send_lock = threading.Lock()
+        self._commands_sent = 0
+        self.jobs: dict[str, Any] = {}
+        self.ready = False
+        self.lost = False
+        threading.Thread(
+            target=self._forward, args=(updates,), name=f"rnnlab-ray-worker-{number}", daemon=True
+        ).start()
+
+    def send(self, command: tuple) -> None:
+        """Send a command; a worker whose actor died is found by the manager's thread."""
+        with self.send_lock:
+            self.process.actor.command.remote(self._commands_sent, command)
+            self._commands_sent += 1
+
+    def how_it_ended(self) -> str:
+        return self.process.how
+
+    def _forward(self, updates: multiprocessing.connection.Connection) -> None:
+        """Hand the actor's messages to the manager until the actor ends or dies."""
+        ray = import_ray()
+        how = "it closed"
+        try:
+            stream = self.process.actor.messages.options(num_returns="streaming").remote()
+            for reference in stream:
+                for message in ray.get(reference):
+                    if message[0] == "ready":
+                        self.process.pid = message[1]
+                    updates.send(message)
+        except Exception as error:  # the actor died: killed, out of memory, its node lost
+            how = f"its Ray actor died: {type(error).__name__}"
+        finally:
+            updates.close()
+            self.process.ended(how)
+            with contextlib.suppress(Exception):  # Ray may be shut down already
+                ray.kill(self.process.actor)

@@ -18,6 +18,11 @@ each live run's curve, latest evaluation and latest snapshot in memory, fed by o
 thread that reads the workers' updates; pages and the live route read from there, never
 from the store, which the workers write.
 
+With `RNNLAB_EXECUTOR=ray` the workers are Ray actors instead, on the cluster at
+`RNNLAB_RAY_ADDRESS` (default: a local Ray runtime), one per CPU of the cluster unless
+`RNNLAB_WORKERS` says otherwise; they run the same worker loop, and since they share no
+disk with the server, the server records their runs from their updates (rnnlab.cluster).
+
 Room rules: an owner (a browser session) may have at most `max_queued_per_owner` runs
 waiting; an owner that has been seen (a heartbeat, or `presence` saying so) and is then
 absent for `orphan_after_s` (a closed tab) loses its waiting and running runs, and
@@ -90,9 +95,20 @@ def _positive_int_from_env(name: str) -> int | None:
     return value
 
 
-def default_workers() -> int:
-    """RNNLAB_WORKERS if set, else one worker process per core."""
-    return _positive_int_from_env("RNNLAB_WORKERS") or (os.cpu_count() or 1)
+def default_workers(cores: int | None = None) -> int:
+    """RNNLAB_WORKERS if set, else one worker per core (of this machine, or `cores`)."""
+    return _positive_int_from_env("RNNLAB_WORKERS") or cores or (os.cpu_count() or 1)
+
+
+EXECUTORS = ("local", "ray")
+
+
+def default_executor() -> str:
+    """RNNLAB_EXECUTOR if set (local or ray), else local: worker processes on this machine."""
+    configured = os.environ.get("RNNLAB_EXECUTOR", "").strip().lower() or "local"
+    if configured not in EXECUTORS:
+        raise ValueError(f"RNNLAB_EXECUTOR must be local or ray, got {configured!r}")
+    return configured
 
 
 def default_orphan_after_s() -> float:
@@ -250,7 +266,10 @@ class _Job:
 
 
 class _WorkerProcess:
-    """The server's handle on one worker process: its connection and the runs it holds."""
+    """The server's handle on one worker process: its connection and the runs it holds.
+    (rnnlab.cluster.RayWorker is the same for a worker in a Ray actor.)"""
+
+    server_records = False  # the worker records its runs in the store itself
 
     def __init__(self, context: Any, store_path: str, torch_threads: int, number: int):
         self.connection, child = context.Pipe()
@@ -278,6 +297,10 @@ class _WorkerProcess:
                 self.connection.send(command)
         except (BrokenPipeError, EOFError, OSError):
             pass
+
+    def how_it_ended(self) -> str:
+        code = self.process.exitcode
+        return f"killed by signal {-code}" if code is not None and code < 0 else f"exit {code}"
 
 
 _starting_worker = threading.local()
@@ -333,8 +356,19 @@ class JobManager:
         torch_threads: int = 1,
         presence: Callable[[str], bool | None] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        executor: str | None = None,
+        ray_address: str | None = None,
     ):
-        self.workers = workers if workers is not None else default_workers()
+        self.executor = executor if executor is not None else default_executor()
+        cores = None
+        if self.executor == "ray":  # workers in Ray actors; see rnnlab.cluster
+            from . import cluster
+
+            cluster.connect(ray_address or os.environ.get("RNNLAB_RAY_ADDRESS") or None)
+            cores = cluster.cluster_cpus()
+        elif self.executor != "local":
+            raise ValueError(f"executor must be local or ray, got {self.executor!r}")
+        self.workers = workers if workers is not None else default_workers(cores)
         if self.workers < 1:
             raise ValueError(f"workers must be at least 1, got {self.workers}")
         self.store = store if store is not None else open_store()
@@ -369,6 +403,10 @@ class JobManager:
 
     def _start_worker(self) -> _WorkerProcess:
         self._started += 1
+        if self.executor == "ray":
+            from .cluster import RayWorker
+
+            return RayWorker(self.torch_threads, self._started)
         return _WorkerProcess(
             self._context, str(self.store.path), self.torch_threads, self._started
         )
@@ -747,6 +785,8 @@ class JobManager:
         if job is None:
             return
         job.apply(update)
+        if worker.server_records:
+            self._record(job, update)
         finished = update.finished
         if finished is not None:
             with self._lock:
@@ -756,11 +796,29 @@ class JobManager:
                 self._retire(job)
                 self._dispatch()
 
+    def _record(self, job: _Job, update: worker_module.Update) -> None:
+        """Write what a worker that records nothing reported (a Ray actor's) to the store;
+        a run whose events cannot be written is stopped as failed, saying why."""
+        finished = update.finished
+        try:
+            events = worker_module.recorded_events(
+                update, job.config, with_snapshot=finished is not None
+            )
+            for event in events:
+                self.store.add(job.run_id, event)
+            if finished is not None:
+                status, summary, error = finished["status"], finished["summary"], finished["error"]
+                self.store.finish(job.run_id, status, summary, error=error)
+        except Exception as error:
+            log.exception("could not record run %s", job.run_id)
+            if finished is None:
+                with self._lock:
+                    self._stop(job, f"it could not be recorded: {error}", status="failed")
+
     def _lose(self, worker: _WorkerProcess) -> None:
         """A worker died: fail its runs (saying so), start another, carry on."""
         worker.process.join(5)
-        code = worker.process.exitcode
-        how = f"killed by signal {-code}" if code is not None and code < 0 else f"exit {code}"
+        how = worker.how_it_ended()
         message = (
             f"the training worker process stopped unexpectedly ({how}; out of memory?). "
             "Other runs were not affected; press Train to run it again."

@@ -17,6 +17,10 @@ Replies, worker to server:    ("ready", pid)
 
 A worker exits when told to close or when its connection to the server breaks (the
 server died), so workers never outlive the server that started them.
+
+A worker on a machine that shares no disk with the server (a Ray actor, see
+rnnlab.cluster) records nothing: the update that ends a run then also carries its last
+snapshot, and the server records the runs from the updates (`recorded_events`).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import math
 import os
 import signal
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
@@ -37,7 +42,7 @@ import torch
 from .config import RunConfig
 from .recording import RecordedRun, record_failure
 from .store import RunStore
-from .train import Event
+from .train import Evaluation, Event, Snapshot, Started, Step
 
 # How long one run trains before the next one's turn: a round over every run takes about
 # ROUND_S (each run's chart then moves a few times a second), but a slice is never
@@ -65,6 +70,29 @@ class Update:
     snapshot_json: bytes | None = None  # the whole Snapshot event, as JSON
     views_json: list[bytes] | None = None  # per layer: what its gate pictures show
     finished: dict[str, Any] | None = None  # {"status", "summary", "error"}
+    # Only from a worker that records nothing: events of kinds the fields above do not
+    # carry (a run's trained weights, say), for the server to record as they are.
+    events: list[Event] = field(default_factory=list)
+
+
+def recorded_events(
+    update: Update, config: RunConfig, *, with_snapshot: bool = True
+) -> Iterator[Event]:
+    """The events an update reports, as a run store takes them, for a server that records
+    the runs of a worker that does not (its end is `update.finished`). The snapshot, whose
+    decoding costs milliseconds, only `with_snapshot`."""
+    if update.started is not None:
+        info = {k: v for k, v in update.started.items() if k != "kind"}
+        yield Started(config=config.to_dict(), **info)
+    for step in update.steps:
+        yield Step(*step)
+    for evaluation in update.evaluations:
+        yield Evaluation(*evaluation)
+    if with_snapshot and update.snapshot_json is not None:
+        snapshot = json.loads(update.snapshot_json)
+        snapshot.pop("kind", None)
+        yield Snapshot(**snapshot)
+    yield from update.events
 
 
 def view_of_snapshot(snapshot: dict[str, Any]) -> dict[str, Any]:
@@ -133,14 +161,33 @@ class _ActiveRun(RecordedRun):
         super().__init__(store, run_id, config, snapshot_every_s=snapshot_every_s)
         self.stepped = False
         self.snapshot_sent_at = -math.inf
+        self.last_snapshot: Event | None = None  # kept only where the server records
+
+
+class _NotRecorded:
+    """The run store of a worker whose server records its runs: it keeps nothing."""
+
+    def add(self, run_id: str, event: Event) -> None:
+        pass
+
+    def finish(self, run_id: str, status: str, summary=None, *, error=None) -> None:
+        pass
+
+    def fail(self, run_id: str, error: str) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
 
 class Worker:
-    """The loop of one worker process; see the module docstring."""
+    """The loop of one worker process; see the module docstring. Without a store, the
+    server records the runs from the updates."""
 
-    def __init__(self, connection: Connection, store: RunStore):
+    def __init__(self, connection: Connection, store: RunStore | None):
         self.connection = connection
-        self.store = store
+        self.server_records = store is None
+        self.store = store if store is not None else _NotRecorded()
         self.runs: dict[str, _ActiveRun] = {}
         self.turns: collections.deque[str] = collections.deque()
         self.open = True  # False once told to close: finish the runs held, then exit
@@ -211,6 +258,8 @@ class Worker:
         kind = event.kind
         if kind == "finished":
             self.forget(run.run_id)
+            if run.last_snapshot is not None and update.snapshot_json is None:
+                self.attach_snapshot(run, run.last_snapshot.to_dict(), update)  # to record
             update.finished = run.outcome
             return True
         if kind == "step":
@@ -225,9 +274,13 @@ class Worker:
         elif kind == "started":
             update.started = {k: v for k, v in event.to_dict().items() if k != "config"}
         elif kind == "snapshot":
+            if self.server_records:
+                run.last_snapshot = event
             now = time.monotonic()
             if now - run.snapshot_sent_at >= SNAPSHOT_SEND_S:
                 self.attach_snapshot(run, event.to_dict(), update)
+        elif self.server_records:
+            update.events.append(event)
         return False
 
     def attach_snapshot(self, run: _ActiveRun, snapshot: dict, update: Update) -> None:

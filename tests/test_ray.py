@@ -1,4 +1,5 @@
-"""Sweeps on Ray: one real local Ray runtime for the module (2 CPUs), shut down after."""
+"""Sweeps and the job manager's pool on Ray: one real local Ray runtime for the module
+(2 CPUs), shut down after."""
 
 from __future__ import annotations
 
@@ -12,12 +13,14 @@ import threading
 from pathlib import Path
 
 import pytest
-from helpers import tiny, until
+import torch
+from helpers import running, tiny, until
 
 from rnnlab.__main__ import main
 from rnnlab.cluster import RAY_MISSING, ClusterError, RayExecutor
 from rnnlab.store import RunStore
 from rnnlab.sweep import Grid, LocalExecutor, run_sweep
+from rnnlab.train import train
 
 # A run that trains for minutes unless stopped: caught running, then cancelled or killed.
 LONG = tiny(task="adding", hidden_size=8, batch_size=8, seq_len=10, steps=200_000)
@@ -64,6 +67,7 @@ def test_a_ray_sweep_gives_the_local_pools_results_and_records_them(
         assert store.history(run.id)["step"].tolist() == list(range(1, 41))
         assert store.evaluations(run.id)["step"].iloc[-1] == 40
         assert store.snapshot(run.id)["step"] == 40  # the final one, as on the local pool
+        assert store.weights(run.id) is not None
 
 
 def test_a_ray_sweep_is_recorded_as_it_trains_and_cancel_stops_it(ray_runtime, store):
@@ -183,6 +187,48 @@ def test_ctrl_c_stops_a_sweep_on_a_ray_cluster_and_exits_130(ray_runtime, tmp_pa
         assert {run.id: run.status for run in store.list_runs()} == {
             row["run_id"]: "stopped" for row in rows
         }
+
+
+def _trained_here(config):
+    """The summary of the run trained in this process, with one torch thread as a worker."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return list(train(config, snapshot_every_s=None))[-1].summary
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_the_pool_on_ray_trains_live_records_and_survives_a_killed_worker(
+    ray_runtime, make_manager, store
+):
+    manager = make_manager(executor="ray", workers=1)
+    assert manager.max_running == 16
+    config = tiny(task="adding", cell="lstm", hidden_size=8, batch_size=8, seq_len=10)
+    config = config.replace(steps=400)
+    run_id = manager.submit(config, owner="ana")
+    assert until(lambda: running(manager, run_id), what="the run to train in its actor")
+    assert manager.live(run_id)["points"]  # the live view reads the server's memory
+    progress = manager.wait(run_id, timeout=120)
+    reference = _trained_here(config)
+    assert progress.status == "completed"
+    assert progress.summary["final_loss"] == reference["final_loss"]
+    run = store.get_run(run_id)  # recorded by the server: the actor has no store
+    assert run.status == "completed" and run.summary["final_loss"] == reference["final_loss"]
+    assert store.history(run_id)["step"].tolist() == list(range(1, 401))
+    assert store.evaluations(run_id)["step"].iloc[-1] == 400
+    assert store.snapshot(run_id)["step"] == 400  # the last one, sent with the end
+    assert store.weights(run_id) is not None  # an event the updates carry as it is
+
+    doomed = manager.submit(LONG, owner="ana")
+    until(lambda: running(manager, doomed) and manager.worker_pids(), what="a worker training")
+    until(lambda: (manager.gates_view(doomed) or (0, None))[1], what="the live gate pictures")
+    os.kill(manager.worker_pids()[0], signal.SIGKILL)
+    failed = manager.wait(doomed, timeout=120)
+    assert failed.status == "failed" and "stopped unexpectedly" in failed.error
+    assert store.get_run(doomed).status == "failed"
+    after = manager.submit(tiny(), owner="ana")  # on the actor that replaced it
+    assert manager.wait(after, timeout=120).status == "completed"
 
 
 def _one_error_line(capsys) -> str:
