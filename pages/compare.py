@@ -6,7 +6,7 @@ import streamlit as st
 
 from rnnlab.store import RunNotFound
 from ui import charts
-from ui.i18n import N_, _, ngettext
+from ui.i18n import N_, _, ngettext, translator
 from ui.live import weights_download
 from ui.state import manager, owner
 from ui.widgets import run_table
@@ -92,7 +92,9 @@ st.download_button(
 )
 
 if len(chosen):
-    curve = st.radio(_("Curve"), CURVES, format_func=_, horizontal=True, key="compare_curve")
+    curve = st.radio(
+        _("Curve"), CURVES, format_func=translator(), horizontal=True, key="compare_curve"
+    )
     curves = {}
     for row in chosen.itertuples():
         frame = store.history(row.id) if curve == "train loss" else store.evaluations(row.id)

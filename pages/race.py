@@ -8,7 +8,7 @@ import streamlit as st
 from rnnlab.config import ConfigError, RunConfig
 from rnnlab.sweep import SWEEPABLE, Grid, LocalExecutor, sweep_table
 from ui import charts
-from ui.i18n import _, ngettext
+from ui.i18n import N_, _, ngettext, translator
 from ui.live import PAGE_POLL_S, curve_of
 from ui.state import manager, owner
 from ui.widgets import config_form
@@ -56,7 +56,7 @@ values_1 = columns[1].text_input(_("Values (comma-separated)"), key="race_values
 axis_2 = columns[2].selectbox(
     _("and"),
     ["(none)", *fields],
-    format_func=lambda axis: _("(none)") if axis == "(none)" else axis,
+    format_func=translator({"(none)": N_("(none)")}),
     key="race_axis_2",
 )
 values_2 = columns[3].text_input(_("Values"), key="race_values_2", disabled=axis_2 == "(none)")

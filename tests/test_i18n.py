@@ -75,11 +75,21 @@ def test_every_page_renders_in_both_languages(language, page):
     assert bool(hangul) == (language == "ko"), f"{page} in {language}: {shown[:300]}"
 
 
-def test_the_language_follows_the_address_then_the_browser(monkeypatch):
+def test_the_language_comes_from_the_address_else_english():
     at = AppTest.from_file(APP, default_timeout=60)
     at.run()
-    assert at.session_state["lang"] == "en"
-    at.query_params["lang"] = "ko"
+    assert at.session_state["language"] == "en"
+    assert at.title[0].value == "Train a recurrent network"
+    korean = open_in("ko", PAGES[0])
+    assert korean.session_state["language"] == "ko"
+    assert korean.title[0].value != "Train a recurrent network"
+
+
+def test_the_sidebar_picker_switches_the_language_and_the_address():
+    at = AppTest.from_file(APP, default_timeout=60)
     at.run()
-    assert at.session_state["lang"] == "ko"
-    assert at.query_params["lang"] == ["ko"] or at.query_params["lang"] == "ko"
+    at.selectbox(key=i18n.PICKER_KEY).set_value("ko").run()
+    assert not at.exception
+    assert at.session_state["language"] == "ko"
+    assert at.query_params["lang"] in ("ko", ["ko"])
+    assert re.search("[\uac00-\ud7a3]", at.title[0].value)

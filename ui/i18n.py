@@ -22,6 +22,7 @@ import functools
 import gettext
 import io
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import streamlit as st
@@ -38,6 +39,7 @@ ROOT = Path(__file__).parent.parent
 # strings (preset names and texts, task labels), marked there with rnnlab._text.N_.
 SOURCES = ("pages", "ui", "dashboard.py", "rnnlab/presets.py", "rnnlab/tasks.py")
 KEYWORDS = {"_": None, "ngettext": (1, 2), "N_": None}
+SESSION_KEY, PICKER_KEY = "language", "language_picker"
 
 
 def catalogue_path(language: str) -> Path:
@@ -69,32 +71,38 @@ def choose_language() -> str:
     """Decide this session's language for this run (see the module doc) and remember it."""
     asked = st.query_params.get("lang")
     if asked in LANGUAGES:
-        st.session_state["lang"] = asked
-    elif st.session_state.get("lang") not in LANGUAGES:
-        st.session_state["lang"] = _browser_language() or DEFAULT_LANGUAGE
-    return st.session_state["lang"]
+        st.session_state[SESSION_KEY] = asked
+    elif st.session_state.get(SESSION_KEY) not in LANGUAGES:
+        st.session_state[SESSION_KEY] = _browser_language() or DEFAULT_LANGUAGE
+    return st.session_state[SESSION_KEY]
 
 
 def language() -> str:
     """This session's language; English outside a Streamlit session."""
     try:
-        chosen = st.session_state.get("lang")
+        chosen = st.session_state.get(SESSION_KEY)
     except Exception:  # no session: a script or a test calling ui code directly
         chosen = None
     return chosen if chosen in LANGUAGES else DEFAULT_LANGUAGE
 
 
 def language_picker() -> None:
-    """The sidebar's language picker; a choice is written to the address as ?lang=."""
+    """The sidebar's language picker; a choice is written to the address as ?lang=.
+
+    The session's language lives under its own key, not the widget's, so it survives
+    runs in which the sidebar is not drawn.
+    """
 
     def picked() -> None:
-        st.query_params["lang"] = st.session_state["lang"]
+        st.session_state[SESSION_KEY] = st.session_state[PICKER_KEY]
+        st.query_params["lang"] = st.session_state[PICKER_KEY]
 
+    st.session_state[PICKER_KEY] = language()
     st.sidebar.selectbox(
         "Language / 언어",
         list(LANGUAGES),
         format_func=LANGUAGES.get,
-        key="lang",
+        key=PICKER_KEY,
         on_change=picked,
     )
 
@@ -102,6 +110,17 @@ def language_picker() -> None:
 def _(message: str) -> str:
     """`message` in this session's language."""
     return translations(language()).gettext(message)
+
+
+def translator(labels: dict[str, str] | None = None) -> Callable[[str], str]:
+    """_() bound to this session's language now, for a widget's format_func: Streamlit
+    may call that outside the script run (AppTest does), where the session is unknown.
+    With `labels`, a value is first looked up there (a value without a label is shown
+    as it is)."""
+    gettext = translations(language()).gettext
+    if labels is None:
+        return gettext
+    return lambda value: gettext(labels[value]) if value in labels else str(value)
 
 
 def ngettext(singular: str, plural: str, n: int) -> str:

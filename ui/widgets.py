@@ -18,7 +18,7 @@ from rnnlab.store import RunStore, rnnlab_home
 from rnnlab.tasks import MAX_TEXT_BYTES, decode_text, make_task
 from rnnlab.train import available_devices
 
-from .i18n import N_, _
+from .i18n import N_, _, translator
 from .state import (
     CONTROLS,
     DEFAULTS,
@@ -86,11 +86,6 @@ def control_label(name: str) -> str:
     return _(CONTROL_LABELS[name])
 
 
-def preset_label(name: str) -> str:
-    """A preset's name (its key, in English) in this session's language."""
-    return _(name)
-
-
 def preset_note(name: str) -> str:
     """What a preset demonstrates, with its name, in this session's language."""
     return f"**{_(name)}** — {_(PRESETS[name].teaches)}"
@@ -150,7 +145,7 @@ def config_form(*, key: str, show_presets: bool = True) -> tuple[RunConfig | Non
         sidebar.selectbox(
             control_label("preset"),
             [NO_PRESET, *PRESETS],
-            format_func=preset_label,
+            format_func=translator(),  # preset keys are their English names
             key=k("preset"),
             persist_state="session",
             on_change=_apply_preset,
@@ -162,7 +157,7 @@ def config_form(*, key: str, show_presets: bool = True) -> tuple[RunConfig | Non
         sidebar.selectbox,
         control_label("task"),
         list(TASK_LABELS),
-        format_func=lambda name: _(TASK_LABELS[name]),
+        format_func=translator(TASK_LABELS),
     )
     if task == "hello":
         control("word", sidebar.text_input, control_label("word"), max_chars=40)
@@ -209,7 +204,7 @@ def config_form(*, key: str, show_presets: bool = True) -> tuple[RunConfig | Non
         sidebar.selectbox,
         control_label("init"),
         list(INIT_LABELS),
-        format_func=lambda name: _(INIT_LABELS[name]),
+        format_func=translator(INIT_LABELS),
     )
     control("seed", sidebar.number_input, control_label("seed"), *_range("seed"), step=1)
     devices = available_devices()
@@ -354,7 +349,7 @@ def share_link(config: RunConfig, *, key: str = "share") -> None:
         hidden = st.multiselect(
             _("Controls students may not change"),
             CONTROLS,
-            format_func=control_label,
+            format_func=translator(CONTROL_LABELS),
             key=f"{key}_lesson_hide",
             placeholder=_("Pick the controls to hide"),
             help=_(
