@@ -1,15 +1,16 @@
 """Look inside a recurrent network: gates, states and gradients through time.
 
-`probe(model, x)` recomputes every layer's internals from the model's weights, one time
-step at a time, with the same equations (and gate orders) as PyTorch's nn.RNN, nn.LSTM
-and nn.GRU and the cell's own activation. The fused modules keep their gates to
-themselves, so recomputing is the only way to see them; the tests hold the recomputed h
-to the model's own output.
+`probe(model, x)` runs every layer again from the model's weights with the training
+path's own time loop (`rnnlab.cells`, PyTorch's equations and gate orders with the
+cell's own activation), keeping every gate at every step. The fused modules keep their
+gates to themselves, so running the layers again is the only way to see them; the tests
+hold the probe's h to the model's own output.
 
-`gradients_through_time` backpropagates the task's loss through those states to
-each layer's hidden state at each step, `saturation` and `spectral_radius`
-summarise gates and recurrent weights, and `snapshot` packs all of it, downsampled and
-rounded, into the plain lists a `Snapshot` event carries to a browser.
+`gradients_through_time` backpropagates the task's loss through those states, with the
+same cells' backward pass, to each layer's hidden state at each step; `saturation` and
+`spectral_radius` summarise gates and recurrent weights, and `snapshot` packs all of
+it, downsampled and rounded, into the plain lists a `Snapshot` event carries to a
+browser.
 
 Nothing here changes the model: weights are detached, `.grad` is never touched.
 (`rnnlab.probe` the package attribute is the function; this module is
@@ -28,15 +29,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .cells import STEPS, Steps, input_projection, previous
 from .models import RecurrentNet
 from .tasks import Task
 
 # What probe() records for each layer and step, in this order.
-STATE_NAMES = {
-    "rnn": ("pre", "h"),
-    "lstm": ("i", "f", "g", "o", "c", "h"),
-    "gru": ("r", "z", "n", "h"),
-}
+STATE_NAMES = {cell: steps.STATES for cell, steps in STEPS.items()}
 # Gates squashed by a sigmoid: the ones whose saturation is measured.
 SIGMOID_GATES = {"rnn": (), "lstm": ("i", "f", "o"), "gru": ("r", "z")}
 # The H×H blocks of weight_hh from top to bottom, named as in PyTorch's documentation.
@@ -44,11 +42,6 @@ RECURRENT_BLOCKS = {
     "rnn": ("W_hh",),
     "lstm": ("W_hi", "W_hf", "W_hg", "W_ho"),
     "gru": ("W_hr", "W_hz", "W_hn"),
-}
-ACTIVATION_FUNCTIONS = {
-    "tanh": torch.tanh,
-    "sigmoid": torch.sigmoid,
-    "relu": torch.relu,
 }
 
 PROBE_SEQUENCES = 8  # held-out sequences a snapshot looks at
@@ -59,47 +52,6 @@ SATURATION_LOW, SATURATION_HIGH = 0.1, 0.9  # Karpathy, Johnson & Fei-Fei (2015)
 # Snapshots wait at least their own cost divided by this, so that however long the
 # sequences, they take at most about this share of a run's wall time.
 MAX_SNAPSHOT_SHARE = 0.05
-
-Activation = Callable[[Tensor], Tensor]
-
-
-def _sigmoid_grad(y: Tensor) -> Tensor:
-    return y * (1 - y)  # σ'(a) from y = σ(a)
-
-
-# act'(a) expressed through the output y = act(a)
-ACTIVATION_GRADIENTS = {
-    "tanh": lambda y: 1 - y * y,
-    "sigmoid": _sigmoid_grad,
-    "relu": lambda y: (y > 0).to(y.dtype),
-}
-
-
-def _rnn_step(xw: Tensor, gh: Tensor, prev: dict[str, Tensor], act: Activation) -> dict:
-    pre = xw + gh  # a_t = W_ih x_t + b_ih + W_hh h_{t-1} + b_hh
-    return {"pre": pre, "h": act(pre)}  # h_t = act(a_t)
-
-
-def _lstm_step(xw: Tensor, gh: Tensor, prev: dict[str, Tensor], act: Activation) -> dict:
-    gates = xw + gh  # W_ih x_t + b_ih + W_hh h_{t-1} + b_hh: (B, 4H)
-    i, f, _, o = gates.sigmoid().chunk(4, dim=-1)  # one sigmoid call; g's share unused
-    g = act(gates.chunk(4, dim=-1)[2])
-    c = torch.addcmul(i * g, f, prev["c"])  # c_t = f⊙c_{t-1} + i⊙g
-    h = o * act(c)  # h_t = o⊙act(c_t)
-    return {"i": i, "f": f, "g": g, "o": o, "c": c, "h": h}
-
-
-def _gru_step(xw: Tensor, gh: Tensor, prev: dict[str, Tensor], act: Activation) -> dict:
-    x_r, x_z, x_n = xw.chunk(3, dim=-1)
-    h_r, h_z, h_n = gh.chunk(3, dim=-1)
-    r = torch.sigmoid(x_r + h_r)  # r_t = σ(W_ir x_t + b_ir + W_hr h_{t-1} + b_hr)
-    z = torch.sigmoid(x_z + h_z)  # z_t = σ(W_iz x_t + b_iz + W_hz h_{t-1} + b_hz)
-    n = act(x_n + r * h_n)  # n_t = act(W_in x_t + b_in + r_t⊙(W_hn h_{t-1} + b_hn))
-    h = (1 - z) * n + z * prev["h"]  # h_t = (1 − z_t)⊙n_t + z_t⊙h_{t−1}
-    return {"r": r, "z": z, "n": n, "h": h}
-
-
-CELL_STEPS = {"rnn": _rnn_step, "lstm": _lstm_step, "gru": _gru_step}
 
 
 @dataclass(frozen=True)
@@ -129,27 +81,30 @@ def _model_input(model: RecurrentNet, x: Tensor) -> Tensor:
 
 
 @torch.no_grad()
-def probe(model: RecurrentNet, x: Tensor) -> Probe:
-    """Gates and states of every layer and step of `model` on the batch x: (B, T, D)."""
-    step, act = CELL_STEPS[model.cell], ACTIVATION_FUNCTIONS[model.activation]
-    x = _model_input(model, x)
-    batch, hidden = x.shape[0], model.rnn.hidden_size
-    layers, layer_input = [], x  # (B, T, D)
+def _scan(model: RecurrentNet, x: Tensor) -> list[Steps]:
+    """Every layer of `model` run over the batch x: (B, T, D), gates kept."""
+    layer_input = _model_input(model, x).transpose(0, 1)  # (T, B, D)
+    layers = []
     for layer in range(model.rnn.num_layers):
         w_ih, w_hh, b_ih, b_hh = _weights(model, layer)
-        xw = F.linear(layer_input, w_ih, b_ih).unbind(1)  # T × (B, G·H)
-        prev = {"h": x.new_zeros(batch, hidden), "c": x.new_zeros(batch, hidden)}  # t = -1
-        steps = []
-        for xw_t in xw:
-            prev = step(xw_t, F.linear(prev["h"], w_hh, b_hh), prev, act)
-            steps.append(prev)
-        states = {
-            name: torch.stack([s[name] for s in steps], dim=1)  # (B, T, H)
-            for name in STATE_NAMES[model.cell]
-        }
-        layers.append(states)
-        layer_input = states["h"]
-    return Probe(model.cell, model.activation, layers)
+        xw = input_projection(layer_input, w_ih, b_ih)  # (T, B, G·H)
+        layers.append(STEPS[model.cell].scan(model.activation, xw, w_hh, b_hh))
+        layer_input = layers[-1].hs_all  # (T, B, H)
+    return layers
+
+
+def _probe_of(model: RecurrentNet, layers: list[Steps]) -> Probe:
+    """The scanned layers' states, batch first as Probe keeps them."""
+    states = [
+        {name: values.transpose(0, 1) for name, values in steps.states().items()}  # (B, T, H)
+        for steps in layers
+    ]
+    return Probe(model.cell, model.activation, states)
+
+
+def probe(model: RecurrentNet, x: Tensor) -> Probe:
+    """Gates and states of every layer and step of `model` on the batch x: (B, T, D)."""
+    return _probe_of(model, _scan(model, x))
 
 
 def _head(model: RecurrentNet, h: Tensor) -> Tensor:
@@ -157,83 +112,6 @@ def _head(model: RecurrentNet, h: Tensor) -> Tensor:
     if not model.every_step:
         h = h[:, -1]  # (B, H)
     return F.linear(h, model.head.weight.detach(), model.head.bias.detach())
-
-
-def _rnn_backward(
-    states: dict[str, Tensor], w_hh: Tensor, b_hh: Tensor, external: Tensor, activation: str
-) -> tuple[Tensor, Tensor, Tensor]:
-    """h_t = act(a_t), a_t = xw_t + gh_t: ∂L/∂a_t = ∂L/∂h_t ⊙ act'(a_t)."""
-    local = ACTIVATION_GRADIENTS[activation](states["h"]).unbind(1)  # ∂h_t/∂a_t: T × (B, H)
-    dh, da = [], []
-    for t, external_t in reversed(list(enumerate(external.unbind(1)))):
-        dh_t = torch.addmm(external_t, da[-1], w_hh) if da else external_t  # + ∂L/∂a_{t+1} W_hh
-        dh.append(dh_t)
-        da.append(dh_t * local[t])
-    dh, da = torch.stack(dh[::-1], dim=1), torch.stack(da[::-1], dim=1)
-    return dh, da, da
-
-
-def _lstm_backward(
-    states: dict[str, Tensor], w_hh: Tensor, b_hh: Tensor, external: Tensor, activation: str
-) -> tuple[Tensor, Tensor, Tensor]:
-    """h_t = o⊙act(c_t), c_t = f⊙c_{t-1} + i⊙g: ∂L/∂c_t also flows from c_{t+1}."""
-    act, act_grad = ACTIVATION_FUNCTIONS[activation], ACTIVATION_GRADIENTS[activation]
-    i, f, g, o, c = (states[name] for name in ("i", "f", "g", "o", "c"))
-    act_c = act(c)
-    dh_dc = o * act_grad(act_c)  # ∂h_t/∂c_t: (B, T, H)
-    # ∂c_t/∂(i, f, g pre-activations) and ∂h_t/∂(o pre-activation): (B, T, 4H)
-    local = torch.cat(
-        [
-            g * _sigmoid_grad(i),
-            _previous(c) * _sigmoid_grad(f),
-            i * act_grad(g),
-            act_c * _sigmoid_grad(o),
-        ],
-        dim=-1,
-    )
-    dh_dc, local, f = dh_dc.unbind(1), local.unbind(1), f.unbind(1)  # per-step views
-    dh, da, dc_t = [], [], None
-    for t, external_t in reversed(list(enumerate(external.unbind(1)))):
-        dh_t = torch.addmm(external_t, da[-1], w_hh) if da else external_t  # + ∂L/∂a_{t+1} W_hh
-        dc_next, dc_t = dc_t, dh_t * dh_dc[t]  # ∂L/∂c_t = ∂L/∂h_t ⊙ ∂h_t/∂c_t
-        if dc_next is not None:
-            dc_t.addcmul_(dc_next, f[t + 1])  # + ∂L/∂c_{t+1} ⊙ f_{t+1}
-        dh.append(dh_t)
-        da.append(torch.cat([dc_t, dc_t, dc_t, dh_t], dim=-1) * local[t])
-    dh, da = torch.stack(dh[::-1], dim=1), torch.stack(da[::-1], dim=1)
-    return dh, da, da
-
-
-def _gru_backward(
-    states: dict[str, Tensor], w_hh: Tensor, b_hh: Tensor, external: Tensor, activation: str
-) -> tuple[Tensor, Tensor, Tensor]:
-    """h_t = (1 − z)⊙n + z⊙h_{t−1}: ∂L/∂h_{t-1} has a direct path besides W_hh.
-
-    Every pre-activation gradient is ∂L/∂h_t times a factor known from the forward pass;
-    the n block of W_hh h_{t-1} + b_hh enters multiplied by r.
-    """
-    act_grad = ACTIVATION_GRADIENTS[activation]
-    r, z, n, h = (states[name] for name in ("r", "z", "n", "h"))
-    H = h.shape[-1]
-    h_prev = _previous(h)
-    gh_n = F.linear(h_prev, w_hh[2 * H :], b_hh[2 * H :])  # W_hn h_{t-1} + b_hn: (B, T, H)
-    dh_dn = (1 - z) * act_grad(n)  # ∂h_t/∂(n pre-activation)
-    dh_dz = (h_prev - n) * _sigmoid_grad(z)  # ∂h_t/∂(z pre-activation)
-    dh_dr = dh_dn * gh_n * _sigmoid_grad(r)  # ∂h_t/∂(r pre-activation)
-    to_gh = torch.stack([dh_dr, dh_dz, dh_dn * r], dim=2)  # ∂h_t/∂gh_t: (B, T, 3, H)
-    to_xw = torch.stack([dh_dr, dh_dz, dh_dn], dim=2)  # ∂h_t/∂xw_t: (B, T, 3, H)
-    z_steps, to_gh_steps = z.unbind(1), to_gh.unbind(1)  # per-step views
-    dh, dgh = [], []
-    for t, dh_t in reversed(list(enumerate(external.unbind(1)))):
-        if dgh:  # + ∂L/∂gh_{t+1} W_hh + ∂L/∂h_{t+1} ⊙ z_{t+1}
-            dh_t = torch.addmm(dh_t, dgh[-1], w_hh).addcmul_(dh[-1], z_steps[t + 1])
-        dh.append(dh_t)
-        dgh.append((dh_t[:, None] * to_gh_steps[t]).flatten(1))  # (B, 3H)
-    dh, dgh = torch.stack(dh[::-1], dim=1), torch.stack(dgh[::-1], dim=1)
-    return dh, dgh, (dh[:, :, None] * to_xw).flatten(2)
-
-
-CELL_BACKWARDS = {"rnn": _rnn_backward, "lstm": _lstm_backward, "gru": _gru_backward}
 
 
 @dataclass(frozen=True)
@@ -262,54 +140,44 @@ def gradients_through_time(
 ) -> GradientsThroughTime:
     """∂L/∂h_t for every layer and step, with L = loss(model(x), y), e.g. task.loss.
 
-    Backpropagation through time written out per cell on the probe's recomputed
-    states (autograd only for the head and the loss): a per-step autograd graph costs
-    several times more, and snapshots run while training.
+    Backpropagation through time by the cells' own backward pass on the probe's states
+    (autograd only for the head and the loss): a per-step autograd graph costs several
+    times more, and snapshots run while training.
     """
     x = _model_input(model, x)
-    result = probe(model, x)
-    h_last = result.layers[-1]["h"].detach().requires_grad_()
+    layers = _scan(model, x)
+    h_last = layers[-1].hs_all.transpose(0, 1).detach().requires_grad_()  # (B, T, H)
     with torch.enable_grad():
         output = _head(model, h_last)
         value = loss(output, y.to(x.device))
-        (external,) = torch.autograd.grad(value, h_last)  # through the head only
-    backward = CELL_BACKWARDS[model.cell]
-    hidden, recurrent = [], []
+        (from_head,) = torch.autograd.grad(value, h_last)  # through the head only
+    outside = from_head.transpose(0, 1)  # ∂L/∂h_t from outside the last layer: (T, B, H)
+    hidden, recurrent, contributions = [], [], []
     with torch.no_grad():
-        for layer in reversed(range(len(result.layers))):
-            w_ih, w_hh, _, b_hh = _weights(model, layer)
-            states = result.layers[layer]
-            dh, dgh, dxw = backward(states, w_hh, b_hh, external, model.activation)
-            hidden.insert(0, dh)
-            recurrent.insert(0, dgh)
-            external = dxw @ w_ih  # ∂L/∂(this layer's input at t): (B, T, D)
-        contributions = [
-            _outer_product_norms(d, _previous(layer["h"]))
-            for d, layer in zip(recurrent, result.layers, strict=True)
-        ]
+        for layer in reversed(range(len(layers))):
+            steps, w_ih = layers[layer], _weights(model, layer)[0]
+            hidden.insert(0, torch.stack(steps.backward(outside), dim=1))  # (B, T, H)
+            recurrent.insert(0, steps.dgh_all.transpose(0, 1))  # (B, T, G·H)
+            contributions.insert(0, _outer_product_norms(steps.dgh_all, previous(steps.hs_all)))
+            outside = steps.dxw_all @ w_ih  # ∂L/∂(this layer's input at t): (T, B, D)
     return GradientsThroughTime(
         loss=value.item(),
         output=output.detach(),
         hidden=hidden,
         recurrent=recurrent,
-        inputs=external,
+        inputs=outside.transpose(0, 1),
         norms=[torch.linalg.vector_norm(g, dim=(0, 2)) for g in hidden],
         contributions=contributions,
-        probe=result,
+        probe=_probe_of(model, layers),
     )
 
 
-def _previous(states: Tensor) -> Tensor:
-    """h_{t-1} for every t, zeros at t = 0: (B, T, H)."""
-    return torch.cat([torch.zeros_like(states[:, :1]), states[:, :-1]], dim=1)
-
-
 def _outer_product_norms(a: Tensor, b: Tensor) -> Tensor:
-    """‖Σ_batch a_t ⊗ b_t‖_F for every t, without building the (T, A, B) products.
+    """‖Σ_batch a_t ⊗ b_t‖_F for every t, a: (T, N, A) and b: (T, N, B), without
+    building the (T, A, B) products.
 
     ‖Σ_n a_n b_nᵀ‖²_F = Σ_{n,m} (a_n·a_m)(b_n·b_m): two (T, N, N) Gram matrices.
     """
-    a, b = a.transpose(0, 1), b.transpose(0, 1)  # (T, N, ·)
     squared = ((a @ a.transpose(1, 2)) * (b @ b.transpose(1, 2))).sum((1, 2))  # (T,)
     return squared.clamp_min(0).sqrt()
 

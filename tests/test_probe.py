@@ -1,8 +1,9 @@
 """The probe against PyTorch's own modules, and snapshots as train() emits them.
 
-Gates and states are recomputed from the weights, so they are checked against the
-model's own output; gradients through time are checked against finite differences
-through PyTorch's nn.*Cell modules and against the model's own backward pass.
+The probe runs the layers again with the training path's own cells, so its gates must
+be the very numbers training computes, and its h the model's own output; gates and
+gradients through time are checked against the textbook equations under autograd, finite
+differences through PyTorch's nn.*Cell modules and the model's own backward pass.
 """
 
 from __future__ import annotations
@@ -14,12 +15,14 @@ import time
 
 import pytest
 import torch
+import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
 from rnnlab import (
     Probe,
+    Recurrent,
     RunConfig,
     Snapshot,
     build_model,
@@ -30,6 +33,7 @@ from rnnlab import (
     spectral_radius,
     train,
 )
+from rnnlab.cells import STEPS
 from rnnlab.config import ACTIVATION_NAMES, CELL_NAMES
 from rnnlab.probe import MAX_SNAPSHOT_SHARE, STATE_NAMES, SnapshotSchedule, probe_batch, snapshot
 
@@ -79,6 +83,36 @@ def test_recomputed_states_equal_the_models_output(cell, activation, layers):
     with torch.no_grad():
         expected = model.features(x)
     torch.testing.assert_close(result.layers[-1]["h"], expected, rtol=0, atol=1e-5)
+
+
+def scan_nodes(output: torch.Tensor) -> list:
+    """The RecurrentScan nodes in output's autograd graph, first layer first."""
+    found, stack = [], [output.grad_fn]
+    while stack:
+        node = stack.pop()
+        if node is not None:
+            if "RecurrentScan" in node.name():
+                found.append(node)
+            stack.extend(next_node for next_node, _ in node.next_functions)
+    return found[::-1]
+
+
+@pytest.mark.parametrize(("cell", "activation"), COMBINATIONS)
+def test_the_probe_shows_exactly_the_gates_training_computes(cell, activation):
+    model, _ = small_model(cell, activation, 2)
+    custom = Recurrent(cell, activation, model.rnn.input_size, 8, 2)  # fused or not
+    custom.load_state_dict(model.rnn.state_dict())
+    model.rnn, model.fused = custom, False
+    x = random_input(model, batch=3, T=12)
+
+    h = model.features(x)  # the training path: one RecurrentScan per layer
+    saved = [STEPS[cell](activation, *node.saved_tensors) for node in scan_nodes(h)]
+    layers = probe(model, x).layers
+    assert len(saved) == len(layers) == 2
+    for steps, layer in zip(saved, layers, strict=True):
+        for name, values in steps.states().items():  # (T, B, H)
+            assert torch.equal(layer[name], values.transpose(0, 1)), name
+    assert torch.equal(layers[-1]["h"], h.detach())
 
 
 @settings(max_examples=15, deadline=None)
@@ -182,6 +216,63 @@ def reference_hidden_gradients(model, x, y, loss, eps=1e-6) -> torch.Tensor:
             flat[index] = 0.0
             grads.view(-1)[index] = (up - down) / (2 * eps)
     return grads
+
+
+def textbook_layers(model, x: torch.Tensor, delta: torch.Tensor) -> list[dict]:
+    """Every layer's gates and states by the textbook equations, one autograd operation at
+    a time, with delta[k, :, t] added to h_t of layer k, so that ∂L/∂delta is ∂L/∂h_t."""
+    act = {"tanh": torch.tanh, "sigmoid": torch.sigmoid, "relu": torch.relu}[model.activation]
+    B, T = x.shape[:2]
+    layers, inputs = [], x
+    for k in range(model.rnn.num_layers):
+        w_ih, w_hh, b_ih, b_hh = (
+            getattr(model.rnn, f"{name}_l{k}").detach()
+            for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+        )
+        h = c = x.new_zeros(B, model.rnn.hidden_size)
+        steps = []
+        for t in range(T):
+            xw, gh = F.linear(inputs[:, t], w_ih, b_ih), F.linear(h, w_hh, b_hh)
+            if model.cell == "rnn":
+                state = {"pre": xw + gh, "h": act(xw + gh)}
+            elif model.cell == "lstm":
+                i, f, g, o = (xw + gh).chunk(4, dim=-1)
+                i, f, g, o = i.sigmoid(), f.sigmoid(), act(g), o.sigmoid()
+                c = f * c + i * g
+                state = {"i": i, "f": f, "g": g, "o": o, "c": c, "h": o * act(c)}
+            else:
+                (x_r, x_z, x_n), (h_r, h_z, h_n) = xw.chunk(3, dim=-1), gh.chunk(3, dim=-1)
+                r, z = torch.sigmoid(x_r + h_r), torch.sigmoid(x_z + h_z)
+                n = act(x_n + r * h_n)
+                state = {"r": r, "z": z, "n": n, "h": (1 - z) * n + z * h}
+            h = state["h"] = state["h"] + delta[k, :, t]
+            steps.append(state)
+        layers.append({name: torch.stack([s[name] for s in steps], dim=1) for name in steps[0]})
+        inputs = layers[-1]["h"]  # (B, T, H)
+    return layers
+
+
+@pytest.mark.parametrize(("cell", "activation"), COMBINATIONS)
+def test_gates_and_gradients_through_time_equal_autograd_on_the_textbook_equations(
+    cell, activation
+):
+    model, task = small_model(cell, activation, 2, seq_len=6)
+    model = model.double()
+    x, y = probe_batch(task, size=3)
+    x, y = x.double(), y.double()
+    delta = x.new_zeros(2, 3, 6, 8, requires_grad=True)  # (layers, B, T, H)
+    expected = textbook_layers(model, x, delta)
+    (expected_hidden,) = torch.autograd.grad(
+        task.loss(model.head(expected[-1]["h"][:, -1]), y), delta
+    )
+
+    result = gradients_through_time(model, x, y, task.loss)
+    for layer in range(2):
+        torch.testing.assert_close(
+            result.hidden[layer], expected_hidden[layer], rtol=1e-9, atol=1e-12
+        )
+        for name, values in result.probe.layers[layer].items():
+            torch.testing.assert_close(values, expected[layer][name].detach(), msg=name)
 
 
 @pytest.mark.parametrize("task", ["adding", "hello"])
