@@ -149,7 +149,8 @@ def fresh_engine():
 @pytest.mark.parametrize("language", ["en", "ko"])
 def test_room_page_renders_in_both_languages(fresh_engine, language):
     at = AppTest.from_file(str(ROOT / "dashboard.py"), default_timeout=60)
-    at.session_state["lang"] = language  # as the dashboard leaves it for the page
+    at.query_params["lang"] = language
+    at.run()
     at.switch_page("pages/room.py").run()
     assert not at.exception, [e.message for e in at.exception]
     title = at.title[0].value
