@@ -28,6 +28,7 @@ import contextlib
 import logging
 import math
 import multiprocessing
+import queue
 import socket
 import threading
 import time
@@ -109,12 +110,36 @@ def connect(address: str | None = None, *, num_cpus: int | None = None) -> bool:
     else:
         options.update(address=address, runtime_env={"py_modules": [str(Path(__file__).parent)]})
     try:
-        ray.init(**options)
+        if address is None and threading.current_thread() is not threading.main_thread():
+            _init_in_lasting_thread(ray, options)
+        else:
+            ray.init(**options)
     except Exception as error:
         where = "start a local Ray runtime" if address is None else f"join {address}"
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
         raise ClusterError(f"cannot {where}: {type(error).__name__}: {first_line}") from None
     return True
+
+
+def _init_in_lasting_thread(ray: Any, options: dict[str, Any]) -> None:
+    """ray.init, from a thread that lasts as long as this process. Ray's local processes
+    die when the thread that started them ends (Linux's parent-death signal follows the
+    thread), and a Streamlit script's thread ends after every rerun."""
+    started: queue.Queue[BaseException | None] = queue.Queue()
+
+    def keep() -> None:
+        try:
+            ray.init(**options)
+        except BaseException as error:
+            started.put(error)
+            return
+        started.put(None)
+        threading.Event().wait()
+
+    threading.Thread(target=keep, name="rnnlab-ray-runtime", daemon=True).start()
+    error = started.get()
+    if error is not None:
+        raise error
 
 
 def cluster_cpus() -> int:
@@ -349,8 +374,9 @@ class ActorConnection:
 
 
 class PoolWorkerActor:
-    """A Ray actor (one CPU, two threads) that runs one rnnlab.worker loop and records
-    nothing: `command` takes the server's commands, `messages` streams the replies."""
+    """A Ray actor (two threads, one CPU unless there are more workers than CPUs) that
+    runs one rnnlab.worker loop and records nothing: `command` takes the server's
+    commands, `messages` streams the replies."""
 
     def __init__(self, torch_threads: int) -> None:
         torch.set_num_threads(torch_threads)
@@ -408,9 +434,9 @@ class RayWorker:
 
     server_records = True
 
-    def __init__(self, torch_threads: int, number: int):
+    def __init__(self, torch_threads: int, number: int, *, cpus: float = 1.0):
         ray = import_ray()
-        actor_class = ray.remote(num_cpus=1, max_concurrency=2)(PoolWorkerActor)
+        actor_class = ray.remote(num_cpus=cpus, max_concurrency=2)(PoolWorkerActor)
         actor = actor_class.remote(torch_threads)
         self.process = _ActorProcess(actor)
         self.connection, updates = multiprocessing.Pipe(duplex=False)

@@ -360,15 +360,15 @@ class JobManager:
         ray_address: str | None = None,
     ):
         self.executor = executor if executor is not None else default_executor()
-        cores = None
+        self._cluster_cpus: int | None = None
         if self.executor == "ray":  # workers in Ray actors; see rnnlab.cluster
             from . import cluster
 
             cluster.connect(ray_address or os.environ.get("RNNLAB_RAY_ADDRESS") or None)
-            cores = cluster.cluster_cpus()
+            self._cluster_cpus = cluster.cluster_cpus()
         elif self.executor != "local":
             raise ValueError(f"executor must be local or ray, got {self.executor!r}")
-        self.workers = workers if workers is not None else default_workers(cores)
+        self.workers = workers if workers is not None else default_workers(self._cluster_cpus)
         if self.workers < 1:
             raise ValueError(f"workers must be at least 1, got {self.workers}")
         self.store = store if store is not None else open_store()
@@ -406,7 +406,8 @@ class JobManager:
         if self.executor == "ray":
             from .cluster import RayWorker
 
-            return RayWorker(self.torch_threads, self._started)
+            cpus = min(1.0, self._cluster_cpus / self.workers)  # more workers than CPUs share
+            return RayWorker(self.torch_threads, self._started, cpus=cpus)
         return _WorkerProcess(
             self._context, str(self.store.path), self.torch_threads, self._started
         )
