@@ -13,19 +13,19 @@ manager()  # the shared training pool: app.py starts it with the server, else th
 choose_language()
 
 pages = [
-    st.Page("pages/train.py", title=_("Train"), icon=":material/model_training:", default=True),
+    st.Page("views/train.py", title=_("Train"), icon=":material/model_training:", default=True),
     st.Page(
-        "pages/inside.py",
+        "views/inside.py",
         title=_("Inside the cell"),
         icon=":material/biotech:",
         url_path="inside",
     ),
     st.Page(
-        "pages/compare.py", title=_("Compare"), icon=":material/compare_arrows:", url_path="compare"
+        "views/compare.py", title=_("Compare"), icon=":material/compare_arrows:", url_path="compare"
     ),
-    st.Page("pages/race.py", title=_("Race"), icon=":material/sports_score:", url_path="race"),
-    st.Page("pages/room.py", title=_("Room"), icon=":material/groups:", url_path="room"),
-    st.Page("pages/learn.py", title=_("Learn"), icon=":material/school:", url_path="learn"),
+    st.Page("views/race.py", title=_("Race"), icon=":material/sports_score:", url_path="race"),
+    st.Page("views/room.py", title=_("Room"), icon=":material/groups:", url_path="room"),
+    st.Page("views/learn.py", title=_("Learn"), icon=":material/school:", url_path="learn"),
 ]
 page = st.navigation(pages)
 language_picker()

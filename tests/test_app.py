@@ -39,13 +39,13 @@ APP = ROOT / "dashboard.py"
 SCRIPT_TIMEOUT_S = 60
 RUN_TIMEOUT_S = 240
 
-TRAIN = "pages/train.py"
+TRAIN = "views/train.py"
 PAGE_TITLES = {
-    "pages/train.py": "Train",
-    "pages/inside.py": "Inside the cell",
-    "pages/compare.py": "Compare",
-    "pages/race.py": "Race",
-    "pages/learn.py": "Learn",
+    "views/train.py": "Train",
+    "views/inside.py": "Inside the cell",
+    "views/compare.py": "Compare",
+    "views/race.py": "Race",
+    "views/learn.py": "Learn",
 }
 # The presets the dashboard issue asks for by name.
 REQUIRED_PRESETS = [
@@ -233,7 +233,7 @@ def test_every_page_opens_without_an_exception(page):
     assert any(PAGE_TITLES[page] in title for title in titles(at)), titles(at)
 
 
-@pytest.mark.parametrize("page", ["pages/inside.py", "pages/compare.py"])
+@pytest.mark.parametrize("page", ["views/inside.py", "views/compare.py"])
 def test_pages_that_need_runs_say_so_when_there_are_none(page):
     at = open_app(page)
     assert any("No runs yet" in text for text in texts(at.info)), texts(at.info)
@@ -654,7 +654,7 @@ def test_an_upload_too_short_for_the_sequence_length_says_so():
 def test_inside_shows_gates_and_gradients_of_a_run():
     at = open_app()
     run_id = train_once(at, cell="lstm", **TINY)
-    at.switch_page("pages/inside.py").run()
+    at.switch_page("views/inside.py").run()
     assert_no_exception(at)
     assert at.selectbox(key="inside_run").value == run_id
     gates = figure(at, "inside_gates_0")
@@ -673,7 +673,7 @@ def test_compare_lists_overlays_exports_and_deletes_runs():
     at = open_app()
     first = train_once(at, cell="rnn", **TINY)
     second = train_once(at, cell="gru", **TINY)
-    at.switch_page("pages/compare.py").run()
+    at.switch_page("views/compare.py").run()
     assert_no_exception(at)
     table = at.dataframe[0].value
     assert set(table["id"]) == {first, second}
@@ -703,7 +703,7 @@ def test_compare_deletes_the_selected_run_when_a_new_run_appears_at_the_top():
     at = open_app()
     older = train_once(at, cell="rnn", **TINY)
     newer = train_once(at, cell="gru", **TINY)
-    at.switch_page("pages/compare.py").run()
+    at.switch_page("views/compare.py").run()
     assert list(at.dataframe[0].value["id"]) == [newer, older]
     at.session_state["compare_table_selected"] = [older]  # what the table's on_select keeps
     at.run()
@@ -738,7 +738,7 @@ def test_a_table_selection_is_kept_as_run_ids():
 
 
 def test_race_preset_runs_and_ends_with_a_grid():
-    at = open_app("pages/race.py")
+    at = open_app("views/race.py")
     at.button(key="race_preset_button").click().run()
     assert_no_exception(at)
     assert at.text_input(key="race_values_1").value.replace(" ", "") == "rnn,lstm,gru"
@@ -779,7 +779,7 @@ RACE_BAD_INPUT = {
 
 @pytest.mark.parametrize("key, text, says", RACE_BAD_INPUT.values(), ids=list(RACE_BAD_INPUT))
 def test_race_rejects_bad_values_with_a_message(key, text, says):
-    at = open_app("pages/race.py")
+    at = open_app("views/race.py")
     at.text_input(key=key).set_value(text).run()
     assert_no_exception(at)
     assert any(says in error for error in texts(at.error)), texts(at.error)
@@ -790,7 +790,7 @@ def test_race_rejects_bad_values_with_a_message(key, text, says):
 
 
 def test_learn_one_hot_table_follows_the_word():
-    at = open_app("pages/learn.py")
+    at = open_app("views/learn.py")
     table = at.dataframe[0].value
     assert list(table.columns) == ["h", "e", "l", "o"] or sorted(table.columns) == list("ehlo")
     assert table.shape == (4, 4)
@@ -806,7 +806,7 @@ def test_learn_one_hot_table_follows_the_word():
 
 
 def test_learn_shows_true_activation_ranges_and_derivative_bounds():
-    at = open_app("pages/learn.py")
+    at = open_app("views/learn.py")
     functions = {t["name"]: t for t in figure(at, "learn_activations")["data"]}
     sigmoid = values(functions["sigmoid"]["y"])
     assert min(sigmoid) >= 0 and max(sigmoid) <= 1, "sigmoid's range is 0..1"
@@ -819,7 +819,7 @@ def test_learn_shows_true_activation_ranges_and_derivative_bounds():
 
 
 def test_learn_parameter_counts_match_pytorch():
-    at = open_app("pages/learn.py")
+    at = open_app("views/learn.py")
     at.slider(key="learn_hidden").set_value(16).run()
     at.slider(key="learn_layers").set_value(1).run()
     rows = {row["cell"]: row for row in at.dataframe[-1].value.to_dict("records")}
@@ -829,7 +829,7 @@ def test_learn_parameter_counts_match_pytorch():
 
 
 def test_learn_try_it_opens_train_with_the_preset():
-    at = open_app("pages/learn.py")
+    at = open_app("views/learn.py")
     at.button(key="learn_try_relu").click().run()
     assert_no_exception(at)
     assert titles(at) and "Train" in titles(at)[0]
@@ -894,7 +894,7 @@ def test_neither_a_preset_nor_session_state_changes_what_a_lesson_fixes():
     assert metric(at, "Layers × cell") == "1 × GRU"
 
     # Learn's "Try it" loads a preset into the Train page; the query is gone by then.
-    at.switch_page("pages/learn.py").run()
+    at.switch_page("views/learn.py").run()
     at.button(key="learn_try_hello").click().run()
     assert_no_exception(at)
     preset = PRESETS["Hello, RNN"].config()

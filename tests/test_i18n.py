@@ -11,12 +11,12 @@ from ui import i18n
 
 APP = str(Path(__file__).resolve().parents[1] / "dashboard.py")
 PAGES = [
-    "pages/train.py",
-    "pages/inside.py",
-    "pages/compare.py",
-    "pages/race.py",
-    "pages/room.py",
-    "pages/learn.py",
+    "views/train.py",
+    "views/inside.py",
+    "views/compare.py",
+    "views/race.py",
+    "views/room.py",
+    "views/learn.py",
 ]
 
 

@@ -151,7 +151,7 @@ def test_room_page_renders_in_both_languages(fresh_engine, language):
     at = AppTest.from_file(str(ROOT / "dashboard.py"), default_timeout=60)
     at.query_params["lang"] = language
     at.run()
-    at.switch_page("pages/room.py").run()
+    at.switch_page("views/room.py").run()
     assert not at.exception, [e.message for e in at.exception]
     title = at.title[0].value
     name = at.session_state["room_name_made_up"]
@@ -177,11 +177,11 @@ def test_runs_started_on_train_carry_the_sidebar_name(fresh_engine):
     at = AppTest.from_file(str(ROOT / "dashboard.py"), default_timeout=60)
     at.run()
     at.sidebar.text_input(key="room_name").set_value("Ana").run()
-    at.switch_page("pages/room.py").run()
+    at.switch_page("views/room.py").run()
     assert "**Ana**" in " ".join(m.value for m in at.markdown)
     at = AppTest.from_file(str(ROOT / "dashboard.py"), default_timeout=60)
     at.run()
     at.sidebar.text_input(key="room_name").set_value("   ").run()
-    at.switch_page("pages/room.py").run()
+    at.switch_page("views/room.py").run()
     made_up = at.session_state["room_name_made_up"]
     assert f"**{made_up}**" in " ".join(m.value for m in at.markdown)

@@ -35,9 +35,9 @@ DEFAULT_LANGUAGE = "en"
 DOMAIN = "rnnlab"
 LOCALES = Path(__file__).parent / "locales"
 ROOT = Path(__file__).parent.parent
-# Where the strings to translate are: the pages, the ui package, and the engine's display
+# Where the strings to translate are: the pages (views/), the ui package, and the engine's display
 # strings (preset names and texts, task labels), marked there with rnnlab._text.N_.
-SOURCES = ("pages", "ui", "dashboard.py", "rnnlab/presets.py", "rnnlab/tasks.py")
+SOURCES = ("views", "ui", "dashboard.py", "rnnlab/presets.py", "rnnlab/tasks.py")
 KEYWORDS = {"_": None, "ngettext": (1, 2), "N_": None}
 SESSION_KEY, PICKER_KEY = "language", "language_picker"
 

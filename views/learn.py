@@ -16,7 +16,7 @@ def try_preset(name: str, *, key: str) -> None:
     preset's English name (marked with N_), shown translated."""
     if st.button(_("Try it: {name}").format(name=_(name)), icon=":material/play_arrow:", key=key):
         load_preset(name, "train")
-        st.switch_page("pages/train.py")
+        st.switch_page("views/train.py")
 
 
 def equations(lines: list[tuple[str, str | None]]) -> str:

@@ -43,7 +43,7 @@ store = manager().store
 runs = store.runs_frame()
 if runs.empty:
     st.info(_("No runs yet: every run you train is kept here."))
-    st.page_link("pages/train.py", label=_("Go to Train"), icon=":material/model_training:")
+    st.page_link("views/train.py", label=_("Go to Train"), icon=":material/model_training:")
     st.stop()
 
 filters = st.columns(3)

@@ -35,7 +35,7 @@ store = manager().store
 runs = store.runs_frame()
 if runs.empty:
     st.info(_("No runs yet: train one on the **Train** page and come back."))
-    st.page_link("pages/train.py", label=_("Go to Train"), icon=":material/model_training:")
+    st.page_link("views/train.py", label=_("Go to Train"), icon=":material/model_training:")
     st.stop()
 
 labels = {
