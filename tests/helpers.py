@@ -17,7 +17,7 @@ def tiny(**changes) -> RunConfig:
 ENDLESS = tiny(steps=200_000, eval_every=25)
 
 
-def until(predicate, timeout: float = 120.0, what: str = "condition"):
+def until(predicate, timeout: float = 150.0, what: str = "condition"):
     """Poll until predicate() is truthy and return its value; fail after `timeout` s."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

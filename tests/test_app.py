@@ -14,7 +14,6 @@ import json
 import math
 import os
 import re
-import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -32,6 +31,7 @@ from rnnlab.tasks import MAX_TEXT_BYTES
 pytest.importorskip("streamlit")
 pytest.importorskip("plotly")
 import streamlit as st  # noqa: E402
+from helpers import until
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -200,16 +200,6 @@ def wait_for(run_id: str) -> jobs.Progress:
     assert progress is not None, f"run {run_id} vanished"
     assert not progress.active, f"run {run_id} still {progress.status} after {RUN_TIMEOUT_S} s"
     return progress
-
-
-def until(predicate, *, what: str, timeout: float = RUN_TIMEOUT_S):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def train_once(at: AppTest, **settings: Any) -> str:
@@ -755,6 +745,7 @@ def test_race_preset_runs_and_ends_with_a_grid():
             else None
         ),
         what="the race's runs to be queued",
+        timeout=RUN_TIMEOUT_S,
     )
     assert len(run_ids) == race["total"] == 3
     for run_id in run_ids:

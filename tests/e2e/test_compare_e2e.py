@@ -6,26 +6,14 @@ the top of the newest-first table. Delete must remove exactly the run they selec
 
 from __future__ import annotations
 
-import time
-
 from harness import open_app, wait_idle
+from helpers import until
 
 from rnnlab.config import RunConfig
 from rnnlab.store import RunStore
 
-RUN_TIMEOUT_S = 150
 ROW_HEIGHT_PX = 35  # the data grid's rows, header included
 ROW_MARKER_X_PX = 15  # the middle of the checkbox column of a row-selecting grid
-
-
-def until(predicate, *, what: str, timeout: float = RUN_TIMEOUT_S):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def train_one(page, store: RunStore) -> str:

@@ -5,14 +5,13 @@ has gone to another page and back (which drops the address's query)."""
 from __future__ import annotations
 
 import re
-import time
 from urllib.parse import parse_qs, urlsplit
 
 from harness import open_app, wait_idle
+from helpers import until
 
 from rnnlab.store import RunStore
 
-RUN_TIMEOUT_S = 150
 LESSON = {
     "task": "hello",
     "cell": "gru",
@@ -23,16 +22,6 @@ LESSON = {
 }
 HIDDEN = ("cell", "activation", "preset")  # a lesson also leaves the preset picker out
 SHOWN = ("task", "word", "hidden_size", "num_layers", "lr", "optimizer", "steps", "seed")
-
-
-def until(predicate, *, what: str, timeout: float = RUN_TIMEOUT_S):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def controls(page) -> dict[str, int]:
