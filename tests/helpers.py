@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 from rnnlab.config import RunConfig
 from rnnlab.jobs import JobManager, Progress
+from rnnlab.store import RunStore
 
 
 def tiny(**changes) -> RunConfig:
@@ -42,3 +48,39 @@ class FakeClock:
 
     def __call__(self) -> float:
         return self.now
+
+
+def interrupt_when_training(
+    arguments: list[str], home: Path, *, runs: int | None = None, steps: int = 5
+) -> tuple[int, str, str]:
+    """Run `python -m rnnlab ARGUMENTS` with RNNLAB_HOME=home; once `runs` runs (default:
+    every run it started) have taken `steps` steps, press Ctrl-C as a terminal does (SIGINT
+    to the process group). Returns (exit status, stdout, stderr); the process never
+    outlives the call."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "rnnlab", *arguments],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        env={**os.environ, "RNNLAB_HOME": str(home)},
+    )
+    path = home / "runs.sqlite"
+
+    def training() -> bool:
+        if not path.exists():
+            return False
+        with RunStore(path) as store:
+            started = store.list_runs()
+        enough = bool(started) if runs is None else len(started) == runs
+        return enough and all(run.step >= steps for run in started)
+
+    try:
+        until(training, timeout=180, what="the command to train")
+        os.killpg(process.pid, signal.SIGINT)
+        out, err = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    return process.returncode, out, err

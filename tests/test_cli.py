@@ -1,11 +1,9 @@
 import json
-import os
-import signal
 import subprocess
 import sys
 
 import pytest
-from helpers import until
+from helpers import interrupt_when_training
 
 from rnnlab.__main__ import main
 from rnnlab.store import RunStore
@@ -189,42 +187,12 @@ def test_no_command_prints_the_usage_with_its_commands_and_exits_2(capsys):
     assert all(command in err for command in ("train", "sweep", "runs"))
 
 
-def _interrupt_when_training(command: list[str], store_path, steps: int = 5):
-    """Start the CLI, press Ctrl-C once every run it has started has taken `steps` steps
-    (SIGINT to its process group, as a terminal does); return (exit status, stdout, stderr)."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "rnnlab", *command],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-
-        def training() -> bool:
-            if not store_path.exists():
-                return False
-            with RunStore(store_path) as store:
-                runs = store.list_runs()
-                return bool(runs) and all(run.step >= steps for run in runs)
-
-        until(training, timeout=180, what="the command to train")
-        os.killpg(process.pid, signal.SIGINT)
-        out, err = process.communicate(timeout=120)
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-    return process.returncode, out, err
-
-
 LONG = ["--task", "adding", "--hidden-size", "8", "--batch-size", "8", "--seq-len", "10"]
 
 
-def test_ctrl_c_stops_a_training_run_in_order_and_exits_130(tmp_path, monkeypatch):
-    monkeypatch.setenv("RNNLAB_HOME", str(tmp_path))
-    status, out, err = _interrupt_when_training(
-        ["train", *LONG, "--steps", "200000", "--json"], tmp_path / "runs.sqlite"
+def test_ctrl_c_stops_a_training_run_in_order_and_exits_130(tmp_path):
+    status, out, err = interrupt_when_training(
+        ["train", *LONG, "--steps", "200000", "--json"], tmp_path
     )
     assert status == 130, err
     assert "Traceback" not in err and "stopping the run" in err
@@ -239,10 +207,9 @@ def test_ctrl_c_stops_a_training_run_in_order_and_exits_130(tmp_path, monkeypatc
         assert store.evaluations(run.id)["step"].iloc[-1] == summary["steps"]
 
 
-def test_ctrl_c_stops_a_sweep_prints_what_finished_and_exits_130(tmp_path, monkeypatch):
-    monkeypatch.setenv("RNNLAB_HOME", str(tmp_path))
+def test_ctrl_c_stops_a_sweep_prints_what_finished_and_exits_130(tmp_path):
     command = ["sweep", *LONG, "--steps", "200000", "--seeds", "0,1,2,3,4,5", "--workers", "1"]
-    status, out, err = _interrupt_when_training([*command, "--json"], tmp_path / "runs.sqlite")
+    status, out, err = interrupt_when_training([*command, "--json"], tmp_path)
     assert status == 130, err
     assert "Traceback" not in err
     lines = [json.loads(line) for line in out.strip().splitlines()]

@@ -7,14 +7,13 @@ import json
 import logging
 import os
 import signal
-import subprocess
 import sys
 import threading
 from pathlib import Path
 
 import pytest
 import torch
-from helpers import running, tiny, until
+from helpers import interrupt_when_training, running, tiny, until
 
 from rnnlab.__main__ import main
 from rnnlab.cluster import RAY_MISSING, ClusterError, RayExecutor
@@ -151,33 +150,10 @@ def test_ctrl_c_stops_a_sweep_on_a_ray_cluster_and_exits_130(ray_runtime, tmp_pa
     """A separate CLI process joins the module's runtime by its address, as it would a
     cluster: rnnlab travels to the workers with the job."""
     address = ray_runtime.get_runtime_context().gcs_address
-    command = [sys.executable, "-m", "rnnlab", "sweep", *LONG_ARGS, "--steps", "200000"]
-    command += ["--seeds", "0,1,2,3", "--executor", "ray", "--ray-address", address, "--json"]
-    process = subprocess.Popen(
-        command,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-        env={**os.environ, "RNNLAB_HOME": str(tmp_path)},
-    )
-    try:
-
-        def training() -> bool:
-            if not (tmp_path / "runs.sqlite").exists():
-                return False
-            with RunStore(tmp_path / "runs.sqlite") as store:
-                runs = store.list_runs()
-                return len(runs) == 2 and all(run.step >= 5 for run in runs)
-
-        until(training, timeout=120, what="the sweep to train on Ray")
-        os.killpg(process.pid, signal.SIGINT)
-        out, err = process.communicate(timeout=120)
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-    assert process.returncode == 130, err
+    command = ["sweep", *LONG_ARGS, "--steps", "200000", "--seeds", "0,1,2,3"]
+    command += ["--executor", "ray", "--ray-address", address, "--json"]
+    status, out, err = interrupt_when_training(command, tmp_path, runs=2)
+    assert status == 130, err
     assert "Traceback" not in err
     lines = [json.loads(line) for line in out.strip().splitlines()]
     rows, summary = lines[:-1], lines[-1]["summary"]
