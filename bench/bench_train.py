@@ -70,22 +70,30 @@ def adding_batch(batch: int, T: int, generator: torch.Generator):
     return torch.stack([values, markers], -1), (values * markers).sum(1, keepdim=True)
 
 
+def plain_training(seed: int) -> tuple[PlainLSTM, torch.optim.Optimizer, torch.Generator]:
+    torch.manual_seed(seed)
+    model = PlainLSTM()
+    return model, torch.optim.Adam(model.parameters(), lr=3e-3), torch.Generator().manual_seed(seed)
+
+
+def plain_step(model: PlainLSTM, optimizer: torch.optim.Optimizer, generator) -> None:
+    """One step of the same training written directly in PyTorch."""
+    x, y = adding_batch(64, 100, generator)
+    loss = nn.functional.mse_loss(model(x), y)
+    optimizer.zero_grad()
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    optimizer.step()
+    loss.item()
+
+
 def plain_block(steps: int, eval_every: int) -> float:
     """The same training written directly in PyTorch, evaluated as often as train()."""
-    torch.manual_seed(0)
-    model = PlainLSTM()
-    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
-    generator = torch.Generator().manual_seed(0)
+    model, optimizer, generator = plain_training(0)
     held_x, held_y = AddingTask(100).held_out()
     first = None
     for step in range(1, steps + 1):
-        x, y = adding_batch(64, 100, generator)
-        loss = nn.functional.mse_loss(model(x), y)
-        optimizer.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        loss.item()
+        plain_step(model, optimizer, generator)
         if step % eval_every == 0:
             with torch.no_grad():
                 nn.functional.mse_loss(model(held_x), held_y).item()
@@ -106,19 +114,10 @@ def cli_like_run(store: RunStore, steps: int, seed: int) -> float:
 
 def plain_run(steps: int, seed: int) -> float:
     """steps/s of a plain PyTorch loop training the same model for `steps` steps."""
-    torch.manual_seed(seed)
-    model = PlainLSTM()
-    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
-    generator = torch.Generator().manual_seed(seed)
+    model, optimizer, generator = plain_training(seed)
     start = time.perf_counter()
     for _ in range(steps):
-        x, y = adding_batch(64, 100, generator)
-        loss = nn.functional.mse_loss(model(x), y)
-        optimizer.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        loss.item()
+        plain_step(model, optimizer, generator)
     return steps / (time.perf_counter() - start)
 
 
