@@ -360,14 +360,14 @@ class JobManager:
         ray_address: str | None = None,
     ):
         self.executor = executor if executor is not None else default_executor()
+        if self.executor not in EXECUTORS:
+            raise ValueError(f"executor must be local or ray, got {self.executor!r}")
         self._cluster_cpus: int | None = None
         if self.executor == "ray":  # workers in Ray actors; see rnnlab.cluster
             from . import cluster
 
             cluster.connect(ray_address or os.environ.get("RNNLAB_RAY_ADDRESS") or None)
             self._cluster_cpus = cluster.cluster_cpus()
-        elif self.executor != "local":
-            raise ValueError(f"executor must be local or ray, got {self.executor!r}")
         self.workers = workers if workers is not None else default_workers(self._cluster_cpus)
         if self.workers < 1:
             raise ValueError(f"workers must be at least 1, got {self.workers}")
