@@ -24,8 +24,8 @@ import tempfile
 import time
 
 from rnnlab import JobManager, LocalExecutor, RunConfig, RunStore
-from rnnlab.cluster import RayExecutor, import_ray
-from rnnlab.sweep import Executor, Grid, run_sweep
+from rnnlab.cluster import import_ray
+from rnnlab.sweep import Executor, Grid, RayExecutor, run_sweep
 
 BASE = RunConfig(task="adding", cell="lstm", batch_size=32, seq_len=20, steps=300)
 GRID = Grid(BASE, {"hidden_size": [8, 16, 24, 32]}, seeds=[0, 1, 2, 3])

@@ -27,12 +27,12 @@ from typing import Any
 
 import pandas as pd
 
-from .cluster import ClusterError, RayExecutor
+from .cluster import ClusterError
 from .config import ConfigError, RunConfig
 from .jobs import JobManager
 from .recording import RecordedRun
 from .store import EXPORT_FORMATS, STATUSES, RunRecord, RunStore, StoreError, open_store
-from .sweep import SWEEPABLE, Grid, LocalExecutor, RunResult, SweepResult, run_sweep
+from .sweep import SWEEPABLE, Grid, LocalExecutor, RayExecutor, RunResult, SweepResult, run_sweep
 from .tasks import make_task
 from .train import Evaluation, Finished, Step, resolve_device
 from .weights import weights_file_bytes

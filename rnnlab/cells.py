@@ -1,8 +1,13 @@
 """One recurrent layer's time loop, forward and backward: the only copy of each cell's equations.
 
-`STEPS[cell].scan(activation, xw, w_hh, b_hh)` runs RNN, LSTM or GRU over a whole sequence
-into preallocated (T, B, ·) buffers, which keep every gate at every step; `backward(dh)`
-then takes ∂L/∂h_t from outside the layer back through time. Training
+`CELLS[cell]` is the one description of each cell (`CellSpec`): its gate chunks in
+PyTorch's order, which of them are sigmoids, what the probe records per step, the blocks
+of its recurrent weights, PyTorch's fused module and our time loop. Engine, probe and
+dashboard all read it.
+
+`CELLS[cell].steps.scan(activation, xw, w_hh, b_hh)` runs RNN, LSTM or GRU over a whole
+sequence into preallocated (T, B, ·) buffers, which keep every gate at every step;
+`backward(dh)` then takes ∂L/∂h_t from outside the layer back through time. Training
 (`models.RecurrentScan`) and the probe (`probe.probe`, `probe.gradients_through_time`)
 both run these classes, so a snapshot shows the very numbers training computes.
 
@@ -14,10 +19,11 @@ the gates stay sigmoid.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 
 class Activation(NamedTuple):
@@ -326,4 +332,46 @@ class GRUSteps(Steps):
         return dh * self.z[t]  # h_t = … + z_t⊙h_{t−1}
 
 
-STEPS: dict[str, type[Steps]] = {"rnn": RNNSteps, "lstm": LSTMSteps, "gru": GRUSteps}
+@dataclass(frozen=True)
+class CellSpec:
+    """Everything that tells one recurrent cell from another, in one record.
+
+    `chunks` are the row blocks of weight_ih/weight_hh in PyTorch's order (gate_size =
+    len(chunks) × hidden_size); `sigmoid` the chunks squashed into 0..1 (the gates whose
+    saturation is measured); `states` what the probe records per step, in `steps.STATES`
+    order; `blocks` the names of weight_hh's H×H blocks in PyTorch's documentation.
+    """
+
+    name: str
+    chunks: tuple[str, ...]
+    sigmoid: tuple[str, ...]
+    blocks: tuple[str, ...]
+    fused: type[nn.RNNBase]  # PyTorch's module (with tanh; nn.RNN also takes relu)
+    steps: type[Steps]
+
+    @property
+    def gate_chunks(self) -> int:
+        return len(self.chunks)
+
+    @property
+    def states(self) -> tuple[str, ...]:
+        return self.steps.STATES
+
+    def to_dict(self) -> dict[str, object]:
+        """What a browser view needs to draw this cell's pictures."""
+        return {"name": self.name, "states": list(self.states), "sigmoid": list(self.sigmoid)}
+
+
+CELLS: dict[str, CellSpec] = {
+    "rnn": CellSpec("rnn", ("pre",), (), ("W_hh",), nn.RNN, RNNSteps),
+    "lstm": CellSpec(
+        "lstm",
+        ("i", "f", "g", "o"),
+        ("i", "f", "o"),
+        ("W_hi", "W_hf", "W_hg", "W_ho"),
+        nn.LSTM,
+        LSTMSteps,
+    ),
+    "gru": CellSpec("gru", ("r", "z", "n"), ("r", "z"), ("W_hr", "W_hz", "W_hn"), nn.GRU, GRUSteps),
+}
+STEPS: dict[str, type[Steps]] = {name: spec.steps for name, spec in CELLS.items()}

@@ -1,50 +1,35 @@
-"""Training on Ray: a sweep's runs as Ray tasks, and the job manager's workers as Ray actors.
-
-    executor = RayExecutor(address="head-node:6379")   # None: a local Ray runtime
-    sweep = run_sweep(grid, executor=executor)          # as on the local pool
-    executor.close()                                    # leaves the cluster, or stops ours
+"""Training on Ray: the job manager's workers as Ray actors.
 
     JobManager(executor="ray", ray_address="head-node:6379")   # RNNLAB_EXECUTOR=ray
+    run_sweep(grid, executor=RayExecutor(address="head-node:6379"))   # rnnlab.sweep
+
+There is one way onto Ray: a job manager (rnnlab.jobs) hosts each of its workers in a
+Ray actor that runs the same rnnlab.worker loop as a local worker process. Commands go
+to the actor as calls, its Updates come back as a stream, and a thread here hands them
+to the manager through a pipe, so the manager waits on them as on a local worker's. The
+dashboard's pool and sweeps (rnnlab.sweep.RayExecutor) both train this way.
 
 Ray is optional (`pip install -e .[ray]`) and imported only when something connects.
 The rnnlab package travels to a cluster with the job (Ray's `py_modules`); the cluster
-needs PyTorch. Either way the process that asked records the runs in its own run store
-as their events arrive, so the Ray workers need no disk in common with it and the
-pages show the runs live.
-
-A sweep's run is one Ray task that trains with train() and streams its events back in
-small batches. A run whose Ray worker dies ends `failed`, saying so; the rest go on.
-
-A job manager on Ray (rnnlab.jobs) hosts each of its workers in a Ray actor that runs
-the same rnnlab.worker loop: commands go to the actor as calls, its Updates come back as
-a stream, and a thread here hands them to the manager through a pipe, so the manager
-waits on them as on a local worker's; it records the runs from the Updates.
+needs PyTorch. The process that asked records the runs in its own run store from the
+Updates, so the Ray workers need no disk in common with it and the pages show the runs
+live. A worker whose actor dies fails only its own runs, saying so, and is replaced.
 """
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import logging
-import math
 import multiprocessing
 import queue
 import socket
 import threading
-import time
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from .config import RunConfig
-from .recording import Recorder
-from .store import RunStore, open_store
-from .sweep import POLL_S, RunResult
-from .tasks import Task, make_task
-from .train import Event, train
 from .worker import Worker, warm_up
 
 RAY_MISSING = (
@@ -52,12 +37,6 @@ RAY_MISSING = (
 )
 # How long connecting to a cluster may take before the address counts as unreachable.
 CONNECT_TIMEOUT_S = 5.0
-# A Ray task sends its events at most this often (and its start and first step at once).
-BATCH_S = 0.25
-WORKER_DIED = (
-    "the Ray worker training this run stopped unexpectedly ({how}); "
-    "the sweep's other runs were not affected"
-)
 
 
 class ClusterError(RuntimeError):
@@ -145,187 +124,6 @@ def _init_in_lasting_thread(ray: Any, options: dict[str, Any]) -> None:
 def cluster_cpus() -> int:
     """CPUs of the Ray cluster this process is connected to (at least 1)."""
     return max(1, int(import_ray().cluster_resources().get("CPU", 1)))
-
-
-def _sweep_control() -> type:
-    """The class of the Ray actor a sweep's tasks ask whether to stop (the driver cannot
-    reach into them). Defined in here so that Ray ships the class itself: the actor's
-    process then starts without importing rnnlab and PyTorch, in a fraction of the time."""
-
-    class SweepControl:
-        def __init__(self) -> None:
-            self.stop = False
-
-        def cancel(self) -> None:
-            self.stop = True
-
-        def cancelled(self) -> bool:
-            return self.stop
-
-    return SweepControl
-
-
-def train_in_ray(config: dict[str, Any], task: Task | None, control: Any) -> Iterator[list[Event]]:
-    """The Ray task of one run: train() it, yielding its events in batches (see BATCH_S).
-
-    Between batches it asks the sweep's control actor, without waiting, whether the
-    sweep was cancelled; if so the run stops at its next step and ends as usual.
-    """
-    import ray
-
-    torch.set_num_threads(1)  # as a local pool worker, so the same seed gives the same run
-    cancel = threading.Event()
-    batch: list[Event] = []
-    sent_at = time.monotonic()
-    asked = None
-    events = train(RunConfig(**config), cancel=cancel, task=task, snapshot_every_s=math.inf)
-    for event in events:
-        batch.append(event)
-        first_step = event.kind == "step" and event.step == 1
-        if event.kind == "step" and not first_step and time.monotonic() - sent_at < BATCH_S:
-            continue
-        yield batch
-        batch, sent_at = [], time.monotonic()
-        if asked is None:
-            asked = control.cancelled.remote()
-        elif ray.wait([asked], timeout=0)[0]:
-            if ray.get(asked):
-                cancel.set()
-            asked = None
-    if batch:
-        yield batch
-
-
-@dataclass
-class _RemoteRun:
-    """A run of the sweep in flight: its config, its recorder here, whether it started."""
-
-    config: RunConfig
-    recorder: Recorder
-    started: bool = False
-
-
-class RayExecutor:
-    """Trains a sweep's runs as Ray tasks, one CPU each; see the module doc.
-
-    As many runs are in flight as the cluster has CPUs; the rest wait here, unrecorded,
-    so cancelling drops them. Ctrl-C while it waits cancels the sweep:
-    the runs training stop at their next step and come back `stopped`, like the rest.
-    """
-
-    def __init__(
-        self,
-        *,
-        address: str | None = None,
-        num_cpus: int | None = None,
-        store: RunStore | None = None,
-    ):
-        self.address = address  # None: this process's Ray runtime, or a new local one
-        self.num_cpus = num_cpus  # CPUs of a new local runtime (None: every core)
-        self._store = store
-        self._connected = False
-        self._cancelled = False
-
-    @property
-    def store(self) -> RunStore:
-        if self._store is None:
-            self._store = open_store()
-        return self._store
-
-    def connect(self) -> None:
-        """Join the cluster or start the local runtime now (run() does it otherwise)."""
-        self._connected = connect(self.address, num_cpus=self.num_cpus) or self._connected
-
-    def close(self) -> None:
-        """Leave the cluster (a local runtime stops) if this executor connected."""
-        if self._connected:
-            import_ray().shutdown()
-            self._connected = False
-
-    def __enter__(self) -> RayExecutor:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def cancel(self) -> None:
-        """Takes no lock, so a signal handler may call it; run() acts within POLL_S."""
-        self._cancelled = True
-
-    def run(
-        self, configs: Sequence[RunConfig], *, sweep_id: str, owner: str
-    ) -> Iterator[RunResult]:
-        self.connect()
-        ray = import_ray()
-        store = self.store
-        remote_train = ray.remote(num_cpus=1, num_returns="streaming", max_retries=0)(train_in_ray)
-        control = ray.remote(num_cpus=0)(_sweep_control()).remote()
-        capacity = cluster_cpus()
-        pending = collections.deque(configs)
-        active: dict[Any, _RemoteRun] = {}  # ObjectRefGenerator -> its run
-        self._cancelled = cancelled = False
-        try:
-            while pending or active:
-                if self._cancelled and not cancelled:
-                    cancelled = True
-                    pending.clear()
-                    control.cancel.remote()
-                    for stream, run in active.items():
-                        if not run.started:
-                            ray.cancel(stream)
-                while pending and len(active) < capacity:
-                    config = pending.popleft()
-                    run_id = store.create_run(config, owner=owner, sweep_id=sweep_id)
-                    task = make_task(config) if config.text_file else None  # the file is here
-                    stream = remote_train.remote(config.to_dict(), task, control)
-                    active[stream] = _RemoteRun(config, Recorder(store, run_id))
-                try:
-                    ready, _ = ray.wait(list(active), num_returns=1, timeout=POLL_S)
-                    if ready:
-                        rest = [stream for stream in active if stream not in ready]
-                        ready += ray.wait(rest, num_returns=len(rest), timeout=0)[0] if rest else []
-                except KeyboardInterrupt:
-                    if self._cancelled:
-                        raise  # a second Ctrl-C: quit at once
-                    self.cancel()
-                    continue
-                for stream in ready:
-                    result = self._take(ray, stream, active[stream], cancelled)
-                    if result is not None:
-                        del active[stream]
-                        yield result
-        finally:
-            for stream, run in active.items():  # quit at once, or an error here
-                ray.cancel(stream, force=True)
-                store.finish(run.recorder.run_id, "interrupted", error="the sweep was quit")
-            ray.kill(control)
-
-    def _take(self, ray: Any, stream: Any, run: _RemoteRun, cancelled: bool) -> RunResult | None:
-        """Record the next batch of a run's events; its result once it has ended."""
-        recorder = run.recorder
-        try:
-            batch = ray.get(next(stream))
-        except StopIteration:
-            if recorder.outcome is None:  # cancelled before it started
-                status = "stopped" if cancelled else "failed"
-                error = None if cancelled else "the Ray task ended without finishing the run"
-                recorder.store.finish(recorder.run_id, status, error=error)
-                recorder.outcome = {"status": status, "summary": None, "error": error}
-        except ray.exceptions.TaskCancelledError:
-            recorder.store.finish(recorder.run_id, "stopped")
-            recorder.outcome = {"status": "stopped", "summary": None, "error": None}
-        except ray.exceptions.RayTaskError as error:  # train() raised in the task
-            recorder.fail(error.cause if isinstance(error.cause, Exception) else str(error))
-        except ray.exceptions.WorkerCrashedError:
-            recorder.fail(WORKER_DIED.format(how="killed, or out of memory?"))
-        except ray.exceptions.RayError as error:  # its node died, its results were lost, ...
-            recorder.fail(WORKER_DIED.format(how=type(error).__name__))
-        else:
-            for event in batch:
-                run.started = run.started or event.kind == "started"
-                recorder.record(event)
-            return None
-        return RunResult(run_id=recorder.run_id, config=run.config, **recorder.outcome)
 
 
 class ActorConnection:

@@ -11,14 +11,16 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from .cells import CELLS
+
 TASK_NAMES = ("hello", "text", "adding", "copy", "sine")
-CELL_NAMES = ("rnn", "lstm", "gru")
+CELL_NAMES = tuple(CELLS)
 ACTIVATION_NAMES = ("tanh", "sigmoid", "relu")
 OPTIMIZER_NAMES = ("adam", "sgd")
 INIT_NAMES = ("default", "orthogonal", "identity", "forget_bias")
 DEVICE_NAMES = ("auto", "cpu", "cuda", "mps")
 
-GATE_CHUNKS = {"rnn": 1, "lstm": 4, "gru": 3}
+GATE_CHUNKS = {name: spec.gate_chunks for name, spec in CELLS.items()}
 
 # A run estimated to need more floating-point work than this is refused: about ten
 # minutes of a two-core laptop, and it would hold a shared worker for as long.

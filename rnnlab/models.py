@@ -21,8 +21,8 @@ import torch
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
-from .cells import STEPS, input_projection, previous
-from .config import GATE_CHUNKS, RunConfig
+from .cells import CELLS, input_projection, previous
+from .config import RunConfig
 from .tasks import Task, make_task
 
 
@@ -43,7 +43,7 @@ class RecurrentScan(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, xw: Tensor, w_hh: Tensor, b_hh: Tensor, cell: str, activation: str):
-        steps = STEPS[cell].scan(activation, xw, w_hh, b_hh)
+        steps = CELLS[cell].steps.scan(activation, xw, w_hh, b_hh)
         ctx.cell, ctx.activation = cell, activation
         ctx.save_for_backward(w_hh, *steps.buffers())
         return steps.hs_all
@@ -52,7 +52,7 @@ class RecurrentScan(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, dhs: Tensor):
         w_hh, *buffers = ctx.saved_tensors
-        steps = STEPS[ctx.cell](ctx.activation, w_hh, *buffers)
+        steps = CELLS[ctx.cell].steps(ctx.activation, w_hh, *buffers)
         steps.backward(dhs)  # leaves ∂L/∂xw in steps.dxw_all, ∂L/∂(W_hh h + b_hh) in dgh_all
         T, B, H = steps.hs_all.shape
         h_prev = previous(steps.hs_all).reshape(T * B, H)
@@ -79,7 +79,7 @@ class Recurrent(nn.Module):
         super().__init__()
         self.cell, self.activation = cell, activation
         self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
-        gate_size = GATE_CHUNKS[cell] * hidden_size
+        gate_size = CELLS[cell].gate_chunks * hidden_size
         for layer in range(num_layers):
             layer_input = input_size if layer == 0 else hidden_size
             shapes = {
@@ -120,17 +120,9 @@ def make_recurrent(
     """PyTorch's fused module when one exists for (cell, activation), else Recurrent."""
     if not is_fused(cell, activation):
         return Recurrent(cell, activation, input_size, hidden_size, num_layers, device=device)
-    if cell == "rnn":
-        return nn.RNN(
-            input_size,
-            hidden_size,
-            num_layers,
-            nonlinearity=activation,
-            batch_first=True,
-            device=device,
-        )
-    module = {"lstm": nn.LSTM, "gru": nn.GRU}[cell]
-    return module(input_size, hidden_size, num_layers, batch_first=True, device=device)
+    options = {"nonlinearity": activation} if cell == "rnn" else {}
+    module = CELLS[cell].fused
+    return module(input_size, hidden_size, num_layers, batch_first=True, device=device, **options)
 
 
 class RecurrentNet(nn.Module):

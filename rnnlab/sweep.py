@@ -8,8 +8,9 @@
 
 Where the runs train is up to the executor. LocalExecutor feeds them to a JobManager a
 few at a time (never more than its owner may have waiting, so a sweep takes turns with
-everyone else's runs); rnnlab.cluster.RayExecutor runs them as tasks on a Ray cluster.
-Any other needs only the same `run` and `cancel` methods, and callers do not change.
+everyone else's runs); RayExecutor feeds them to a job manager of its own whose workers
+are Ray actors on a cluster (rnnlab.cluster). Any other needs only the same `run` and
+`cancel` methods, and callers do not change.
 """
 
 from __future__ import annotations
@@ -27,9 +28,11 @@ from typing import Any, Protocol
 
 import pandas as pd
 
+from . import cluster
 from .config import ConfigError, RunConfig
 from .jobs import JobManager, QueueFull, get_manager
 from .store import RunStore, open_store
+from .values import finite_or_none
 
 MAX_AXES = 2
 MAX_RUNS = 256
@@ -219,6 +222,60 @@ class LocalExecutor:
         self._cancelled = True
 
 
+class RayExecutor(LocalExecutor):
+    """Trains on a Ray cluster: a job manager of its own whose workers are Ray actors,
+    one per CPU of the cluster (rnnlab.cluster), recording into `store` as the runs go.
+
+    `address` None joins this process's Ray runtime or starts a local one with
+    `num_cpus` CPUs (None: every core). The whole sweep is queued at once; the pool
+    trains as many runs at a time as a local pool of that size would.
+    """
+
+    def __init__(
+        self,
+        *,
+        address: str | None = None,
+        num_cpus: int | None = None,
+        store: RunStore | None = None,
+    ):
+        super().__init__()
+        self.address, self.num_cpus, self._store = address, num_cpus, store
+        self._connected = False
+
+    def connect(self) -> None:
+        """Join the cluster or start the local runtime now (run() does it otherwise)."""
+        self._connected = cluster.connect(self.address, num_cpus=self.num_cpus) or self._connected
+
+    @property
+    def manager(self) -> JobManager:
+        if self._manager is None:
+            self.connect()
+            self._manager = JobManager(
+                executor="ray",
+                ray_address=self.address,
+                store=self._store,
+                max_queued_per_owner=None,
+                orphan_after_s=None,
+            )
+        return self._manager
+
+    def close(self) -> None:
+        """Stop the pool's actors; leave the cluster (a local runtime stops) if this
+        executor joined it."""
+        if self._manager is not None:
+            self._manager.shutdown(timeout=10)
+            self._manager = None
+        if self._connected:
+            cluster.import_ray().shutdown()
+            self._connected = False
+
+    def __enter__(self) -> RayExecutor:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
 @dataclass
 class SweepResult:
     """A sweep's grid and the results of the runs that finished, in grid order."""
@@ -284,7 +341,8 @@ class SweepResult:
             "metric_name": metric_names[0] if len(metric_names) == 1 else None,
             **self.grid.to_dict(),
             "cells": [
-                {k: _plain(v) for k, v in row.items()} for row in self.summary().to_dict("records")
+                {k: finite_or_none(v) for k, v in row.items()}
+                for row in self.summary().to_dict("records")
             ],
         }
 
@@ -313,15 +371,6 @@ def _mean(values: pd.Series) -> float | None:
 def _median(values: pd.Series) -> float | None:
     values = pd.to_numeric(values, errors="coerce").dropna()
     return float(values.median()) if len(values) else None
-
-
-def _plain(value: Any) -> Any:
-    """numpy scalars and NaN to JSON-ready Python values."""
-    if hasattr(value, "item"):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 def run_sweep(

@@ -67,6 +67,22 @@ class Task:
     def is_solved(self, loss: float, metric: float) -> bool:
         return False
 
+    def evaluate(
+        self, model: torch.nn.Module, device: torch.device, sequences: int | None = None
+    ) -> tuple[float, float]:
+        """Held-out loss and metric of `model`: on the whole held-out set, or its first
+        `sequences`. The model is left in training mode."""
+        x, y = self.held_out()
+        if sequences is not None:
+            x, y = x[:sequences], y[:sequences]
+        model.eval()
+        with torch.no_grad():
+            output = model(x.to(device))
+            y = y.to(device)
+            loss, metric = self.loss(output, y).item(), self.metric(output, y)
+        model.train()
+        return loss, metric
+
     solved_rule = N_("no solved criterion")
 
 

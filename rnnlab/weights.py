@@ -128,12 +128,10 @@ def load_model(
 def evaluate(model: torch.nn.Module, config: RunConfig) -> tuple[float, float]:
     """Held-out loss and metric of `model` on the task `config` names, on the whole
     held-out set as a run's final evaluation is (so a reloaded run gives its final_loss)."""
-    from .train import evaluate as evaluate_on_task  # train imports this module
-
     task = make_task(config)
     training = model.training
     try:
-        return evaluate_on_task(model, task, next(model.parameters()).device)
+        return task.evaluate(model, next(model.parameters()).device)
     finally:
         model.train(training)
 

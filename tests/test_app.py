@@ -76,7 +76,7 @@ TINY = {"hidden_size": 4, "steps": 30}
 
 def _forget_engine() -> None:
     """Shut the process's pool down and drop cached resources: the next app builds anew."""
-    manager = jobs._manager
+    manager = jobs.manager._manager
     if manager is not None and not manager.closed:
         manager.shutdown(timeout=60)
     st.cache_resource.clear()

@@ -216,7 +216,7 @@ def test_workers_come_from_rnnlab_workers_one_process_each(make_manager, monkeyp
 
 
 def test_get_manager_is_one_per_process(store, monkeypatch):
-    import rnnlab.jobs as jobs
+    import rnnlab.jobs.manager as jobs
 
     threads = torch.get_num_threads()
     monkeypatch.setattr(jobs, "_manager", None)

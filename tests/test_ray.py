@@ -16,9 +16,9 @@ import torch
 from helpers import interrupt_when_training, running, tiny, until
 
 from rnnlab.__main__ import main
-from rnnlab.cluster import RAY_MISSING, ClusterError, RayExecutor
+from rnnlab.cluster import RAY_MISSING, ClusterError
 from rnnlab.store import RunStore
-from rnnlab.sweep import Grid, LocalExecutor, run_sweep
+from rnnlab.sweep import Grid, LocalExecutor, RayExecutor, run_sweep
 from rnnlab.train import train
 
 # A run that trains for minutes unless stopped: caught running, then cancelled or killed.

@@ -131,7 +131,7 @@ def test_every_run_with_its_name_settings_and_curve(client, manager, monkeypatch
 
 
 def _forget_engine() -> None:
-    manager = jobs._manager
+    manager = jobs.manager._manager
     if manager is not None and not manager.closed:
         manager.shutdown(timeout=60)
     import streamlit as st

@@ -110,7 +110,7 @@ def manager():
     RNNLAB_ORPHAN_AFTER_S seconds (a closed tab).
     """
     pool = get_manager()
-    pool.presence = session_present
+    pool.admission.presence = session_present
     return pool
 
 

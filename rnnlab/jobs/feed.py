@@ -1,0 +1,290 @@
+"""The live feed: what the server knows of each run while it trains, in memory.
+
+Every page and route reads a run's progress in one JSON shape (`Progress.state()`):
+the live route adds the new points of its curve (`LiveRun.live`), the room and a race add
+its settings (`LiveRun.row`), and a run no longer in memory is answered in the same
+shapes from the store, read once (rnnlab.jobs.stored). Gate pictures arrive already encoded
+from the workers (rnnlab.worker) and are handed on as the bytes they came in.
+"""
+
+from __future__ import annotations
+
+import array
+import bisect
+import json
+import math
+import threading
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ..config import RunConfig
+from ..store import ACTIVE_STATUSES, RunNotFound, RunStore
+from ..values import finite_or_none
+from ..worker import Update
+
+# steps/s is measured over windows of at least this length.
+RATE_WINDOW_S = 0.5
+# A curve in the room's or a race's rows: the steps that are multiples of steps / this.
+ROW_POINTS = 400
+
+
+@dataclass(frozen=True)
+class Progress:
+    """What a page shows about one job; a copy, safe to keep and to read from any thread."""
+
+    run_id: str
+    owner: str
+    status: str  # queued, running, completed, diverged, stopped, interrupted, failed
+    config: dict[str, Any]
+    step: int = 0
+    steps: int = 0
+    loss: float | None = None  # latest training loss
+    held_out_loss: float | None = None  # latest evaluation
+    metric: float | None = None
+    metric_name: str | None = None
+    solved: bool = False
+    solved_at: int | None = None  # the first step an evaluation found it solved
+    steps_per_s: float | None = None
+    eta_s: float | None = None
+    queue_position: int | None = None  # 1 = next to start; None unless queued
+    snapshot: dict[str, Any] | None = None  # latest Snapshot event, as its to_dict()
+    summary: dict[str, Any] | None = None  # once finished
+    error: str | None = None
+    sweep_id: str | None = None
+    label: str | None = None  # the name its owner goes by in the room, if it gave one
+
+    @property
+    def active(self) -> bool:
+        return self.status in ACTIVE_STATUSES
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def state(self) -> dict[str, Any]:
+        """The one JSON shape of a run's progress that every route and page reads."""
+        return {
+            "run_id": self.run_id,
+            "status": self.status,
+            "step": self.step,
+            "steps": self.steps,
+            "loss": self.loss,
+            "held_out_loss": self.held_out_loss,
+            "metric": self.metric,
+            "metric_name": self.metric_name,
+            "solved": self.solved,
+            "solved_at": self.solved_at,
+            "steps_per_s": self.steps_per_s,
+            "eta_s": self.eta_s,
+            "queue_position": self.queue_position,
+            "error": self.error,
+        }
+
+    @classmethod
+    def stored(cls, store: RunStore, run_id: str) -> Progress | None:
+        """A run's progress as the store has it; None if there is no such run."""
+        try:
+            record = store.get_run(run_id)
+        except RunNotFound:
+            return None
+        summary = record.summary or {}
+        return cls(
+            run_id=record.id,
+            owner=record.owner,
+            status=record.status,
+            config=record.config,
+            step=record.step,
+            steps=record.config.get("steps", 0),
+            loss=summary.get("final_train_loss"),
+            held_out_loss=summary.get("final_loss"),
+            metric=summary.get("metric"),
+            metric_name=summary.get("metric_name"),
+            solved=bool(summary.get("solved")),
+            solved_at=summary.get("solved_at_step"),
+            steps_per_s=summary.get("steps_per_s"),
+            summary=record.summary,
+            error=record.error,
+            sweep_id=record.sweep_id,
+        )
+
+
+def time_steps(config: dict[str, Any]) -> int:
+    """The time steps a run's sequences have (hello: set by its word)."""
+    return len(config["word"]) - 1 if config["task"] == "hello" else config["seq_len"]
+
+
+def row_settings(config: dict[str, Any]) -> dict[str, Any]:
+    """The settings a room's or a race's row shows of a run."""
+    return {
+        "task": config["task"],
+        "cell": config["cell"],
+        "activation": config["activation"],
+        "hidden_size": config["hidden_size"],
+        "num_layers": config["num_layers"],
+        "seq_len": time_steps(config),
+        "lr": config["lr"],
+        "seed": config["seed"],
+    }
+
+
+def row_points(steps: list[int], losses: list, total: int, ended: bool) -> list[int]:
+    """Which of a curve's new points a row keeps: the steps that are multiples of
+    total / ROW_POINTS, and an ended run's last one; so a run drawn from several answers
+    is the same as one drawn from one."""
+    stride = max(1, math.ceil(total / ROW_POINTS))
+    kept = [i for i, step in enumerate(steps) if step % stride == 0]
+    if ended and steps and (not kept or kept[-1] != len(steps) - 1):
+        kept.append(len(steps) - 1)
+    return kept
+
+
+@dataclass(eq=False)
+class LiveRun:
+    """A job's live state, written by the manager's update thread, read by everyone."""
+
+    run_id: str
+    owner: str
+    config: RunConfig
+    sweep_id: str | None
+    snapshot_every_s: float | None = None
+    label: str | None = None
+    status: str = "queued"
+    worker: Any = None  # the handle of the worker training it (rnnlab.jobs.pool)
+    step: int = 0
+    loss: float | None = None
+    held_out_loss: float | None = None
+    metric: float | None = None
+    metric_name: str | None = None
+    solved: bool = False
+    solved_at: int | None = None
+    steps_per_s: float | None = None
+    summary: dict[str, Any] | None = None
+    error: str | None = None
+    # The curve so far: one entry per training step, NaN where the loss was not finite.
+    curve_steps: array.array = field(default_factory=lambda: array.array("l"))
+    curve_losses: array.array = field(default_factory=lambda: array.array("d"))
+    evaluations: list[tuple[int, float | None, float | None, bool]] = field(default_factory=list)
+    # The latest snapshot as the worker encoded it: whole, per layer, and the gradient
+    # history; decoded only when someone asks for the snapshot as a dict.
+    snapshot_step: int | None = None
+    snapshot_json: bytes | None = None
+    views_json: list[bytes] | None = None
+    gradient_step: int | None = None
+    gradients_json: bytes | None = None
+    _snapshot: dict[str, Any] | None = None
+    done: threading.Event = field(default_factory=threading.Event)
+    # Set when the job is stopped for a reason other than its owner asking.
+    stop_reason: str | None = None
+    stop_status: str = "stopped"  # "interrupted" when the pool shuts down
+    rate_step: int = 0
+    rate_elapsed: float | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.status in ACTIVE_STATUSES
+
+    def snapshot(self) -> dict[str, Any] | None:
+        """The latest snapshot as a dict (decoded once per snapshot)."""
+        encoded = self.snapshot_json
+        if encoded is None:
+            return None
+        decoded = self._snapshot
+        if decoded is None or decoded.get("step") != self.snapshot_step:
+            decoded = self._snapshot = json.loads(encoded)
+        return decoded
+
+    def forget_snapshot(self) -> None:
+        self.snapshot_json = self.views_json = self._snapshot = None
+
+    def eta_s(self) -> float | None:
+        if self.status == "running" and self.steps_per_s:
+            return (self.config.steps - self.step) / self.steps_per_s
+        return None
+
+    def progress(self, queue_position: int | None, *, with_snapshot: bool = True) -> Progress:
+        return Progress(
+            run_id=self.run_id,
+            owner=self.owner,
+            status=self.status,
+            config=self.config.to_dict(),
+            step=self.step,
+            steps=self.config.steps,
+            loss=self.loss,
+            held_out_loss=self.held_out_loss,
+            metric=self.metric,
+            metric_name=self.metric_name,
+            solved=self.solved,
+            solved_at=self.solved_at,
+            steps_per_s=self.steps_per_s,
+            eta_s=self.eta_s(),
+            queue_position=queue_position,
+            snapshot=self.snapshot() if with_snapshot else None,
+            summary=self.summary,
+            error=self.error,
+            sweep_id=self.sweep_id,
+            label=self.label,
+        )
+
+    def apply(self, update: Update) -> None:
+        """Take in what the worker reports of one slice of training."""
+        if update.started is not None:
+            self.metric_name = update.started.get("metric_name")
+        for step, loss, _grad_norm, elapsed_s in update.steps:
+            self.curve_steps.append(step)
+            self.curve_losses.append(loss if math.isfinite(loss) else math.nan)
+            self.step, self.loss = step, finite_or_none(loss)
+            if self.rate_elapsed is None:
+                self.rate_step, self.rate_elapsed = step, elapsed_s
+            elif elapsed_s - self.rate_elapsed >= RATE_WINDOW_S:
+                self.steps_per_s = (step - self.rate_step) / (elapsed_s - self.rate_elapsed)
+                self.rate_step, self.rate_elapsed = step, elapsed_s
+        for step, loss, metric, solved, _elapsed_s in update.evaluations:
+            self.held_out_loss, self.metric = finite_or_none(loss), finite_or_none(metric)
+            self.solved = solved
+            if solved and self.solved_at is None:
+                self.solved_at = step
+            self.evaluations.append((step, self.held_out_loss, self.metric, solved))
+        if update.snapshot_json is not None:
+            self.snapshot_json, self.views_json = update.snapshot_json, update.views_json
+            self.snapshot_step = update.snapshot_step
+        if update.gradients_json is not None:
+            self.gradients_json = update.gradients_json
+            self.gradient_step = json.loads(update.gradients_json).get("gradient_step")
+
+    def points(self, since: int) -> tuple[list[int], list[float | None]]:
+        """The curve's points after step `since`: steps, and losses (None where not finite)."""
+        steps, count = self.curve_steps, len(self.curve_steps)
+        start = bisect.bisect_right(steps, since, 0, count)
+        losses = self.curve_losses[start:count].tolist()
+        return steps[start:count].tolist(), [None if math.isnan(v) else v for v in losses]
+
+    def live(self, since: int, queue_position: int | None) -> dict[str, Any]:
+        """Progress, the new points after step `since` and the evaluations up to the last
+        of them (the next poll asks from there): what a live loss chart needs."""
+        steps, losses = self.points(since)
+        last = steps[-1] if steps else since
+        return {
+            **self.progress(queue_position, with_snapshot=False).state(),
+            "snapshot_step": self.snapshot_step,
+            "points": {"step": steps, "loss": losses},
+            "evaluations": [list(e) for e in self.evaluations if since < e[0] <= last],
+        }
+
+    def row(
+        self, since: int, queue_position: int | None, name: str | None, *, with_config: bool
+    ) -> dict[str, Any]:
+        """The run as a row of the room or a race: progress, settings, name, and the new
+        points of its curve (see row_points); `seen` is the step to ask from next."""
+        progress = self.progress(queue_position, with_snapshot=False)
+        steps, losses = self.points(since)
+        kept = row_points(steps, losses, self.config.steps, not progress.active)
+        config = self.config.to_dict()
+        summary = self.summary or {}
+        return {
+            **progress.state(),
+            **row_settings(config),
+            **({"config": config} if with_config else {}),
+            "name": self.label or name,
+            "final_loss": summary.get("final_loss"),
+            "points": {"step": [steps[i] for i in kept], "loss": [losses[i] for i in kept]},
+            "seen": steps[kept[-1]] if kept else since,
+        }

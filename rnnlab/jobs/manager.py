@@ -1,0 +1,390 @@
+"""The job manager: one pool of training workers per server, shared by everyone.
+
+    manager = get_manager()
+    run_id = manager.submit(config, owner=session_id)   # QueueFull if the owner has too many
+    manager.heartbeat(session_id)                       # the owner is still there
+    manager.progress(run_id)                            # Progress: status, step, loss, ETA, ...
+    manager.live(run_id, since=step)                    # new points, for a page's live chart
+    manager.cancel(run_id, owner=session_id)
+    manager.queue()                                     # what runs and what waits, in order
+
+Training happens in `workers` processes (`RNNLAB_WORKERS`, default one per core; see
+rnnlab.jobs.pool and rnnlab.worker). Every worker interleaves its runs, a slice of time
+each, so up to `max_running` runs (`RNNLAB_MAX_RUNNING`, default 16 per worker) train at
+once and all of them start within a second; beyond that, runs wait in one
+first-in-first-out queue whose positions pages show. The server keeps each live run's
+curve, latest evaluation and latest encoded snapshot in memory (rnnlab.jobs.feed), fed
+by the pool's update thread; pages and routes read from there, and read a run that has
+left memory from the store once.
+
+With `RNNLAB_EXECUTOR=ray` the workers are Ray actors instead, on the cluster at
+`RNNLAB_RAY_ADDRESS` (default: a local Ray runtime), one per CPU of the cluster unless
+`RNNLAB_WORKERS` says otherwise; they run the same worker loop, and since they share no
+disk with the server, the server records their runs from their updates (rnnlab.cluster).
+
+Room rules (rnnlab.jobs.admission): caps on waiting runs per owner, and the runs of an
+owner that has gone are stopped. A worker that dies (killed, out of memory) fails only
+its own runs, with a message that says so, and is replaced.
+"""
+
+from __future__ import annotations
+
+import atexit
+import collections
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from .. import cluster
+from ..config import RunConfig
+from ..store import ACTIVE_STATUSES, RunStore, open_store
+from ..worker import Update, recorded_events
+from .admission import Admission, JobError
+from .feed import LiveRun
+from .pool import WorkerPool, make_local_worker, make_ray_worker, process_context
+from .settings import (
+    DEFAULT_MAX_QUEUED_PER_OWNER,
+    EXECUTORS,
+    KEEP_FINISHED,
+    RUNS_PER_WORKER,
+    SNAPSHOT_EVERY_S,
+    default_executor,
+    default_orphan_after_s,
+    default_workers,
+    positive_int_from_env,
+)
+from .stored import StoredRuns
+from .watch import Watched
+
+log = logging.getLogger(__name__)
+
+_FROM_ENVIRONMENT = object()  # orphan_after_s's default: RNNLAB_ORPHAN_AFTER_S, else 60 s
+
+
+class JobManager(Watched):
+    """A pool of training worker processes, a FIFO queue beyond its capacity; thread-safe.
+
+    Every public method may be called from any thread (a Streamlit script thread, its
+    fragments, the server's event loop); none of them waits for training, except
+    wait() and wait_any(). `presence(owner)` may say whether an owner is still there
+    (True, False, or None for "cannot tell"); owners it cannot tell about are judged by
+    their heartbeats alone. `clock` is for tests.
+    """
+
+    def __init__(
+        self,
+        *,
+        workers: int | None = None,
+        store: RunStore | None = None,
+        max_queued_per_owner: int | None = DEFAULT_MAX_QUEUED_PER_OWNER,
+        orphan_after_s: float | None | object = _FROM_ENVIRONMENT,
+        max_running: int | None = None,
+        torch_threads: int = 1,
+        presence: Callable[[str], bool | None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        executor: str | None = None,
+        ray_address: str | None = None,
+    ):
+        self.executor = executor if executor is not None else default_executor()
+        if self.executor not in EXECUTORS:
+            raise ValueError(f"executor must be local or ray, got {self.executor!r}")
+        cluster_cpus = None
+        if self.executor == "ray":  # workers in Ray actors; see rnnlab.cluster
+            cluster.connect(ray_address or os.environ.get("RNNLAB_RAY_ADDRESS") or None)
+            cluster_cpus = cluster.cluster_cpus()
+        self.workers = workers if workers is not None else default_workers(cluster_cpus)
+        if self.workers < 1:
+            raise ValueError(f"workers must be at least 1, got {self.workers}")
+        self.store = store if store is not None else open_store()
+        self.max_running = (
+            max_running
+            or positive_int_from_env("RNNLAB_MAX_RUNNING")
+            or RUNS_PER_WORKER * self.workers
+        )
+        self.torch_threads = torch_threads
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)  # a job was queued or finished
+        self.admission = Admission(
+            self._lock,
+            max_queued_per_owner=max_queued_per_owner,
+            orphan_after_s=(
+                default_orphan_after_s() if orphan_after_s is _FROM_ENVIRONMENT else orphan_after_s
+            ),
+            presence=presence,
+            clock=clock,
+        )
+        self.stored = StoredRuns(self.store)
+        self._queue: collections.deque[LiveRun] = collections.deque()
+        self._jobs: dict[str, LiveRun] = {}
+        self._finished: collections.deque[str] = collections.deque()
+        self._sweeps: dict[str, list[str]] = {}  # sweep id -> its runs, in submission order
+        self._closed = False
+        if self.executor == "ray":
+            cpus = min(1.0, cluster_cpus / self.workers)  # more workers than CPUs share
+            make_worker = make_ray_worker(torch_threads, cpus)
+        else:
+            make_worker = make_local_worker(process_context(), str(self.store.path), torch_threads)
+        self.pool = WorkerPool(self.workers, make_worker, self._lock, self)
+        self.pool.start()
+
+    def submit(
+        self,
+        config: RunConfig,
+        *,
+        owner: str,
+        sweep_id: str | None = None,
+        snapshot_every_s: float | None = SNAPSHOT_EVERY_S,
+        label: str | None = None,
+    ) -> str:
+        """Queue a run of `config` for `owner`; return its run id at once.
+
+        snapshot_every_s is passed to train() (math.inf: only the final snapshot).
+        `label` is the name the owner goes by (the room shows it; memory only).
+        Raises QueueFull when the owner already has max_queued_per_owner jobs waiting, and
+        JobError after shutdown() or once the owner has been dropped as absent.
+        """
+        if not isinstance(config, RunConfig):
+            raise TypeError(f"submit() takes a RunConfig, not {type(config).__name__}")
+        with self._lock:
+            if self._closed:
+                raise JobError("the training pool is shutting down; try again in a moment")
+            if self.pool.failing:
+                raise JobError("the training workers cannot start; the server log says why")
+            self.admission.reserve(owner, sum(job.owner == owner for job in self._queue))
+        try:
+            run_id = self.store.create_run(config, owner=owner, sweep_id=sweep_id)
+        finally:
+            with self._lock:
+                self.admission.release(owner)
+        job = LiveRun(
+            run_id=run_id,
+            owner=owner,
+            config=config,
+            sweep_id=sweep_id,
+            snapshot_every_s=snapshot_every_s,
+            label=label,
+        )
+        with self._lock:
+            if not self._closed:
+                self._jobs[run_id] = job
+                if sweep_id is not None:
+                    self._sweeps.setdefault(sweep_id, []).append(run_id)
+                self._queue.append(job)
+                self._dispatch()
+                return run_id
+        self.store.finish(run_id, "interrupted", error="the server shut down")
+        raise JobError("the training pool is shutting down; try again in a moment")
+
+    def name(self, owner: str, name: str) -> None:
+        """The name `owner` goes by in the room, for runs it submits without a label."""
+        self.admission.name(owner, name)
+
+    def names(self) -> set[str]:
+        """The names owners go by now."""
+        return self.admission.names()
+
+    def heartbeat(self, owner: str) -> None:
+        """Say that `owner` is still there. Once an owner has been seen, absence for
+        orphan_after_s cancels its jobs."""
+        with self._lock:
+            self.admission.heartbeat(owner)
+
+    def cancel(self, run_id: str, *, owner: str | None = None) -> bool:
+        """Stop a job: a waiting one leaves the queue, a running one stops after its step.
+
+        With `owner`, only that owner's job can be cancelled (JobError otherwise). Returns
+        False if the job is not active in this process (unknown, or already finished).
+        """
+        with self._lock:
+            job = self._jobs.get(run_id)
+            if job is None or job.status not in ACTIVE_STATUSES:
+                return False
+            if owner is not None and job.owner != owner:
+                raise JobError("That run was started by someone else; only they can stop it.")
+            dequeued = [job] if self._stop(job, None) else []
+        self._record_dequeued(dequeued)
+        return True
+
+    def cancel_owner(self, owner: str, *, reason: str | None = None) -> int:
+        """Cancel every active job of `owner`; returns how many."""
+        with self._lock:
+            jobs = [j for j in self._jobs.values() if j.owner == owner and j.active]
+            dequeued = [job for job in jobs if self._stop(job, reason)]
+        self._record_dequeued(dequeued)
+        return len(jobs)
+
+    def worker_pids(self) -> list[int]:
+        """The process ids of the live workers (for tests, benchmarks and memory figures)."""
+        return self.pool.pids()
+
+    def shutdown(self, *, wait: bool = True, timeout: float | None = None) -> None:
+        """Refuse new jobs, stop waiting and running ones, and (by default) wait for workers.
+
+        Runs cut short this way end `interrupted`: nobody asked for them to stop.
+        """
+        with self._lock:
+            self._closed = True
+            dequeued = [
+                job
+                for job in list(self._jobs.values())
+                if job.active and self._stop(job, "the server shut down", status="interrupted")
+            ]
+            workers = self.pool.close()
+            self._changed.notify_all()
+        self._record_dequeued(dequeued)
+        if wait:
+            deadline = None if timeout is None else time.monotonic() + timeout
+            self.pool.join(workers, deadline)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def _dispatch(self) -> None:
+        """Hand waiting jobs to the least busy workers while there is room. Lock held."""
+        while self._queue and self.pool.running() < self.max_running:
+            worker = self.pool.least_busy()
+            if worker is None:
+                break
+            job = self._queue.popleft()
+            job.status, job.worker = "running", worker
+            worker.jobs[job.run_id] = job
+            worker.send(("start", job.run_id, job.config.to_dict(), job.snapshot_every_s))
+        self._changed.notify_all()
+
+    def _stop(self, job: LiveRun, reason: str | None, *, status: str = "stopped") -> bool:
+        """Cancel a job; it ends as `status`, with `reason` as its error. Lock held.
+
+        Returns True when the job was still waiting: it leaves the queue here, and the
+        caller records its end in the store, then retires it, once the lock is released
+        (_record_dequeued), so that whoever waits for it finds the store up to date.
+        """
+        if job.stop_reason is None:
+            job.stop_reason, job.stop_status = reason, status
+        if job.status == "queued" and job in self._queue:
+            self._queue.remove(job)
+            job.status, job.error = job.stop_status, job.stop_reason
+            return True
+        if job.worker is not None:
+            job.worker.send(("cancel", job.run_id, job.stop_reason, job.stop_status))
+        return False
+
+    def _record_dequeued(self, jobs: Iterable[LiveRun]) -> None:
+        """Write the end of jobs that never reached a worker, then retire them."""
+        jobs = list(jobs)
+        for job in jobs:
+            try:
+                self.store.finish(job.run_id, job.status, error=job.error)
+            except Exception:
+                log.exception("could not record run %s as %s", job.run_id, job.status)
+        if jobs:
+            with self._lock:
+                for job in jobs:
+                    self._retire(job)
+
+    def _retire(self, job: LiveRun) -> None:
+        """Mark a job done, drop its snapshot, forget the oldest finished jobs. Lock held."""
+        job.forget_snapshot()
+        job.done.set()
+        self._finished.append(job.run_id)
+        while len(self._finished) > KEEP_FINISHED:
+            self._jobs.pop(self._finished.popleft(), None)
+        self._changed.notify_all()
+
+    # The pool's events (rnnlab.jobs.pool.PoolEvents), from its update thread.
+
+    def started(self) -> None:
+        with self._lock:
+            self._dispatch()
+
+    def update(self, worker: Any, update: Update) -> None:
+        job = worker.jobs.get(update.run_id)
+        if job is None:
+            return
+        job.apply(update)
+        if worker.server_records:
+            self._record(job, update)
+        finished = update.finished
+        if finished is not None:
+            with self._lock:
+                job.summary, job.error = finished["summary"], finished["error"]
+                job.status = finished["status"]
+                worker.jobs.pop(job.run_id, None)
+                self._retire(job)
+                self._dispatch()
+
+    def lost(self, worker: Any, how: str, giving_up: bool) -> None:
+        """A worker died: fail its runs, saying so (and every waiting run, if no worker is
+        left and none can start)."""
+        message = (
+            f"the training worker process stopped unexpectedly ({how}; out of memory?). "
+            "Other runs were not affected; press Train to run it again."
+        )
+        if giving_up and not worker.ready:
+            message = f"the training workers cannot start ({how}); the server log says why"
+        with self._lock:
+            orphaned = list(worker.jobs.values())
+            worker.jobs.clear()
+            if not self.pool.workers and giving_up:
+                orphaned += self._queue
+                self._queue.clear()
+            for job in orphaned:
+                job.status, job.error = "failed", message
+            self._dispatch()
+        if orphaned:
+            failed = [job.run_id for job in orphaned]
+            log.error("worker %s died (%s); failed runs %s", worker.process.pid, how, failed)
+        for job in orphaned:
+            try:
+                self.store.fail(job.run_id, message)
+            except Exception:
+                log.exception("could not record run %s as failed", job.run_id)
+        with self._lock:  # only now: whoever waits for these runs finds the store written
+            for job in orphaned:
+                self._retire(job)
+
+    def tick(self) -> None:
+        """Cancel the jobs of owners that have been absent for orphan_after_s."""
+        absent = set(
+            self.admission.absent(lambda: {job.owner for job in self._jobs.values() if job.active})
+        )
+        if not absent:
+            return
+        reason = "its owner stopped watching (page closed)"
+        with self._lock:
+            jobs = [job for job in self._jobs.values() if job.owner in absent and job.active]
+            dequeued = [job for job in jobs if self._stop(job, reason)]
+        self._record_dequeued(dequeued)
+
+    def _record(self, job: LiveRun, update: Update) -> None:
+        """Write what a worker that records nothing reported (a Ray actor's) to the store;
+        a run whose events cannot be written is stopped as failed, saying why."""
+        finished = update.finished
+        try:
+            for event in recorded_events(update, job.config, with_snapshot=finished is not None):
+                self.store.add(job.run_id, event)
+            if finished is not None:
+                status, summary, error = finished["status"], finished["summary"], finished["error"]
+                self.store.finish(job.run_id, status, summary, error=error)
+        except Exception as error:
+            log.exception("could not record run %s", job.run_id)
+            if finished is None:
+                with self._lock:
+                    self._stop(job, f"it could not be recorded: {error}", status="failed")
+
+
+_manager: JobManager | None = None
+_manager_lock = threading.Lock()
+
+
+def get_manager() -> JobManager:
+    """The process's job manager, made on first use (workers from RNNLAB_WORKERS)."""
+    global _manager
+    with _manager_lock:
+        if _manager is None or _manager.closed:
+            _manager = JobManager()
+            atexit.register(_manager.shutdown, timeout=5.0)
+        return _manager

@@ -1,0 +1,62 @@
+"""The pool's settings: defaults, and what the environment overrides."""
+
+from __future__ import annotations
+
+import math
+import os
+
+DEFAULT_MAX_QUEUED_PER_OWNER = 4
+DEFAULT_ORPHAN_AFTER_S = 60.0
+# Runs one worker trains at once (interleaved) before new ones wait in the queue.
+RUNS_PER_WORKER = 16
+# Finished runs stay in memory (without their snapshot) so a page's last poll sees the end.
+KEEP_FINISHED = 200
+# The manager looks for absent owners and dead workers this often.
+ORPHAN_CHECK_S = 0.5
+# Seconds between the Snapshot events a live run sends to its page.
+SNAPSHOT_EVERY_S = 1.0
+# Workers that die before they are ready, in a row, after which the pool stops replacing them.
+MAX_START_FAILURES = 3
+
+EXECUTORS = ("local", "ray")
+
+
+def positive_int_from_env(name: str) -> int | None:
+    """The whole number >= 1 in environment variable `name`, None if unset; else ValueError."""
+    configured = os.environ.get(name, "").strip()
+    if not configured:
+        return None
+    try:
+        value = int(configured)
+    except ValueError:
+        raise ValueError(f"{name} must be a whole number, got {configured!r}") from None
+    if value < 1:
+        raise ValueError(f"{name} must be at least 1, got {value}")
+    return value
+
+
+def default_workers(cores: int | None = None) -> int:
+    """RNNLAB_WORKERS if set, else one worker per core (of this machine, or `cores`)."""
+    return positive_int_from_env("RNNLAB_WORKERS") or cores or (os.cpu_count() or 1)
+
+
+def default_executor() -> str:
+    """RNNLAB_EXECUTOR if set (local or ray), else local: worker processes on this machine."""
+    configured = os.environ.get("RNNLAB_EXECUTOR", "").strip().lower() or "local"
+    if configured not in EXECUTORS:
+        raise ValueError(f"RNNLAB_EXECUTOR must be local or ray, got {configured!r}")
+    return configured
+
+
+def default_orphan_after_s() -> float:
+    """RNNLAB_ORPHAN_AFTER_S if set, else DEFAULT_ORPHAN_AFTER_S."""
+    configured = os.environ.get("RNNLAB_ORPHAN_AFTER_S", "").strip()
+    if not configured:
+        return DEFAULT_ORPHAN_AFTER_S
+    try:
+        value = float(configured)
+    except ValueError:
+        raise ValueError(f"RNNLAB_ORPHAN_AFTER_S must be a number, got {configured!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"RNNLAB_ORPHAN_AFTER_S must be a positive number, got {configured!r}")
+    return value

@@ -1,0 +1,135 @@
+"""Runs that have left the server's memory, answered in the live feed's shapes from the
+store: read once, then kept for the latest few asked (a finished run does not change)."""
+
+from __future__ import annotations
+
+import collections
+import json
+import math
+import threading
+from typing import Any
+
+from .. import probe
+from ..store import RunStore
+from ..values import finite_or_none
+from .feed import Progress, row_points, row_settings
+
+# A curve answered from the store keeps at most this many points (every k-th, and the last).
+STORED_POINTS = 1500
+# Runs no longer in memory whose answers are kept after one read of the store.
+STORED_RUNS = 64
+
+
+class StoredRuns:
+    """Answers for runs no longer in memory, in the live shapes, read from the store once
+    and kept for the STORED_RUNS latest asked (a finished run does not change)."""
+
+    def __init__(self, store: RunStore):
+        self.store = store
+        self._lock = threading.Lock()
+        self._answers: collections.OrderedDict[str, dict[str, Any]] = collections.OrderedDict()
+
+    def forget(self, run_id: str) -> None:
+        with self._lock:
+            self._answers.pop(run_id, None)
+
+    def _answer(self, run_id: str) -> dict[str, Any] | None:
+        with self._lock:
+            answer = self._answers.get(run_id)
+            if answer is not None:
+                self._answers.move_to_end(run_id)
+                return answer
+        progress = Progress.stored(self.store, run_id)
+        if progress is None or progress.active:
+            return None
+        answer = {"progress": progress}
+        with self._lock:
+            self._answers[run_id] = answer
+            while len(self._answers) > STORED_RUNS:
+                self._answers.popitem(last=False)
+        return answer
+
+    def progress(self, run_id: str) -> Progress | None:
+        answer = self._answer(run_id)
+        return None if answer is None else answer["progress"]
+
+    def live(self, run_id: str) -> dict[str, Any] | None:
+        """The whole finished curve (at most STORED_POINTS points), as LiveRun.live."""
+        answer = self._answer(run_id)
+        if answer is None:
+            return None
+        if "live" not in answer:
+            history = self.store.history(run_id)
+            stride = max(1, math.ceil(len(history) / STORED_POINTS))
+            kept = list(range(0, len(history), stride))
+            if len(history) and kept[-1] != len(history) - 1:
+                kept.append(len(history) - 1)
+            steps = history["step"].iloc[kept].astype(int).tolist()
+            losses = finite_or_none(history["loss"].iloc[kept].astype(float).tolist())
+            evaluations = self.store.evaluations(run_id)
+            snapshot = self._snapshot(answer)
+            answer["live"] = {
+                **answer["progress"].state(),
+                "snapshot_step": snapshot["step"] if snapshot else None,
+                "points": {"step": steps, "loss": losses},
+                "evaluations": [
+                    [int(e.step), finite_or_none(e.loss), finite_or_none(e.metric), bool(e.solved)]
+                    for e in evaluations.itertuples()
+                ],
+            }
+        return answer["live"]
+
+    def row(self, run_id: str, name: str | None, *, with_config: bool) -> dict[str, Any] | None:
+        """A finished run as a row of the room or a race, with its whole (thinned) curve."""
+        live = self.live(run_id)
+        if live is None:
+            return None
+        progress = self._answer(run_id)["progress"]
+        steps, losses = live["points"]["step"], live["points"]["loss"]
+        kept = row_points(steps, losses, progress.steps, True)
+        config = progress.config
+        return {
+            **progress.state(),
+            **row_settings(config),
+            **({"config": config} if with_config else {}),
+            "name": name,
+            "final_loss": (progress.summary or {}).get("final_loss"),
+            "points": {"step": [steps[i] for i in kept], "loss": [losses[i] for i in kept]},
+            "seen": steps[kept[-1]] if kept else 0,
+        }
+
+    def _snapshot(self, answer: dict[str, Any]) -> dict[str, Any] | None:
+        if "snapshot" not in answer:
+            answer["snapshot"] = self.store.snapshot(answer["progress"].run_id)
+        return answer["snapshot"]
+
+    def gates(self, run_id: str, layer: int) -> tuple[int, bytes | None] | None:
+        """One layer's view of the run's last snapshot, as LiveRun's views_json holds it."""
+        answer = self._answer(run_id)
+        if answer is None:
+            return None
+        snapshot = self._snapshot(answer)
+        if snapshot is None or not 0 <= layer < len(snapshot.get("layers", ())):
+            return -1, None
+        views = answer.setdefault("views", {})
+        if layer not in views:
+            views[layer] = json.dumps(probe.layer_view(snapshot, layer)).encode()
+        return snapshot["step"], views[layer]
+
+    def gradients(self, run_id: str) -> tuple[int, bytes | None] | None:
+        """The run's gradient history, as LiveRun's gradients_json holds it."""
+        answer = self._answer(run_id)
+        if answer is None:
+            return None
+        snapshot = self._snapshot(answer)
+        if snapshot is None or snapshot.get("gradient_history") is None:
+            return -1, None
+        if "gradients" not in answer:
+            answer["gradients"] = json.dumps(
+                {
+                    "gradient_step": snapshot.get("gradient_step"),
+                    "steps": snapshot["kept"]["steps"],
+                    "history": snapshot["gradient_history"],
+                }
+            ).encode()
+        return snapshot.get("gradient_step") or 0, answer["gradients"]
