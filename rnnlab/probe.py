@@ -19,6 +19,7 @@ Nothing here changes the model: weights are detached, `.grad` is never touched.
 
 from __future__ import annotations
 
+import base64
 import math
 import time
 from collections.abc import Callable
@@ -29,29 +30,23 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .cells import STEPS, Steps, input_projection, previous
-from .models import RecurrentNet
+from .cells import CELLS, Steps, input_projection, previous
+from .models import RecurrentNet, is_fused
 from .tasks import Task
 
-# What probe() records for each layer and step, in this order.
-STATE_NAMES = {cell: steps.STATES for cell, steps in STEPS.items()}
-# Gates squashed by a sigmoid: the ones whose saturation is measured.
-SIGMOID_GATES = {"rnn": (), "lstm": ("i", "f", "o"), "gru": ("r", "z")}
-# The H×H blocks of weight_hh from top to bottom, named as in PyTorch's documentation.
-RECURRENT_BLOCKS = {
-    "rnn": ("W_hh",),
-    "lstm": ("W_hi", "W_hf", "W_hg", "W_ho"),
-    "gru": ("W_hr", "W_hz", "W_hn"),
-}
-
 PROBE_SEQUENCES = 8  # held-out sequences a snapshot looks at
-MAX_UNITS = 64  # hidden units a snapshot keeps per layer
-MAX_STEPS = 200  # time steps a snapshot keeps
+MAX_UNITS = 32  # hidden units a snapshot's heatmaps and per-unit figures keep per layer
+MAX_STEPS = 100  # time steps a snapshot's heatmaps and curves keep
 TOP_K = 3  # most likely next symbols a snapshot lists per step
 SATURATION_LOW, SATURATION_HIGH = 0.1, 0.9  # Karpathy, Johnson & Fei-Fei (2015)
 # Snapshots wait at least their own cost divided by this, so that however long the
 # sequences, they take at most about this share of a run's wall time.
 MAX_SNAPSHOT_SHARE = 0.05
+# The part of it for gradients through time, which snapshots compute only every
+# GRADIENT_EVERY_S at most, and how many of them a snapshot's history keeps.
+GRADIENT_SHARE = 0.01
+GRADIENT_EVERY_S = 5.0
+MAX_GRADIENT_HISTORY = 64
 
 
 @dataclass(frozen=True)
@@ -88,7 +83,7 @@ def _scan(model: RecurrentNet, x: Tensor) -> list[Steps]:
     for layer in range(model.rnn.num_layers):
         w_ih, w_hh, b_ih, b_hh = _weights(model, layer)
         xw = input_projection(layer_input, w_ih, b_ih)  # (T, B, G·H)
-        layers.append(STEPS[model.cell].scan(model.activation, xw, w_hh, b_hh))
+        layers.append(CELLS[model.cell].steps.scan(model.activation, xw, w_hh, b_hh))
         layer_input = layers[-1].hs_all  # (T, B, H)
     return layers
 
@@ -105,6 +100,40 @@ def _probe_of(model: RecurrentNet, layers: list[Steps]) -> Probe:
 def probe(model: RecurrentNet, x: Tensor) -> Probe:
     """Gates and states of every layer and step of `model` on the batch x: (B, T, D)."""
     return _probe_of(model, _scan(model, x))
+
+
+@torch.no_grad()
+def _probe_from_fused_lstm(model: RecurrentNet, x: Tensor) -> Probe:
+    """probe() of a tanh LSTM in a few batched products instead of the step loop.
+
+    PyTorch's fused kernel gives every h_t; with h_{t-1} known, every step's gates are one
+    matrix product, and only c_t = f⊙c_{t-1} + i⊙g needs a (cheap, elementwise) loop.
+    Equal to probe() to float rounding; about half its cost for a snapshot's probe batch.
+    """
+    layer_input = _model_input(model, x).transpose(0, 1)  # (T, B, D)
+    T, B = layer_input.shape[:2]
+    H = model.rnn.hidden_size
+    zeros = layer_input.new_zeros(1, B, H)
+    layers = []
+    for layer in range(model.rnn.num_layers):
+        weights = _weights(model, layer)
+        h, _, _ = torch.lstm(
+            layer_input, (zeros, zeros), weights, True, 1, 0.0, False, False, False
+        )
+        w_ih, w_hh, b_ih, b_hh = weights
+        gates = input_projection(layer_input, w_ih, b_ih)  # (T, B, 4H)
+        gates.view(T * B, 4 * H).addmm_(previous(h).view(T * B, H), w_hh.t()).add_(b_hh)
+        i, f, g, o = gates.chunk(4, dim=-1)
+        gates[..., : 2 * H].sigmoid_()  # i_t, f_t
+        g.tanh_()
+        o.sigmoid_()
+        c = torch.mul(i, g)  # i⊙g: (T, B, H), then c_t = f⊙c_{t-1} + i⊙g
+        for t in range(1, T):
+            c[t].addcmul_(f[t], c[t - 1])
+        states = {"i": i, "f": f, "g": g, "o": o, "c": c, "h": h}
+        layers.append({name: values.transpose(0, 1) for name, values in states.items()})
+        layer_input = h
+    return Probe(model.cell, model.activation, layers)
 
 
 def _head(model: RecurrentNet, h: Tensor) -> Tensor:
@@ -189,7 +218,7 @@ def spectral_radius(model: RecurrentNet) -> list[dict[str, float]]:
     W_hr, W_hz, W_hn) and the recurrence has no single square matrix, so each block gets
     its own radius; an RNN's one block is W_hh. NaN where the weights are not finite.
     """
-    rnn, names = model.rnn, RECURRENT_BLOCKS[model.cell]
+    rnn, names = model.rnn, CELLS[model.cell].blocks
     radii = []
     for layer in range(rnn.num_layers):
         weight = getattr(rnn, f"weight_hh_l{layer}").detach().cpu().double()
@@ -217,7 +246,7 @@ def saturation(
                 "left": (layer[gate] < low).float().mean((0, 1)),
                 "right": (layer[gate] > high).float().mean((0, 1)),
             }
-            for gate in SIGMOID_GATES[result.cell]
+            for gate in CELLS[result.cell].sigmoid
         }
         for layer in result.layers
     ]
@@ -258,6 +287,31 @@ def _finite_or_none(value: Any) -> Any:
     if isinstance(value, list):
         return [_finite_or_none(v) for v in value]
     return value if math.isfinite(value) else None
+
+
+def _quantised(values: Tensor, bounded: bool) -> dict[str, Any]:
+    """A (steps, units) heatmap as one byte per value over [lo, hi], laid out (units,
+    steps): 0..1 for a sigmoid gate, ±max|v| otherwise; NaN reads as lo."""
+    values = values.detach().float().cpu()
+    if bounded:
+        lo, hi = 0.0, 1.0
+    else:
+        finite = values[torch.isfinite(values)]
+        reach = float(finite.abs().max()) if finite.numel() else 0.0
+        lo, hi = -(reach or 1.0), reach or 1.0
+    scaled = ((values.nan_to_num(lo) - lo) * (255 / (hi - lo))).clamp_(0, 255)
+    quantised = scaled.round_().to(torch.uint8).T.contiguous()  # (units, steps)
+    return {"lo": lo, "hi": hi, "bytes": base64.b64encode(quantised.numpy().tobytes()).decode()}
+
+
+def heatmap(entry: dict[str, Any], kept: dict[str, Any]) -> Tensor:
+    """A snapshot's quantised heatmap back as floats: (kept steps, kept units).
+
+    Within (hi - lo) / 510 of the probe's values; the browser decodes the same way.
+    """
+    raw = torch.frombuffer(bytearray(base64.b64decode(entry["bytes"])), dtype=torch.uint8)
+    levels = raw.reshape(len(kept["units"]), len(kept["steps"])).T.double()  # (steps, units)
+    return (entry["lo"] + levels * (entry["hi"] - entry["lo"]) / 255).float()
 
 
 def _labels(task: Task, size: int) -> list[str]:
@@ -311,31 +365,37 @@ def snapshot(
     x: Tensor,
     y: Tensor,
     *,
+    gradients: bool = True,
     max_units: int = MAX_UNITS,
     max_steps: int = MAX_STEPS,
     top_k: int = TOP_K,
 ) -> dict[str, Any]:
-    """Everything a Snapshot event carries, as JSON-ready lists; see train.Snapshot.
+    """A Snapshot event's fields but its step, time and gradient history; see
+    train.Snapshot. The gradient fields and the spectral radii (eigenvalues cost as much
+    as the gates) only `gradients`.
 
-    Heatmaps are for sequence 0 of the probe batch, indexed [step][unit]; statistics
-    (gate means, saturation means, state and gradient norms) use the whole batch and all
-    units. Long sequences and wide layers are cut to `max_steps` and `max_units` evenly
-    spaced indices, listed in "kept".
+    Heatmaps are for sequence 0 of the probe batch, one byte per value (`_quantised`,
+    read back with `heatmap`) at `max_steps` and `max_units` evenly spaced steps and
+    units, listed in "kept"; statistics (gate means, saturation, state and gradient
+    norms) use the whole batch, every step and unit, and are reported at those.
     """
-    gradients = gradients_through_time(model, x, y, task.loss)
-    layers = gradients.probe.layers
+    if gradients:
+        through_time = gradients_through_time(model, x, y, task.loss)
+        result, output, loss = through_time.probe, through_time.output, through_time.loss
+    else:
+        fused = model.cell == "lstm" and is_fused(model.cell, model.activation)
+        result = _probe_from_fused_lstm(model, x) if fused else probe(model, x)
+        output = _head(model, result.layers[-1]["h"])
+        loss = task.loss(output, y.to(output.device)).item()
+    layers, spec = result.layers, CELLS[model.cell]
     batch, T, H = layers[0]["h"].shape
     steps, units = _spread(T, max_steps), _spread(H, max_units)
-    steps_device = steps.to(layers[0]["h"].device)
-    units_device = units.to(layers[0]["h"].device)
-
-    def heatmap(states: Tensor) -> Any:
-        return _plain(states[0].index_select(0, steps_device).index_select(1, units_device))
-
-    gate_saturation = saturation(gradients.probe)
-    return {
-        "probe_loss": _finite_or_none(round(gradients.loss, 6)),
+    steps_device, units_device = steps.to(output.device), units.to(output.device)
+    gate_saturation = saturation(result)
+    fields = {
+        "probe_loss": _finite_or_none(round(loss, 6)),
         "kept": {
+            "cell": model.cell,
             "sequence": 0,
             "sequences": batch,
             "seq_len": T,
@@ -343,7 +403,16 @@ def snapshot(
             "steps": steps.tolist(),
             "units": units.tolist(),
         },
-        "layers": [{name: heatmap(states) for name, states in layer.items()} for layer in layers],
+        "layers": [
+            {
+                name: _quantised(
+                    states[0].index_select(0, steps_device).index_select(1, units_device),
+                    name in spec.sigmoid,
+                )
+                for name, states in layer.items()
+            }
+            for layer in layers
+        ],
         "gate_means": [
             {gate: _finite_or_none(round(layer[gate].mean().item(), 4)) for gate in per_gate}
             for layer, per_gate in zip(layers, gate_saturation, strict=True)
@@ -351,10 +420,6 @@ def snapshot(
         "state_norms": [
             _significant(torch.linalg.vector_norm(layer["h"], dim=-1).mean(0)[steps_device])
             for layer in layers
-        ],
-        "gradient_norms": [_significant(norms[steps_device]) for norms in gradients.norms],
-        "gradient_contributions": [
-            _significant(norms[steps_device]) for norms in gradients.contributions
         ],
         "saturation": [
             {
@@ -368,23 +433,60 @@ def snapshot(
             }
             for per_gate in gate_saturation
         ],
-        "spectral_radius": [
+        "predictions": _predictions(model, task, x, y, output, steps, top_k),
+    }
+    if gradients:
+        fields["spectral_radius"] = [
             {name: _finite_or_none(round(value, 4)) for name, value in radii.items()}
             for radii in spectral_radius(model)
-        ],
-        "predictions": _predictions(model, task, x, y, gradients.output, steps, top_k),
+        ]
+        fields["gradient_norms"] = [
+            _significant(norms[steps_device]) for norms in through_time.norms
+        ]
+        fields["gradient_contributions"] = [
+            _significant(norms[steps_device]) for norms in through_time.contributions
+        ]
+    return fields
+
+
+def layer_view(snapshot: dict[str, Any], layer: int) -> dict[str, Any]:
+    """What a page's Inside and Train views draw of one layer, from a snapshot's dict."""
+    kept = snapshot["kept"]
+    return {
+        "step": snapshot["step"],
+        "steps": kept["steps"],
+        "units": kept["units"],
+        "hidden_size": kept["hidden_size"],
+        "seq_len": kept["seq_len"],
+        "layer": layer,
+        "layers": len(snapshot["layers"]),
+        "cell": kept["cell"],
+        "gates": snapshot["layers"][layer],
+        "gate_means": snapshot["gate_means"][layer],
+        "saturation": snapshot["saturation"][layer],
+        "spectral_radius": snapshot["spectral_radius"][layer],
+        "state_norms": snapshot["state_norms"][layer],
+        "gradient_step": snapshot["gradient_step"],
+        "gradient_norms": snapshot["gradient_norms"],
+        "gradient_contributions": snapshot["gradient_contributions"][layer],
+        "predictions": snapshot["predictions"],
+        "probe_loss": snapshot["probe_loss"],
     }
 
 
 class SnapshotSchedule:
     """When train() takes snapshots, and of what: one fixed probe batch, at most every
-    `every_s` seconds and never so often that snapshots take more than about
-    MAX_SNAPSHOT_SHARE of the run's own computing time (long sequences make them
-    slower). every_s = 0 asks for one after every step, whatever it costs.
+    `every_s` seconds, with gradients through time at most every `gradient_every_s`,
+    and never so often that snapshots take more than about MAX_SNAPSHOT_SHARE of the
+    run's own computing time (GRADIENT_SHARE of it for the snapshots with gradients,
+    which cost several times more; long sequences make both slower). every_s = 0 asks
+    for a whole snapshot, gradients included, after every step, whatever it costs.
 
-    `busy` tells the seconds the run has spent computing so far (default: the wall
-    clock). A worker that interleaves many runs gives each its own, so that thirty runs
-    sharing a core do not each take 5 % of the core for snapshots.
+    `busy` tells the seconds the run has spent computing so far, `wall` the time (both
+    default to the wall clock). A worker that interleaves many runs gives each its own
+    busy clock, so that thirty runs sharing a core do not each take 5 % of the core.
+    The first snapshot and a final one always have fresh gradients; the others carry
+    the latest, with the step they were computed at (the spectral radii too).
     """
 
     def __init__(
@@ -393,27 +495,57 @@ class SnapshotSchedule:
         device: torch.device | str,
         every_s: float,
         *,
+        gradient_every_s: float = GRADIENT_EVERY_S,
         busy: Callable[[], float] = time.perf_counter,
+        wall: Callable[[], float] = time.perf_counter,
     ):
         if not every_s >= 0:
             raise ValueError(f"snapshot_every_s must be at least 0 or None, got {every_s!r}")
-        self.task, self.every_s, self.busy = task, every_s, busy
+        self.task, self.every_s, self.busy, self.wall = task, every_s, busy, wall
+        self.gradient_every_s = 0.0 if every_s == 0 else max(every_s, gradient_every_s)
         self.x, self.y = probe_batch(task, device=device)
-        self.last = time.perf_counter()
-        self.last_busy = busy()
-        self.cost = 0.0
+        self.last = self.gradients_last = wall()
+        self.last_busy = self.gradients_last_busy = busy()
+        self.cost = 0.0  # busy seconds of the latest snapshot without gradients
+        self.gradients_cost = 0.0  # ... and with them
+        self.gradients: dict[str, Any] | None = None  # the latest gradient fields
+        self.history: list[list] = []  # [step, layer 1's ‖∂L/∂h_t‖ at the kept steps]
 
     def due(self) -> bool:
         if self.every_s == 0:
             return True
-        waited = time.perf_counter() - self.last
+        waited = self.wall() - self.last
         worked = self.busy() - self.last_busy
-        return waited >= self.every_s and worked >= self.cost / MAX_SNAPSHOT_SHARE
+        return waited >= self.every_s and worked >= self.cost / (
+            MAX_SNAPSHOT_SHARE - GRADIENT_SHARE
+        )
 
-    def take(self, model: RecurrentNet) -> dict[str, Any]:
-        """snapshot() of the model on the probe batch, timed for the next due()."""
+    def gradients_due(self) -> bool:
+        """Whether the next snapshot computes gradients through time again."""
+        if self.gradients is None or self.every_s == 0:
+            return True
+        waited = self.wall() - self.gradients_last
+        worked = self.busy() - self.gradients_last_busy
+        return waited >= self.gradient_every_s and worked >= self.gradients_cost / GRADIENT_SHARE
+
+    def take(self, model: RecurrentNet, step: int, *, final: bool = False) -> dict[str, Any]:
+        """snapshot() of the model on the probe batch at training step `step`, with fresh
+        gradients when they are due (or `final`), timed for the next due()."""
+        fresh = final or self.gradients_due()
         start = self.busy()
-        fields = snapshot(model, self.task, self.x, self.y)
-        self.last, self.last_busy = time.perf_counter(), self.busy()
-        self.cost = self.last_busy - start
-        return fields
+        fields = snapshot(model, self.task, self.x, self.y, gradients=fresh)
+        if fresh:
+            self.gradients = {"gradient_step": step} | {
+                name: fields.pop(name)
+                for name in ("gradient_norms", "gradient_contributions", "spectral_radius")
+            }
+            if len(self.history) >= MAX_GRADIENT_HISTORY:
+                self.history = self.history[::2]  # still from the first to the latest
+            self.history.append([step, self.gradients["gradient_norms"][0]])
+        self.last, self.last_busy = self.wall(), self.busy()
+        if fresh:
+            self.gradients_last, self.gradients_last_busy = self.last, self.last_busy
+            self.gradients_cost = self.last_busy - start
+        else:
+            self.cost = self.last_busy - start
+        return {**fields, **self.gradients, "gradient_history": list(self.history)}

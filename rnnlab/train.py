@@ -21,11 +21,12 @@ evaluation that looks solved is repeated in full, and that evaluation is the one
 
 from __future__ import annotations
 
+import json
 import math
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import torch
@@ -34,6 +35,7 @@ from .config import ConfigError, RunConfig
 from .models import build_model
 from .probe import SnapshotSchedule
 from .tasks import Task, make_task
+from .values import finite_or_none
 from .weights import encode_weights
 
 # The fewest steps between two evaluations along the way. Each looks at a training
@@ -131,16 +133,19 @@ class Weights(Event):
 class Snapshot(Event):
     """Gates, states and gradients through time on a fixed probe batch at `step`.
 
-    Computed by rnnlab.probe.snapshot (which documents every field); plain lists,
-    rounded, with long runs and wide layers cut to the steps and units listed in `kept`.
+    Computed by rnnlab.probe.snapshot (which documents every field), with long runs and
+    wide layers cut to the steps and units listed in `kept`; each heatmap is one byte
+    per value (rnnlab.probe.heatmap reads it back). Gradients are computed less often
+    than gates: the gradient fields and spectral_radius are those of training step
+    `gradient_step`.
     """
 
     kind = "snapshot"
     step: int
     elapsed_s: float
     probe_loss: float | None  # the task's loss on the probe batch
-    kept: dict[str, Any]  # sequence, steps and units the heatmaps and curves keep
-    layers: list[dict[str, Any]]  # per layer: gate/state name -> [step][unit], sequence 0
+    kept: dict[str, Any]  # cell, sequence, steps and units the heatmaps and curves keep
+    layers: list[dict[str, Any]]  # per layer: gate/state name -> {lo, hi, bytes}, sequence 0
     gate_means: list[dict[str, float | None]]  # per layer: sigmoid gate -> mean
     state_norms: list[list[float | None]]  # per layer: mean ‖h_t‖ per kept step
     gradient_norms: list[list[float | None]]  # per layer: ‖∂L/∂h_t‖ per kept step
@@ -148,30 +153,23 @@ class Snapshot(Event):
     saturation: list[dict[str, dict[str, Any]]]  # per layer and gate: left/right fractions
     spectral_radius: list[dict[str, float | None]]  # per layer: W_hh block -> radius
     predictions: dict[str, Any]  # top-k next symbols, or predicted vs true values
+    gradient_step: int  # the training step the gradient fields are from
+    gradient_history: list[list]  # [step, layer 1's gradient_norms] so far, thinned to 64
 
     def to_dict(self) -> dict[str, Any]:
-        """Shallow: the fields are already plain lists, and deep-copying them is slow."""
-        return {"kind": self.kind, **vars(self)}
+        """Shallow: the fields are already plain values, and deep-copying them is slow."""
+        return {"kind": self.kind, **{name: getattr(self, name) for name in _SNAPSHOT_FIELDS}}
+
+    def to_json(self) -> bytes:
+        """to_dict() as JSON, encoded once: the worker sends and the store keeps these."""
+        cached = self.__dict__.get("_json")
+        if cached is None:
+            cached = json.dumps(self.to_dict(), separators=(",", ":"), allow_nan=False).encode()
+            object.__setattr__(self, "_json", cached)
+        return cached
 
 
-def _finite_or_none(value: float | None) -> float | None:
-    return value if value is not None and math.isfinite(value) else None
-
-
-def evaluate(
-    model: torch.nn.Module, task: Task, device: torch.device, sequences: int | None = None
-) -> tuple[float, float]:
-    """Held-out loss and metric: on the whole held-out set, or on its first `sequences`."""
-    x, y = task.held_out()
-    if sequences is not None:
-        x, y = x[:sequences], y[:sequences]
-    model.eval()
-    with torch.no_grad():
-        output = model(x.to(device))
-        y = y.to(device)
-        loss, metric = task.loss(output, y).item(), task.metric(output, y)
-    model.train()
-    return loss, metric
+_SNAPSHOT_FIELDS = tuple(f.name for f in fields(Snapshot))
 
 
 class _BusyClock:
@@ -197,7 +195,7 @@ def train(
     *,
     cancel: threading.Event | None = None,
     task: Task | None = None,
-    snapshot_every_s: float | None = 0.5,
+    snapshot_every_s: float | None = 1.0,
 ) -> Iterator[Event]:
     """Train the model `config` describes; yield events as it goes (see module doc).
 
@@ -258,7 +256,7 @@ def _events(
         """Held-out loss and metric at `step`; see the module doc for `whole`."""
         nonlocal best_loss, solved_at, last_whole
         whole = whole or partial >= task.held_out_size
-        loss, metric = evaluate(model, task, device, None if whole else partial)
+        loss, metric = task.evaluate(model, device, None if whole else partial)
         solved = math.isfinite(loss) and task.is_solved(loss, metric)
         if solved and not whole and solved_at is None:
             return evaluation(step, whole=True)  # "solved at" is decided on the whole set
@@ -275,9 +273,9 @@ def _events(
     if snapshot_every_s is not None:
         schedule = SnapshotSchedule(task, device, snapshot_every_s, busy=busy)
 
-    def snapshot() -> Snapshot:
-        fields = schedule.take(model)
-        return Snapshot(step=step, elapsed_s=time.perf_counter() - start, **fields)
+    def snapshot(*, final: bool = False) -> Snapshot:
+        taken = schedule.take(model, step, final=final)
+        return Snapshot(step=step, elapsed_s=time.perf_counter() - start, **taken)
 
     loop_start = time.perf_counter()  # steps/s counts the training loop, not the set-up
     while step < config.steps:
@@ -317,17 +315,17 @@ def _events(
     if all(torch.isfinite(p).all() for p in parameters):
         yield Weights(step, encode_weights(model, config, task, step))
     if schedule is not None:
-        yield snapshot()
+        yield snapshot(final=True)
     wall = time.perf_counter() - start
     yield Finished(
         summary={
             "status": status,
             "steps": step,
-            "final_loss": _finite_or_none(final.loss),
-            "best_loss": _finite_or_none(best_loss),
-            "final_train_loss": _finite_or_none(last_loss),
+            "final_loss": finite_or_none(final.loss),
+            "best_loss": finite_or_none(best_loss),
+            "final_train_loss": finite_or_none(last_loss),
             "metric_name": task.metric_name,
-            "metric": _finite_or_none(final.metric),
+            "metric": finite_or_none(final.metric),
             "baseline": task.baseline,
             "metric_baseline": task.metric_baseline,
             "solved": final.solved,

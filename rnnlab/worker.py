@@ -5,9 +5,9 @@ A run is a train() generator; the worker advances each of its active runs for a 
 of time in turn (round robin, see ROUND_S), so thirty runs on two cores all start at
 once and share the CPU evenly instead of twenty-eight waiting behind two. It records
 every event in the run store itself and sends the server one compact Update per slice:
-the new steps and evaluations, and at most every SNAPSHOT_SEND_S the latest snapshot,
-pre-encoded, so the server copies bytes instead of decoding nested lists it may never
-show.
+the new steps and evaluations, and the latest snapshot (no two closer than
+SNAPSHOT_SEND_S) as the JSON the engine encoded once, with each layer's view and any new
+gradient history beside it, so the server copies bytes instead of decoding them.
 
 Commands, server to worker:   ("start", run_id, config_dict, snapshot_every_s)
                               ("cancel", run_id, reason or None, status)
@@ -25,7 +25,6 @@ snapshot, and the server records the runs from the updates (`recorded_events`).
 
 from __future__ import annotations
 
-import base64
 import collections
 import json
 import math
@@ -40,6 +39,7 @@ from typing import Any
 import torch
 
 from .config import RunConfig
+from .probe import layer_view
 from .recording import RecordedRun, record_failure
 from .store import RunStore
 from .train import Evaluation, Event, Snapshot, Started, Step
@@ -49,13 +49,10 @@ from .train import Evaluation, Event, Snapshot, Started, Step
 # shorter than MIN_SLICE_S nor longer than MAX_SLICE_S (and always at least one step).
 ROUND_S = 0.25
 MIN_SLICE_S, MAX_SLICE_S = 0.01, 0.05
-# A live run's snapshot goes to the server at most this often (the store has its own pace).
-SNAPSHOT_SEND_S = 1.0
-# The gate pictures a page streams keep at most this many units and time steps.
-VIEW_UNITS = 32
-VIEW_STEPS = 100
-# Gates squashed into 0..1 by a sigmoid; everything else is drawn around 0.
-BOUNDED = ("i", "f", "o", "r", "z")
+# A live run's snapshots go to the server no closer together than this; one that comes
+# sooner waits (a newer one replaces it), so every snapshot taken at the default
+# cadence of one a second is sent.
+SNAPSHOT_SEND_S = 0.9
 
 
 @dataclass
@@ -67,8 +64,11 @@ class Update:
     steps: list[tuple[int, float, float, float]] = field(default_factory=list)
     evaluations: list[tuple[int, float, float, bool, float]] = field(default_factory=list)
     snapshot_step: int | None = None
-    snapshot_json: bytes | None = None  # the whole Snapshot event, as JSON
-    views_json: list[bytes] | None = None  # per layer: what its gate pictures show
+    snapshot_json: bytes | None = None  # the whole Snapshot event: its to_json()
+    views_json: list[bytes] | None = None  # per layer: JSON of probe.layer_view
+    # JSON of {"gradient_step", "steps", "history"} when the snapshot's gradients are
+    # newer than the last ones sent for the run.
+    gradients_json: bytes | None = None
     finished: dict[str, Any] | None = None  # {"status", "summary", "error"}
     # Only from a worker that records nothing: events of kinds the fields above do not
     # carry (a run's trained weights, say), for the server to record as they are.
@@ -95,73 +95,16 @@ def recorded_events(
     yield from update.events
 
 
-def view_of_snapshot(snapshot: dict[str, Any]) -> dict[str, Any]:
-    """The gate pictures' share of a snapshot: every layer's gates, one byte per cell.
-
-    Values are quantised to 0..255 over [lo, hi] (0..1 for sigmoid gates, ±max|v|
-    otherwise) and kept for at most VIEW_STEPS steps and VIEW_UNITS units, so an adding
-    T=100 LSTM snapshot of 275 KB becomes 26 KB per layer.
-    """
-    kept = snapshot["kept"]
-    steps, units = list(kept.get("steps") or []), list(kept.get("units") or [])
-    step_index = _spread(len(steps), VIEW_STEPS)
-    unit_index = _spread(len(units), VIEW_UNITS)
-    layers = []
-    for layer in snapshot["layers"]:
-        gates = {}
-        for name, rows in layer.items():
-            values = _matrix(rows)[step_index][:, unit_index]  # (steps, units)
-            finite = values[torch.isfinite(values)]
-            if name in BOUNDED:
-                lo, hi = 0.0, 1.0
-            else:
-                reach = float(finite.abs().max()) if finite.numel() else 1.0
-                lo, hi = -(reach or 1.0), reach or 1.0
-            scaled = ((values.nan_to_num(lo) - lo) / (hi - lo)).clamp(0, 1) * 255
-            quantised = scaled.round().to(torch.uint8).T.contiguous()  # (units, steps)
-            gates[name] = {
-                "lo": lo,
-                "hi": hi,
-                "bytes": base64.b64encode(quantised.numpy().tobytes()).decode("ascii"),
-            }
-        layers.append(gates)
-    return {
-        "step": snapshot["step"],
-        "steps": [steps[i] for i in step_index],
-        "units": [units[i] for i in unit_index],
-        "hidden_size": kept.get("hidden_size"),
-        "layers": layers,
-        "predictions": snapshot.get("predictions", {}),
-        "gate_means": snapshot.get("gate_means"),
-    }
-
-
-def _spread(count: int, limit: int) -> list[int]:
-    """At most `limit` evenly spread indices into range(count), first and last included."""
-    if count <= limit:
-        return list(range(count))
-    return sorted({round(i * (count - 1) / (limit - 1)) for i in range(limit)})
-
-
-def _matrix(rows: list[list[float | None]]) -> torch.Tensor:
-    """A snapshot's [step][unit] lists as a float tensor; None (not finite) becomes NaN."""
-    try:
-        return torch.tensor(rows, dtype=torch.float32)
-    except TypeError:  # a None somewhere: the slow way
-        return torch.tensor(
-            [[math.nan if v is None else float(v) for v in row] for row in rows],
-            dtype=torch.float32,
-        )
-
-
 class _ActiveRun(RecordedRun):
-    """A run this worker trains: its recorded event stream, and when its snapshot was sent."""
+    """A run this worker trains: its recorded event stream, and what of its snapshots
+    was sent when."""
 
     def __init__(self, store: RunStore, run_id: str, config: RunConfig, snapshot_every_s):
         super().__init__(store, run_id, config, snapshot_every_s=snapshot_every_s)
         self.stepped = False
         self.snapshot_sent_at = -math.inf
-        self.last_snapshot: Event | None = None  # kept only where the server records
+        self.waiting_snapshot: Snapshot | None = None  # taken too soon after the last sent
+        self.gradient_step_sent: int | None = None
 
 
 class _NotRecorded:
@@ -242,6 +185,7 @@ class Worker:
         run = self.runs[self.turns[0]]
         self.turns.rotate(-1)
         update = Update(run.run_id)
+        self.send_waiting_snapshot(run, update)
         share = min(MAX_SLICE_S, max(MIN_SLICE_S, ROUND_S / len(self.turns)))
         deadline = time.perf_counter() + share
         try:
@@ -258,8 +202,8 @@ class Worker:
         kind = event.kind
         if kind == "finished":
             self.forget(run.run_id)
-            if run.last_snapshot is not None and update.snapshot_json is None:
-                self.attach_snapshot(run, run.last_snapshot.to_dict(), update)  # to record
+            if run.waiting_snapshot is not None:  # the last one: to show, and to record
+                self.attach_snapshot(run, update)
             update.finished = run.outcome
             return True
         if kind == "step":
@@ -274,25 +218,38 @@ class Worker:
         elif kind == "started":
             update.started = {k: v for k, v in event.to_dict().items() if k != "config"}
         elif kind == "snapshot":
-            if self.server_records:
-                run.last_snapshot = event
-            now = time.monotonic()
-            if now - run.snapshot_sent_at >= SNAPSHOT_SEND_S:
-                self.attach_snapshot(run, event.to_dict(), update)
+            run.waiting_snapshot = event
+            self.send_waiting_snapshot(run, update)
         elif self.server_records:
             update.events.append(event)
         return False
 
-    def attach_snapshot(self, run: _ActiveRun, snapshot: dict, update: Update) -> None:
+    def send_waiting_snapshot(self, run: _ActiveRun, update: Update) -> None:
+        """Attach the run's waiting snapshot if SNAPSHOT_SEND_S has passed since the last."""
+        waited = time.monotonic() - run.snapshot_sent_at
+        if run.waiting_snapshot is not None and waited >= SNAPSHOT_SEND_S:
+            self.attach_snapshot(run, update)
+
+    def attach_snapshot(self, run: _ActiveRun, update: Update) -> None:
+        """Put the run's waiting snapshot in the update: its JSON, encoded once by the
+        event, each layer's view, and the gradient history when it is new."""
+        event, run.waiting_snapshot = run.waiting_snapshot, None
         run.snapshot_sent_at = time.monotonic()
-        update.snapshot_step = snapshot["step"]
-        update.snapshot_json = json.dumps(snapshot).encode()
-        view = view_of_snapshot(snapshot)
-        layers = view.pop("layers")
+        snapshot = event.to_dict()
+        update.snapshot_step = event.step
+        update.snapshot_json = event.to_json()
         update.views_json = [
-            json.dumps({**view, "layer": index, "gates": gates}).encode()
-            for index, gates in enumerate(layers)
+            json.dumps(layer_view(snapshot, layer), separators=(",", ":")).encode()
+            for layer in range(len(event.layers))
         ]
+        if run.gradient_step_sent is None or event.gradient_step > run.gradient_step_sent:
+            run.gradient_step_sent = event.gradient_step
+            gradients = {
+                "gradient_step": event.gradient_step,
+                "steps": event.kept["steps"],
+                "history": event.gradient_history,
+            }
+            update.gradients_json = json.dumps(gradients, separators=(",", ":")).encode()
 
     def forget(self, run_id: str) -> None:
         if self.runs.pop(run_id, None) is not None:

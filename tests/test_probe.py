@@ -11,7 +11,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import time
 
 import pytest
 import torch
@@ -33,9 +32,18 @@ from rnnlab import (
     spectral_radius,
     train,
 )
-from rnnlab.cells import STEPS
+from rnnlab.cells import CELLS, STEPS
 from rnnlab.config import ACTIVATION_NAMES, CELL_NAMES
-from rnnlab.probe import MAX_SNAPSHOT_SHARE, STATE_NAMES, SnapshotSchedule, probe_batch, snapshot
+from rnnlab.probe import (
+    GRADIENT_SHARE,
+    MAX_GRADIENT_HISTORY,
+    MAX_SNAPSHOT_SHARE,
+    SnapshotSchedule,
+    heatmap,
+    layer_view,
+    probe_batch,
+    snapshot,
+)
 
 COMBINATIONS = [(cell, activation) for cell in CELL_NAMES for activation in ACTIVATION_NAMES]
 FUSED = [("rnn", "tanh"), ("rnn", "relu"), ("lstm", "tanh"), ("gru", "tanh")]
@@ -78,7 +86,7 @@ def test_recomputed_states_equal_the_models_output(cell, activation, layers):
     result = probe(model, x)
     assert isinstance(result, Probe) and len(result.layers) == layers
     for layer in result.layers:
-        assert tuple(layer) == STATE_NAMES[cell]
+        assert tuple(layer) == CELLS[cell].states
         assert all(t.shape == (3, 12, 8) for t in layer.values())
     with torch.no_grad():
         expected = model.features(x)
@@ -376,30 +384,146 @@ def test_train_snapshots_at_the_cadence_and_always_at_the_end():
         list(train(config, snapshot_every_s=-1.0))
 
 
+class FakeClocks:
+    """A schedule's wall and busy clocks, moved by hand."""
+
+    def __init__(self) -> None:
+        self.wall, self.busy = 0.0, 0.0
+
+    def schedule(self, task, every_s: float = 1.0, **options) -> SnapshotSchedule:
+        return SnapshotSchedule(
+            task, "cpu", every_s, busy=lambda: self.busy, wall=lambda: self.wall, **options
+        )
+
+
+GATES_SHARE = MAX_SNAPSHOT_SHARE - GRADIENT_SHARE
+
+
 def test_snapshots_wait_longer_when_they_cost_more():
     _, task = small_model("rnn", "tanh")
-    busy = [0.0]  # seconds the run has computed
-    schedule = SnapshotSchedule(task, "cpu", every_s=0.5, busy=lambda: busy[0])
-    schedule.last = time.perf_counter() - 10.0  # as if the last snapshot were 10 s ago
-    busy[0] = 10.0  # ... and the run had computed all that time
+    clocks = FakeClocks()
+    schedule = clocks.schedule(task, every_s=0.5)
+    clocks.wall = clocks.busy = 10.0  # 10 s later, and the run computed all that time
     schedule.cost = 0.1
     assert schedule.due()
-    schedule.cost = 1.0  # a snapshot this slow waits at least 1.0 / MAX_SNAPSHOT_SHARE
-    assert 1.0 / MAX_SNAPSHOT_SHARE > 10.0 and not schedule.due()
+    schedule.cost = 1.0  # a snapshot this slow waits at least 1.0 / its share
+    assert 1.0 / GATES_SHARE > 10.0 and not schedule.due()
 
 
 def test_snapshots_of_interleaved_runs_are_budgeted_on_their_own_time():
     """Ten seconds passed, but this run computed for only 0.2 s of them (others had the
-    core): a 0.1 s snapshot must wait for 0.1 / MAX_SNAPSHOT_SHARE of its own time."""
+    core): a 0.1 s snapshot must wait for 0.1 / its share of the run's own time."""
     _, task = small_model("rnn", "tanh")
-    busy = [0.0]
-    schedule = SnapshotSchedule(task, "cpu", every_s=0.5, busy=lambda: busy[0])
-    schedule.last = time.perf_counter() - 10.0
+    clocks = FakeClocks()
+    schedule = clocks.schedule(task, every_s=0.5)
+    clocks.wall, clocks.busy = 10.0, 0.2
     schedule.cost = 0.1
-    busy[0] = 0.2
     assert not schedule.due()
-    busy[0] = 0.1 / MAX_SNAPSHOT_SHARE
+    clocks.busy = 0.1 / GATES_SHARE
     assert schedule.due()
+
+
+def test_gradients_are_computed_less_often_than_gates_but_first_and_last():
+    model, task = small_model("lstm", "tanh")
+    clocks = FakeClocks()
+    schedule = clocks.schedule(task, every_s=1.0, gradient_every_s=5.0)
+    taken = []
+    for step in range(1, 21):
+        clocks.wall += 1.0
+        clocks.busy += 1.0
+        if schedule.due():
+            taken.append(schedule.take(model, step))
+    taken.append(schedule.take(model, 20, final=True))
+    assert len(taken) == 21
+    fresh = [fields["gradient_step"] for fields in taken]
+    assert fresh[0] == 1 and fresh[-1] == 20
+    assert sorted(set(fresh)) == [1, 6, 11, 16, 20]  # every 5 s, and at the end
+    assert [step for step, _ in taken[-1]["gradient_history"]] == [1, 6, 11, 16, 20]
+
+    schedule.gradients_cost = 1.0  # costly gradients wait for 1.0 / GRADIENT_SHARE busy s
+    clocks.wall += 10.0
+    clocks.busy += 1.0 / GRADIENT_SHARE - 1.0
+    assert schedule.due() and not schedule.gradients_due()
+    clocks.busy += 1.0
+    assert schedule.gradients_due()
+
+
+def test_gradient_history_is_thinned_but_covers_the_whole_run():
+    model, task = small_model("rnn", "tanh")
+    schedule = SnapshotSchedule(task, "cpu", every_s=0.0)
+    for step in range(1, 201):
+        history = schedule.take(model, step)["gradient_history"]
+        assert len(history) <= MAX_GRADIENT_HISTORY
+    steps = [step for step, _ in history]
+    assert steps[0] == 1 and steps[-1] == 200 and steps == sorted(steps)
+    assert len(history) > MAX_GRADIENT_HISTORY // 2
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_quantised_heatmaps_decode_to_the_probes_values(cell):
+    model, task = small_model(cell, "tanh", 2, hidden_size=40, seq_len=130)
+    x, y = probe_batch(task)
+    fields = snapshot(model, task, x, y)
+    kept = fields["kept"]
+    steps, units = torch.tensor(kept["steps"]), torch.tensor(kept["units"])
+    assert len(steps) == 100 and len(units) == 32
+    exact = probe(model, x)
+    for layer, heatmaps in zip(exact.layers, fields["layers"], strict=True):
+        assert tuple(heatmaps) == CELLS[cell].states
+        for name, entry in heatmaps.items():
+            truth = layer[name][0][steps][:, units]  # (steps, units)
+            level = (entry["hi"] - entry["lo"]) / 255
+            assert (heatmap(entry, kept) - truth).abs().max() <= level / 2 + 1e-5, name
+            if name in CELLS[cell].sigmoid:
+                assert (entry["lo"], entry["hi"]) == (0.0, 1.0)
+            else:
+                assert entry["hi"] == -entry["lo"] == pytest.approx(truth.abs().max().item())
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_a_snapshots_gradients_are_those_through_time_at_their_step(cell):
+    model, task = small_model(cell, "tanh", 2, seq_len=130)
+    clocks = FakeClocks()
+    schedule = clocks.schedule(task, every_s=1.0, gradient_every_s=5.0)
+    first = schedule.take(model, 7)
+    expected = gradients_through_time(model, schedule.x, schedule.y, task.loss)
+    steps = torch.tensor(first["kept"]["steps"])
+    assert first["gradient_step"] == 7
+    for layer in range(2):
+        for field, exact in (
+            ("gradient_norms", expected.norms),
+            ("gradient_contributions", expected.contributions),
+        ):
+            got = torch.tensor(first[field][layer], dtype=torch.float64)
+            torch.testing.assert_close(got, exact[layer][steps].double(), rtol=1e-3, atol=0)
+    with torch.no_grad():
+        model.rnn.weight_hh_l0.mul_(2)  # trained on, but gradients are not due again yet
+    clocks.wall += 1.0
+    later = schedule.take(model, 8)
+    assert later["gradient_step"] == 7 and later["gradient_norms"] == first["gradient_norms"]
+    assert later["layers"] != first["layers"]
+    assert later["gradient_history"] == [[7, first["gradient_norms"][0]]]
+
+
+def test_layer_view_is_one_layers_share_of_a_snapshot():
+    config = RunConfig(task="adding", cell="gru", hidden_size=8, seq_len=12, steps=2, num_layers=2)
+    last = snapshots(train(config, snapshot_every_s=math.inf))[-1]
+    view = layer_view(last.to_dict(), 1)
+    assert set(view) == {
+        "step", "steps", "units", "hidden_size", "seq_len", "layer", "layers", "cell",
+        "gates", "gate_means", "saturation", "spectral_radius", "state_norms",
+        "gradient_step", "gradient_norms", "gradient_contributions", "predictions",
+        "probe_loss",
+    }  # fmt: skip
+    assert (view["layer"], view["layers"], view["cell"]) == (1, 2, "gru")
+    assert (view["hidden_size"], view["seq_len"], view["step"]) == (8, 12, 2)
+    assert list(view["gates"]) == ["r", "z", "n", "h"] and view["gates"] == last.layers[1]
+    assert list(view["saturation"]) == ["r", "z"] and list(view["spectral_radius"]) == [
+        "W_hr", "W_hz", "W_hn"
+    ]  # fmt: skip
+    assert len(view["state_norms"]) == len(view["gradient_contributions"]) == 12
+    assert len(view["gradient_norms"]) == 2
+    assert json.loads(json.dumps(view, allow_nan=False)) == view
 
 
 def test_snapshot_is_plain_json_and_uses_the_same_probe_batch_every_time():
@@ -408,7 +532,8 @@ def test_snapshot_is_plain_json_and_uses_the_same_probe_batch_every_time():
     first, last = taken[0].to_dict(), taken[-1].to_dict()
     assert first["kind"] == "snapshot"
     text = json.dumps(last, allow_nan=False)
-    assert json.loads(text) == last
+    assert json.loads(text) == last == json.loads(taken[-1].to_json())
+    assert taken[-1].to_json() is taken[-1].to_json()  # encoded once
 
     assert first["predictions"]["input"] == last["predictions"]["input"]
     assert first["predictions"]["target"] == last["predictions"]["target"]
@@ -441,20 +566,22 @@ def test_snapshot_of_the_hello_word_lists_its_characters():
 def test_long_and_wide_runs_are_downsampled_and_say_what_was_kept():
     model, task = small_model("lstm", "tanh", 2, hidden_size=100, seq_len=300)
     x, y = probe_batch(task, size=2)
-    last = Snapshot(step=0, elapsed_s=0.0, **snapshot(model, task, x, y))
+    last = Snapshot(
+        step=0, elapsed_s=0.0, gradient_step=0, gradient_history=[], **snapshot(model, task, x, y)
+    )
     kept = last.kept
     assert (kept["seq_len"], kept["hidden_size"]) == (300, 100)
-    assert len(kept["steps"]) == 200 and kept["steps"][0] == 0 and kept["steps"][-1] == 299
-    assert len(kept["units"]) == 64 and kept["units"][0] == 0 and kept["units"][-1] == 99
-    assert len(set(kept["steps"])) == 200 and len(set(kept["units"])) == 64
+    assert len(kept["steps"]) == 100 and kept["steps"][0] == 0 and kept["steps"][-1] == 299
+    assert len(kept["units"]) == 32 and kept["units"][0] == 0 and kept["units"][-1] == 99
+    assert len(set(kept["steps"])) == 100 and len(set(kept["units"])) == 32
     for layer in last.layers:
         assert list(layer) == ["i", "f", "g", "o", "c", "h"]
-        assert all(len(rows) == 200 and len(rows[0]) == 64 for rows in layer.values())
+        assert all(heatmap(entry, kept).shape == (100, 32) for entry in layer.values())
     for curves in (last.gradient_norms, last.gradient_contributions, last.state_norms):
-        assert [len(curve) for curve in curves] == [200, 200]
-    assert all(len(gate["left"]) == 64 for gate in last.saturation[1].values())
+        assert [len(curve) for curve in curves] == [100, 100]
+    assert all(len(gate["left"]) == 32 for gate in last.saturation[1].values())
     assert last.predictions["kind"] == "last_value" and len(last.predictions["predicted"]) == 2
-    assert len(json.dumps(last.to_dict(), allow_nan=False)) < 2_000_000
+    assert len(json.dumps(last.to_dict(), allow_nan=False)) < 100_000
 
 
 def test_snapshot_of_a_blown_up_network_is_still_valid_json():
@@ -466,4 +593,5 @@ def test_snapshot_of_a_blown_up_network_is_still_valid_json():
     json.dumps(fields, allow_nan=False)
     assert fields["probe_loss"] is None
     assert fields["predictions"]["kind"] == "series"
-    assert None in fields["layers"][0]["h"][-1]
+    h = fields["layers"][0]["h"]
+    assert h["lo"] == -h["hi"] and torch.isfinite(heatmap(h, fields["kept"])).all()

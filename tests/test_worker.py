@@ -1,71 +1,86 @@
-"""The worker's compact gate pictures: what a page's live heatmaps are drawn from."""
+"""What a worker sends of each snapshot: every one, encoded once, at most about one a second."""
 
-import base64
+import dataclasses
 import json
+import math
+import types
 
-import numpy as np
 import pytest
 
+from rnnlab import worker as worker_module
 from rnnlab.config import RunConfig
-from rnnlab.train import train
-from rnnlab.worker import VIEW_STEPS, VIEW_UNITS, _spread, view_of_snapshot
+from rnnlab.probe import layer_view
+from rnnlab.train import Snapshot, train
+from rnnlab.worker import SNAPSHOT_SEND_S, Update, Worker, recorded_events
 
 
-def last_snapshot(config: RunConfig) -> dict:
-    return [e for e in train(config, snapshot_every_s=0) if e.kind == "snapshot"][-1].to_dict()
+@pytest.fixture(scope="module")
+def taken() -> list[Snapshot]:
+    config = RunConfig(task="adding", cell="lstm", hidden_size=8, seq_len=12, steps=4, num_layers=2)
+    return [e for e in train(config, snapshot_every_s=0) if e.kind == "snapshot"]
 
 
-def decoded(gate: dict, units: int, steps: int) -> np.ndarray:
-    raw = np.frombuffer(base64.b64decode(gate["bytes"]), dtype=np.uint8)
-    return gate["lo"] + raw.reshape(units, steps) * (gate["hi"] - gate["lo"]) / 255
+@pytest.fixture
+def clock(monkeypatch):
+    """The worker's monotonic clock, moved by hand."""
+    now = [100.0]
+    monkeypatch.setattr(worker_module.time, "monotonic", lambda: now[0])
+    return now
 
 
-@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
-def test_quantised_gates_match_the_snapshot_within_one_level(cell):
-    config = RunConfig(task="adding", cell=cell, hidden_size=8, batch_size=4, seq_len=12, steps=3)
-    snapshot = last_snapshot(config)
-    view = view_of_snapshot(snapshot)
-    assert view["step"] == snapshot["step"] == 3
-    assert view["steps"] == snapshot["kept"]["steps"] and view["units"] == snapshot["kept"]["units"]
-    layer = snapshot["layers"][0]
-    assert set(view["layers"][0]) == set(layer)
-    for name, gate in view["layers"][0].items():
-        values = decoded(gate, len(view["units"]), len(view["steps"]))
-        truth = np.array(layer[name], dtype=float).T  # (units, steps)
-        level = (gate["hi"] - gate["lo"]) / 255
-        assert np.abs(values - truth).max() <= level / 2 + 1e-6, name
-        if name in ("i", "f", "o", "r", "z"):
-            assert (gate["lo"], gate["hi"]) == (0.0, 1.0)
-        else:
-            assert gate["hi"] == -gate["lo"] == pytest.approx(np.abs(truth).max(), rel=1e-6)
-    json.dumps(view)
-
-
-def test_long_sequences_and_wide_layers_are_cut_to_what_a_page_shows():
-    config = RunConfig(
-        task="adding", cell="lstm", hidden_size=64, batch_size=4, seq_len=150, steps=1
+def a_run():
+    return types.SimpleNamespace(
+        run_id="r", snapshot_sent_at=-math.inf, waiting_snapshot=None, gradient_step_sent=None
     )
-    snapshot = last_snapshot(config)
-    view = view_of_snapshot(snapshot)
-    kept = snapshot["kept"]
-    assert len(view["steps"]) == VIEW_STEPS < len(kept["steps"])
-    assert len(view["units"]) == VIEW_UNITS < len(kept["units"])
-    assert view["steps"][0] == kept["steps"][0] and view["steps"][-1] == kept["steps"][-1]
-    gate = view["layers"][0]["f"]
-    assert len(base64.b64decode(gate["bytes"])) == VIEW_UNITS * VIEW_STEPS
-    assert len(json.dumps(view)) < len(json.dumps(snapshot)) / 8
 
 
-def test_spread_keeps_the_ends_and_never_repeats():
-    assert _spread(5, 10) == [0, 1, 2, 3, 4]
-    picked = _spread(1000, 7)
-    assert picked[0] == 0 and picked[-1] == 999 and len(picked) == len(set(picked)) == 7
+def received(worker: Worker, run, event: Snapshot) -> Update:
+    update = Update(run.run_id)
+    worker.record(run, event, update)
+    return update
 
 
-def test_a_value_that_was_not_finite_is_drawn_at_the_bottom_of_its_scale():
-    config = RunConfig(task="adding", cell="gru", hidden_size=4, batch_size=4, seq_len=6, steps=1)
-    snapshot = last_snapshot(config)
-    snapshot["layers"][0]["z"][2][1] = None  # how a snapshot stores NaN and infinities
-    gate = view_of_snapshot(snapshot)["layers"][0]["z"]
-    units, steps = len(snapshot["kept"]["units"]), len(snapshot["kept"]["steps"])
-    assert decoded(gate, units, steps)[1, 2] == gate["lo"] == 0.0
+def test_every_snapshot_goes_out_as_the_events_own_json_with_each_layers_view(taken, clock):
+    worker, run = Worker(connection=None, store=None), a_run()
+    for event in taken:
+        clock[0] += 1.0  # the engine's default cadence
+        update = received(worker, run, event)
+        assert update.snapshot_step == event.step
+        assert update.snapshot_json is event.to_json()
+        views = [json.loads(view) for view in update.views_json]
+        assert views == [layer_view(json.loads(event.to_json()), layer) for layer in (0, 1)]
+        (rebuilt,) = recorded_events(update, RunConfig())
+        assert rebuilt == event
+
+
+def test_snapshots_closer_than_the_interval_wait_and_the_newest_is_sent(taken, clock):
+    worker, run = Worker(connection=None, store=None), a_run()
+    first, second, third, *_ = taken
+    assert received(worker, run, first).snapshot_step == first.step
+    clock[0] += SNAPSHOT_SEND_S / 3
+    assert received(worker, run, second).snapshot_json is None
+    clock[0] += SNAPSHOT_SEND_S / 3
+    assert received(worker, run, third).snapshot_json is None  # replaces the second
+    clock[0] += SNAPSHOT_SEND_S / 2
+    update = Update(run.run_id)
+    worker.send_waiting_snapshot(run, update)  # at the start of the run's next turn
+    assert update.snapshot_step == third.step and run.waiting_snapshot is None
+    worker.send_waiting_snapshot(run, later := Update(run.run_id))
+    assert later.snapshot_json is None
+
+
+def test_gradient_history_is_sent_only_when_it_is_new(taken, clock):
+    worker, run = Worker(connection=None, store=None), a_run()
+    event = taken[0]
+    stale = dataclasses.replace(event, step=event.step + 1)  # same gradient_step
+    fresh = dataclasses.replace(event, step=event.step + 2, gradient_step=event.step + 2)
+    sent = []
+    for snapshot in (event, stale, fresh):
+        clock[0] += 1.0
+        sent.append(received(worker, run, snapshot).gradients_json)
+    assert sent[1] is None and sent[0] is not None and sent[2] is not None
+    assert json.loads(sent[2]) == {
+        "gradient_step": fresh.gradient_step,
+        "steps": event.kept["steps"],
+        "history": event.gradient_history,
+    }

@@ -62,7 +62,7 @@ class _Buffer:
     def __init__(self) -> None:
         self.steps: list[tuple] = []
         self.evaluations: list[tuple] = []
-        self.snapshot: dict[str, Any] | None = None
+        self.snapshot: tuple[int, bytes] | None = None  # (step, JSON) of a Snapshot event
         self.weights: tuple[int, bytes] | None = None  # (step, .pt file) of a Weights event
         self.flushed_at = self.snapshot_written_at = time.monotonic()
         self.step = 0
@@ -78,7 +78,7 @@ class _Buffer:
         self,
         steps: int,
         evaluations: int,
-        snapshot: dict[str, Any] | None,
+        snapshot: tuple[int, bytes] | None,
         weights: tuple[int, bytes] | None,
     ) -> None:
         """Forget what was written (rows added meanwhile stay)."""
@@ -178,7 +178,7 @@ class Writing(Liveness):
         )
 
     def _add_snapshot(self, run_id: str, event: Any) -> None:
-        self._buffer(run_id).snapshot = event.to_dict()
+        self._buffer(run_id).snapshot = (event.step, event.to_json())  # encoded once
 
     def _add_weights(self, run_id: str, event: Any) -> None:
         self._buffer(run_id).weights = (event.step, event.data)
@@ -228,7 +228,7 @@ class Writing(Liveness):
 
     def _write_buffer(
         self, db: sqlite3.Connection, run_id: str, buffer: _Buffer, *, final: bool
-    ) -> tuple[int, int, dict[str, Any] | None, tuple[int, bytes] | None]:
+    ) -> tuple[int, int, tuple[int, bytes] | None, tuple[int, bytes] | None]:
         """Write the buffered rows in db's transaction; returns what was written, for
         _Buffer.drop once the transaction has committed."""
         steps, evaluations = list(buffer.steps), list(buffer.evaluations)
@@ -243,7 +243,7 @@ class Writing(Liveness):
         if snapshot is not None and (final or due):
             db.execute(
                 "INSERT OR REPLACE INTO snapshots VALUES (?, ?, ?, ?)",
-                (run_id, snapshot.get("step"), json.dumps(snapshot), time.time()),
+                (run_id, snapshot[0], snapshot[1].decode(), time.time()),
             )
         else:
             snapshot = None
