@@ -1,14 +1,17 @@
-"""What live snapshots cost a training run, in one process.
+"""What live snapshots cost: one snapshot against one training step, and a full room.
 
-    python bench/bench_snapshots.py              # about a minute on two cores
-    python bench/bench_snapshots.py --rounds 9   # steadier numbers
+    python bench/bench_snapshots.py                 # about two minutes on two cores
+    python bench/bench_snapshots.py --room-s 60     # steadier room figures
 
-Adding problem, T = 100, LSTM hidden 64, batch 64. Whole train() runs with the default
-snapshot cadence (every 0.5 s and at the end) alternate with runs without snapshots,
-in alternating order, so background load hits both alike; the ratio of median wall
-times is the overhead. Target: ≤ 1.10. On a shared machine other people's load moves
-wall times a lot, so the ratio of the fastest runs of each kind (the least disturbed)
-and of median process CPU times are printed too.
+Part 1, adding task, hidden 64, batch 64, probe batch 8, one thread: the median time of
+a training step, of a snapshot of gates only and of one with gradients through time,
+and of what the worker adds to send one (the event's JSON and each layer's view), for
+RNN, LSTM and GRU at T = 10, 50, 100, 200; ratios are to one training step.
+
+Part 2, a full room: 16 adding runs (T = 100, LSTM hidden 64) interleaved on one
+rnnlab.worker.Worker in this process, with snapshots every --every s and without;
+prints the steps/s of both (target ratio >= 0.95) and the snapshots each run sent per
+second (target about one).
 """
 
 from __future__ import annotations
@@ -16,65 +19,123 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import subprocess
 import time
 
 import torch
 
-from rnnlab import RunConfig, train
+from rnnlab import RunConfig, build_model, make_task
+from rnnlab.probe import SnapshotSchedule, layer_view
+from rnnlab.train import Snapshot
+from rnnlab.worker import Worker
 
 
-def timed_run(config: RunConfig, snapshot_every_s: float | None) -> tuple[float, float, list]:
-    """Wall and process CPU seconds of one whole run, and its snapshot events."""
-    start, start_cpu = time.perf_counter(), time.process_time()
-    events = list(train(config, snapshot_every_s=snapshot_every_s))
-    wall, cpu = time.perf_counter() - start, time.process_time() - start_cpu
-    return wall, cpu, [event for event in events if event.kind == "snapshot"]
+def median_ms(function, repeats: int) -> float:
+    function()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1e3
+
+
+def costs(cell: str, T: int, repeats: int) -> None:
+    config = RunConfig(task="adding", cell=cell, hidden_size=64, batch_size=64, seq_len=T)
+    task = make_task(config)
+    model = build_model(config, task)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    generator = torch.Generator().manual_seed(0)
+
+    def training_step() -> None:
+        x, y = task.sample(config.batch_size, generator)
+        loss = task.loss(model(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    schedule = SnapshotSchedule(task, "cpu", 1.0)
+
+    def sent(final: bool) -> None:
+        fields = schedule.take(model, 1, final=final)
+        event = Snapshot(step=1, elapsed_s=0.0, **fields)
+        event.to_json()
+        snapshot = event.to_dict()
+        for layer in range(len(event.layers)):
+            json.dumps(layer_view(snapshot, layer)).encode()
+
+    step = median_ms(training_step, repeats)
+    gates = median_ms(lambda: schedule.take(model, 1), repeats)
+    gradients = median_ms(lambda: schedule.take(model, 1, final=True), repeats)
+    whole = median_ms(lambda: sent(False), repeats)
+    print(
+        f"{cell:<5}T={T:<4} step {step:6.2f} ms | gates {gates:5.2f} ms ({gates / step:4.2f}) "
+        f"| with gradients {gradients:5.2f} ms ({gradients / step:4.2f}) "
+        f"| gates + sending {whole:5.2f} ms ({whole / step:4.2f})"
+    )
+
+
+class Collect:
+    """A worker's connection that keeps what it is sent."""
+
+    def __init__(self) -> None:
+        self.updates = []
+
+    def send(self, message) -> None:
+        self.updates.append(message[1])
+
+
+def room(runs: int, every: float | None, seconds: float) -> tuple[float, float]:
+    """Steps/s of `runs` runs interleaved on one worker, and snapshots sent per run per s."""
+    connection = Collect()
+    worker = Worker(connection, store=None)
+    config = RunConfig(
+        task="adding", cell="lstm", hidden_size=64, batch_size=64, seq_len=100, steps=50_000
+    )
+    for index in range(runs):
+        worker.handle(("start", f"run{index}", config.replace(seed=index).to_dict(), every))
+    while any(not run.stepped for run in worker.runs.values()):
+        worker.turn()
+    warm = time.perf_counter() + 2.0  # past the first snapshots, with fresh gradients
+    while time.perf_counter() < warm:
+        worker.turn()
+    connection.updates.clear()
+    start = time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        worker.turn()
+    elapsed = time.perf_counter() - start
+    for run in worker.runs.values():
+        run.stop("bench over", "stopped")
+    steps = sum(len(update.steps) for update in connection.updates)
+    sent = sum(update.snapshot_json is not None for update in connection.updates)
+    while worker.runs:
+        worker.turn()
+    return steps / elapsed, sent / runs / elapsed
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--steps", type=int, default=100, help="training steps per run")
-    parser.add_argument("--every", type=float, default=0.5, help="snapshot cadence, s")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads; 0 = default")
+    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--runs", type=int, default=16)
+    parser.add_argument("--every", type=float, default=1.0, help="snapshot cadence, s")
+    parser.add_argument("--room-s", type=float, default=30.0, help="seconds per room run")
+    parser.add_argument("--skip-costs", action="store_true")
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-
-    config = RunConfig(
-        task="adding", cell="lstm", hidden_size=64, batch_size=64, seq_len=100,
-        steps=args.steps, lr=3e-3, clip=1.0,
-    )  # fmt: skip
-    timed_run(config.replace(steps=5), args.every)  # warm-up: imports, first allocations
-    walls, cpus, counts = {None: [], args.every: []}, {None: [], args.every: []}, []
-    for round_ in range(args.rounds):
-        order = [None, args.every] if round_ % 2 == 0 else [args.every, None]
-        for every in order:
-            wall, cpu, taken = timed_run(config, every)
-            walls[every].append(wall)
-            cpus[every].append(cpu)
-            if every is not None:
-                counts.append(len(taken))
-                last = taken[-1]
-        print(
-            f"round {round_ + 1}: without {walls[None][-1]:.2f} s, "
-            f"with {walls[args.every][-1]:.2f} s ({counts[-1]} snapshots)"
-        )
-    plain, snapped = walls[None], walls[args.every]
-
-    size = len(json.dumps(last.to_dict(), allow_nan=False))
-    ratio = statistics.median(snapped) / statistics.median(plain)
+    torch.set_num_threads(1)
+    print(subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
+    if not args.skip_costs:
+        for cell in ("rnn", "lstm", "gru"):
+            for T in (10, 50, 100, 200):
+                costs(cell, T, args.repeats)
+    print(subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
+    plain, _ = room(args.runs, None, args.room_s)
+    snapped, per_run = room(args.runs, args.every, args.room_s)
     print(
-        f"adding T=100, LSTM hidden 64, batch 64, {args.steps} steps, "
-        f"{torch.get_num_threads()} threads; snapshot every {args.every} s + at the end"
+        f"room: {args.runs} runs (adding T=100, LSTM 64) on one worker, {args.room_s:.0f} s each: "
+        f"{plain:.1f} steps/s without snapshots, {snapped:.1f} with one every {args.every} s "
+        f"(ratio {snapped / plain:.3f}, target >= 0.95); {per_run:.2f} snapshots/s per run"
     )
-    print(f"median wall without snapshots: {statistics.median(plain):.3f} s")
-    print(f"median wall with snapshots:    {statistics.median(snapped):.3f} s")
-    print(f"snapshots per run: {statistics.median(counts):.0f}, JSON size {size / 1024:.0f} KiB")
-    cpu_ratio = statistics.median(cpus[args.every]) / statistics.median(cpus[None])
-    print(f"fastest-run ratio: {min(snapped) / min(plain):.3f}")
-    print(f"CPU-time ratio: {cpu_ratio:.3f}")
-    print(f"overhead ratio: {ratio:.3f} (wall time; target <= 1.10)")
+    print(subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
 
 
 if __name__ == "__main__":
