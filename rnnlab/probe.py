@@ -9,8 +9,9 @@ hold the probe's h to the model's own output.
 `gradients_through_time` backpropagates the task's loss through those states, with the
 same cells' backward pass, to each layer's hidden state at each step; `saturation` and
 `spectral_radius` summarise gates and recurrent weights, and `snapshot` packs all of
-it, downsampled and rounded, into the plain lists a `Snapshot` event carries to a
-browser.
+it, cut to 100 steps and 32 units with heatmaps of one byte per value (`heatmap` reads
+one back), into what a `Snapshot` event carries to a browser; `layer_view` is one
+layer's share of it, as a page's gate pictures draw it.
 
 Nothing here changes the model: weights are detached, `.grad` is never touched.
 (`rnnlab.probe` the package attribute is the function; this module is
