@@ -71,7 +71,7 @@ class RecordedRun(Recorder):
         config: RunConfig,
         *,
         task: Task | None = None,
-        snapshot_every_s: float | None = 0.5,
+        snapshot_every_s: float | None = 1.0,
     ):
         super().__init__(store, run_id)
         self.cancel = threading.Event()

@@ -6,6 +6,7 @@ import threading
 import pytest
 
 from rnnlab import Evaluation, Finished, RunConfig, Started, Step, run, train
+from rnnlab.tasks import Task
 
 TINY = dict(task="adding", hidden_size=8, batch_size=8, seq_len=10, steps=5)
 
@@ -144,16 +145,13 @@ def test_the_summary_reports_the_last_steps_training_loss():
 
 def _count_evaluated_sequences(monkeypatch) -> list[int]:
     """Record how many held-out sequences each evaluation of train() looks at."""
-    import sys
+    evaluate, counts = Task.evaluate, []
 
-    module = sys.modules["rnnlab.train"]
-    evaluate, counts = module.evaluate, []
-
-    def counting(model, task, device, sequences=None):
+    def counting(task, model, device, sequences=None):
         counts.append(task.held_out_size if sequences is None else sequences)
-        return evaluate(model, task, device, sequences)
+        return evaluate(task, model, device, sequences)
 
-    monkeypatch.setattr(module, "evaluate", counting)
+    monkeypatch.setattr(Task, "evaluate", counting)
     return counts
 
 
