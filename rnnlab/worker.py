@@ -67,8 +67,9 @@ class Update:
     snapshot_json: bytes | None = None  # the whole Snapshot event: its to_json()
     views_json: list[bytes] | None = None  # per layer: JSON of probe.layer_view
     # JSON of {"gradient_step", "steps", "history"} when the snapshot's gradients are
-    # newer than the last ones sent for the run.
+    # newer than the last ones sent for the run, and that gradient_step.
     gradients_json: bytes | None = None
+    gradient_step: int | None = None
     finished: dict[str, Any] | None = None  # {"status", "summary", "error"}
     # Only from a worker that records nothing: events of kinds the fields above do not
     # carry (a run's trained weights, say), for the server to record as they are.
@@ -250,6 +251,7 @@ class Worker:
                 "history": event.gradient_history,
             }
             update.gradients_json = json.dumps(gradients, separators=(",", ":")).encode()
+            update.gradient_step = event.gradient_step
 
     def forget(self, run_id: str) -> None:
         if self.runs.pop(run_id, None) is not None:

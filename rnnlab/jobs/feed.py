@@ -248,7 +248,7 @@ class LiveRun:
             self.snapshot_step = update.snapshot_step
         if update.gradients_json is not None:
             self.gradients_json = update.gradients_json
-            self.gradient_step = json.loads(update.gradients_json).get("gradient_step")
+            self.gradient_step = update.gradient_step
 
     def points(self, since: int) -> tuple[list[int], list[float | None]]:
         """The curve's points after step `since`: steps, and losses (None where not finite)."""
