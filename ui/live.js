@@ -1,25 +1,38 @@
-// rnnlab's live views: a loss chart and gate heatmaps that poll the server's JSON routes
-// (ui/routes.py) and extend their Plotly charts in place, so watching a run costs the
-// server no Streamlit rerun per tick. Mounted by ui/live.py; `data` is set there.
+// rnnlab's browser views: the one renderer of every run picture on every page. Each view
+// polls the server's JSON routes (ui/routes.py) and updates its Plotly charts in place, so
+// watching a run costs the server no Streamlit rerun per tick. Mounted by ui/live.py,
+// which sets `data`.
 //
-// All views: {page: the page's url_path, its routes are relative to the app's root}.
-// data.view == "preload": {plotly_url}: only loads Plotly, ahead of the first run.
-// data.view == "loss":  {run_id, points_url, plotly_url, active, steps, baseline,
-//                        baseline_label, metric_baseline, points:{step,loss}, evaluations,
-//                        solved_at, poll_ms, lang, labels}
-// data.view == "gates": {run_id, gates_url, plotly_url, active, layer, names, titles,
-//                        poll_ms, lang, labels}
-// Every word a view shows comes translated in data.labels (ui/live.py), with {name}
-// placeholders that fill() replaces; numbers are formatted for data.lang.
+// Every view: {view, page (the page's url_path: routes are relative to the app's root),
+//   plotly_url, plotly_fallback_url, lang, labels, active, poll_ms, fed}.
+//   "preload": only loads Plotly, ahead of the first run.
+//   "loss":    {run_id, points_url, steps, baseline, baseline_label, metric_baseline}
+//   "gates":   {run_id, gates_url, layer, cell: {name, states, sigmoid}, titles}
+//   "inside":  {run_id, points_url, gates_url, gradients_url, layers, cell, titles,
+//               settings: {cell, activation, num_layers, hidden_size, steps}}
+//   "race":    {sweep_id, sweep_url, total, axes}
+//   "room":    {room_url}
+// Every word a view shows comes translated in data.labels, with {name} placeholders that
+// fill() replaces and **bold** that markdown() renders; numbers are formatted for data.lang.
 //
-// The chart element carries data-rnnlab-last-step (the last training step it has drawn)
-// in the page's own DOM. If the routes cannot be reached (a proxy that forwards only
-// Streamlit's paths), the view sets its "fallback" state and the page polls instead.
+// Where the routes cannot be reached (a proxy that forwards only Streamlit's paths), a
+// view sets its "fallback" state; the page then mounts the same view "fed": data.fed holds
+// exactly what the routes would answer, whole, and a remount with fresh data.fed updates
+// the view in place. A fed view never fetches anything but Plotly.
+//
+// Tests follow the views through data-rnnlab-* attributes: last-step (loss chart),
+// snapshot-step (heatmaps), gradient-step (gradient history), layer and units (Inside's
+// root), race-runs and race-done (Race's root), room-runs (Room's chart).
 
 const MAX_POINTS = 3000;
-const BOUNDED = new Set(["i", "f", "o", "r", "z"]);
-const COLOURS = ["#4C78A8", "#F58518", "#54A24B", "#E45756"];
+const COLOURS = ["#4C78A8", "#F58518", "#54A24B", "#E45756", "#72B7B2", "#B279A2", "#FF9DA6"];
 const FAILURES_BEFORE_FALLBACK = 3;
+const REQUEST_TIMEOUT_MS = 5000;  // a request unanswered this long is given up (a failure)
+const GRADIENTS_POLL_MS = 2000;
+const PLOT_CONFIG = { displaylogo: false, responsive: true };
+const ENDED = (status) => status !== "running" && status !== "queued";
+
+// ---------------------------------------------------------------- shared helpers
 
 // The app's root as the browser sees it (a hosting proxy may put the app under a prefix,
 // such as /~/+/): the page's path without the page's own url_path (data.page, "" on the
@@ -34,42 +47,60 @@ function apiUrl(path, page) {
   return root + path;
 }
 
-function loadPlotly(url) {
+function loadScript(url) {
+  return new Promise((resolve, reject) => {
+    const script = document.createElement("script");
+    script.src = url;
+    script.async = true;
+    script.onload = () => (window.Plotly ? resolve(window.Plotly) : reject(new Error("no Plotly in " + url)));
+    script.onerror = () => reject(new Error("cannot load " + url));
+    document.head.appendChild(script);
+  });
+}
+
+// Plotly from the first of `urls` that serves it; once loaded, shared by every view.
+function loadPlotly(urls) {
   if (window.Plotly) return Promise.resolve(window.Plotly);
   if (!window.__rnnlabPlotly) {
-    window.__rnnlabPlotly = new Promise((resolve, reject) => {
-      const script = document.createElement("script");
-      script.src = url;
-      script.async = true;
-      script.onload = () => (window.Plotly ? resolve(window.Plotly) : reject(new Error("no Plotly")));
-      script.onerror = () => {
-        window.__rnnlabPlotly = null;
-        reject(new Error("cannot load " + url));
-      };
-      document.head.appendChild(script);
+    window.__rnnlabPlotly = urls.reduce(
+      (tried, url) => tried.catch(() => (window.Plotly ? window.Plotly : loadScript(url))),
+      Promise.reject(new Error("no Plotly url")),
+    ).catch((error) => {
+      window.__rnnlabPlotly = null;
+      throw error;
     });
   }
   return window.__rnnlabPlotly;
 }
 
-// A translated label with its {name} placeholders filled in.
+// A translated label with its {name} placeholders filled in (a Python format spec such as
+// {step:,} is accepted and ignored: numbers come formatted already).
 function fill(template, values) {
-  return template.replace(/\{(\w+)\}/g, (whole, name) => (name in values ? String(values[name]) : whole));
+  return String(template).replace(/\{(\w+)(?::[^{}]*)?\}/g,
+    (whole, name) => (name in values ? String(values[name]) : whole));
 }
 
-function number(value, digits = 4) {
-  return value === null || value === undefined ? "—" : Number(value).toPrecision(digits).replace(/\.?0+(e|$)/, "$1");
+function escapeHtml(text) {
+  return String(text).replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
 }
 
-function eta(seconds, labels) {
-  if (seconds === null || seconds === undefined) return "…";
-  return seconds < 120
-    ? fill(labels.seconds, { seconds: Math.round(seconds) })
-    : fill(labels.minutes, { minutes: (seconds / 60).toFixed(1) });
+// A label's text with its **bold** parts bold: escaped first, so nothing else is markup.
+function markdown(node, text) {
+  node.innerHTML = escapeHtml(text).replace(/\*\*(.+?)\*\*/g, "<strong>$1</strong>");
+  return node;
 }
 
-// A request that has not answered within this long is given up (and counts as a failure).
-const REQUEST_TIMEOUT_MS = 5000;
+function element(tag, className, parent) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (parent) parent.appendChild(node);
+  return node;
+}
+
+// The fed mode (see the top): data.fed holds the routes' answers.
+function isFed(data) {
+  return data.fed !== undefined && data.fed !== null;
+}
 
 async function getWithTimeout(url) {
   const controller = new AbortController();
@@ -81,25 +112,41 @@ async function getWithTimeout(url) {
   }
 }
 
-function element(tag, className, parent) {
-  const node = document.createElement(tag);
-  if (className) node.className = className;
-  if (parent) parent.appendChild(node);
-  return node;
+// A route's JSON answer; null for 204 (nothing newer). Anything else not JSON throws,
+// with the HTTP status on the error.
+async function getJson(url) {
+  const response = await getWithTimeout(url);
+  if (response.status === 204) return null;
+  if (!response.ok || !(response.headers.get("content-type") || "").includes("json")) {
+    const error = new Error(`HTTP ${response.status}`);
+    error.status = response.status;
+    throw error;
+  }
+  return response.json();
 }
 
-// What both views share: Plotly, a poll loop with a failure count, the fallback, and
-// pausing when Streamlit unmounts or re-renders them.
-class PolledView {
+function eta(seconds, labels) {
+  if (seconds === null || seconds === undefined) return "…";
+  return seconds < 120
+    ? fill(labels.seconds, { seconds: Math.round(seconds) })
+    : fill(labels.minutes, { minutes: (seconds / 60).toFixed(1) });
+}
+
+// What every view shares: Plotly, poll loops with a failure count, the fallback, the fed
+// mode, and pausing when Streamlit unmounts or re-renders it.
+class View {
   constructor(root, data, component) {
     this.root = root;
     this.data = data;
     this.component = component;
-    this.labels = data.labels;
+    this.labels = data.labels || {};
+    this.fed = isFed(data);
     this.failures = 0;
-    this.stopped = false;  // for good: the run ended, or the page polls instead
+    this.stopped = false;  // for good: the run ended, or the page feeds the view instead
     this.paused = false;
+    this.timers = new Map();
     root.innerHTML = "";
+    for (const key of Object.keys(root.dataset)) delete root.dataset[key];
   }
 
   // A whole number with the page language's digit grouping.
@@ -107,17 +154,46 @@ class PolledView {
     return Number(value).toLocaleString(this.data.lang || undefined);
   }
 
+  // A measurement with `digits` significant digits ("—" when there is none).
+  number(value, digits = 4) {
+    if (value === null || value === undefined || !Number.isFinite(Number(value))) return "—";
+    const size = Math.abs(value);
+    if (size !== 0 && (size < 1e-3 || size >= 1e6)) {
+      return Number(value).toPrecision(digits).replace(/\.?0+(e|$)/, "$1");
+    }
+    return Number(value).toLocaleString(this.data.lang || undefined, { maximumSignificantDigits: digits });
+  }
+
+  // Plotly from the route, else from Streamlit's static files (first, when fed: the
+  // routes are known to be out of reach); without either, one line says so.
   async loadPlotly() {
+    const urls = [this.data.plotly_url, this.data.plotly_fallback_url].filter(Boolean);
+    if (this.fed) urls.reverse();
     try {
-      this.Plotly = await loadPlotly(apiUrl(this.data.plotly_url, this.data.page));
+      this.Plotly = await loadPlotly(urls.map((url) => apiUrl(url, this.data.page)));
       return true;
     } catch (error) {
-      this.fallBack(String(error));
+      this.stopped = true;
+      this.root.innerHTML = "";
+      element("div", "rnnlab-message", this.root).textContent = this.labels.no_plotly || String(error);
       return false;
     }
   }
 
-  // A request failed: after FAILURES_BEFORE_FALLBACK in a row, let the page poll instead.
+  async start() {
+    if (!(await this.loadPlotly())) return;
+    if (this.fed) this.feed(this.data.fed);
+    else this.restart();
+  }
+
+  // A remount of the same fed view with fresh answers.
+  update(data) {
+    this.data = data;
+    this.labels = data.labels || this.labels;
+    if (this.Plotly) this.feed(data.fed);
+  }
+
+  // A request failed: after FAILURES_BEFORE_FALLBACK in a row, let the page feed the view.
   failed(error) {
     this.failures += 1;
     if (this.failures >= FAILURES_BEFORE_FALLBACK) this.fallBack(String(error));
@@ -128,38 +204,52 @@ class PolledView {
     this.component.setStateValue("fallback", reason || true);
   }
 
-  polling() {
-    return !this.stopped && !this.paused && this.root.isConnected;
+  // Tell the page once that what it shows has ended (it reruns to show the result).
+  // Only a view mounted while things were still going on: a finished one is the result.
+  ended(value) {
+    if (this.endedSent || this.data.active === false) return;
+    this.endedSent = true;
+    this.component.setTriggerValue("ended", value);
   }
 
-  schedule(wait) {
-    if (this.polling()) this.timer = setTimeout(() => this.poll(), wait);
+  polling() {
+    return !this.fed && !this.stopped && !this.paused && this.root.isConnected;
+  }
+
+  schedule(wait, task = () => this.poll(), name = "poll") {
+    clearTimeout(this.timers.get(name));
+    if (this.polling()) this.timers.set(name, setTimeout(task, Math.max(50, wait)));
   }
 
   pause() {
     // Streamlit calls this when it unmounts the view, and may call it when it re-renders
     // the view with new data; a view still on the page afterwards carries on.
     this.paused = true;
-    clearTimeout(this.timer);
+    for (const timer of this.timers.values()) clearTimeout(timer);
     setTimeout(() => { if (this.root.isConnected && this.root.__rnnlabView === this) this.resume(); }, 500);
   }
 
   resume() {
     if (!this.paused) return;
     this.paused = false;
-    if (!this.stopped && this.Plotly && this.data.active) this.poll();
+    if (!this.stopped && !this.fed && this.Plotly && this.data.active !== false) this.restart();
+  }
+
+  restart() {
+    this.poll();
   }
 }
 
 // ---------------------------------------------------------------- loss chart
 
-class LossView extends PolledView {
+class LossView extends View {
   constructor(root, data, component) {
     super(root, data, component);
-    this.steps = [...data.points.step];
-    this.losses = [...data.points.loss];
-    this.evaluations = [...data.evaluations];
-    this.lastStep = this.steps.length ? this.steps[this.steps.length - 1] : 0;
+    this.steps = [];
+    this.losses = [];
+    this.evaluations = [];
+    this.solvedAt = null;
+    this.lastStep = 0;
     this.status = element("div", "rnnlab-status", root);
     this.bar = element("div", "rnnlab-bar", this.status);
     this.barFill = element("div", "rnnlab-bar-fill", this.bar);
@@ -167,30 +257,49 @@ class LossView extends PolledView {
     this.metrics = element("div", "rnnlab-metrics", root);
     this.chart = element("div", "rnnlab-chart", root);
     this.chart.dataset.rnnlabRun = data.run_id;
-    this.chart.dataset.rnnlabLastStep = String(this.lastStep);
+    this.chart.dataset.rnnlabLastStep = "0";
     this.caption = element("div", "rnnlab-caption", root);
     this.status.style.display = data.active ? "" : "none";
-    if (data.progress) this.showProgress(data.progress);
+    // Ask for the first points while Plotly loads.
+    if (!this.fed) this.first = this.fetchPoints().catch((error) => error);
   }
 
   async start() {
-    // Ask for the first points while Plotly loads, and draw once with whatever came.
-    const first = this.data.active ? this.fetchLive().catch(() => null) : null;
     if (!(await this.loadPlotly())) return;
-    const live = first ? await first : null;
-    if (live) this.absorb(live);
-    this.draw();
-    if (live) this.settle(live);
-    if (this.data.active) this.schedule(this.data.poll_ms);
+    if (this.fed) this.feed(this.data.fed);
+    else this.poll();  // draws with the first answer
   }
 
-  async fetchLive() {
-    const url = `${apiUrl(this.data.points_url, this.data.page)}?since=${this.lastStep}`;
-    const response = await getWithTimeout(url);
-    if (!response.ok || !(response.headers.get("content-type") || "").includes("json")) {
-      throw new Error(`HTTP ${response.status}`);
+  fetchPoints() {
+    return getJson(`${apiUrl(this.data.points_url, this.data.page)}?since=${this.lastStep}`);
+  }
+
+  // Every poll_ms while the run trains; a finished run's curve is asked for once.
+  async poll() {
+    if (!this.polling()) return;
+    const started = performance.now();
+    try {
+      const first = this.first;
+      this.first = null;
+      const answer = first ? await first : await this.fetchPoints();
+      if (answer instanceof Error) throw answer;
+      this.failures = 0;
+      this.receive(answer);
+    } catch (error) {
+      this.failed(error);
     }
-    return response.json();
+    if (this.data.active || this.failures) this.schedule(this.data.poll_ms - (performance.now() - started));
+  }
+
+  // A fed answer is the whole curve: it replaces what is drawn.
+  feed(answer) {
+    if (!answer) return;
+    this.steps = [];
+    this.losses = [];
+    this.evaluations = [];
+    this.absorb(answer);
+    this.draw();
+    this.settle(answer);
   }
 
   traces() {
@@ -211,14 +320,15 @@ class LossView extends PolledView {
       shapes.push({ type: "line", xref: "paper", x0: 0, x1: 1, y0: d.baseline, y1: d.baseline,
         line: { color: "#888", dash: "dash" } });
       annotations.push({ xref: "paper", x: 1, y: this.logY ? Math.log10(d.baseline) : d.baseline,
-        text: `${d.baseline_label}: ${number(d.baseline, 3)}`, showarrow: false,
+        text: `${d.baseline_label}: ${this.number(d.baseline, 3)}`, showarrow: false,
         xanchor: "right", yanchor: "bottom" });
     }
-    const solved = this.solvedAt ?? d.solved_at;
-    if (solved !== null && solved !== undefined) {
+    if (this.solvedAt !== null && this.solvedAt !== undefined) {
+      const solved = this.solvedAt;
       shapes.push({ type: "line", yref: "paper", y0: 0, y1: 1, x0: solved, x1: solved,
         line: { color: COLOURS[2], width: 2 } });
-      annotations.push({ yref: "paper", y: 1, x: solved, text: fill(this.labels.solved_at, { step: solved }),
+      annotations.push({ yref: "paper", y: 1, x: solved,
+        text: fill(this.labels.solved_at, { step: this.count(solved) }),
         showarrow: false, xanchor: "left", yanchor: "top" });
     }
     return {
@@ -236,7 +346,7 @@ class LossView extends PolledView {
     const positive = this.losses.filter((v) => v !== null);
     this.logY = positive.length > 0 && positive.every((v) => v > 0);
     this.thin();
-    this.Plotly.react(this.chart, this.traces(), this.layout(), { displaylogo: false, responsive: true });
+    this.Plotly.react(this.chart, this.traces(), this.layout(), PLOT_CONFIG);
     this.chart.dataset.rnnlabLastStep = String(this.lastStep);
     this.caption.textContent = this.steps.length ? this.recorded() : "";
   }
@@ -254,38 +364,24 @@ class LossView extends PolledView {
     }
   }
 
-  async poll() {
-    if (!this.polling()) return;
-    const started = performance.now();
-    try {
-      const live = await this.fetchLive();
-      this.failures = 0;
-      this.receive(live);
-    } catch (error) {
-      this.failed(error);
-    }
-    this.schedule(Math.max(50, this.data.poll_ms - (performance.now() - started)));
-  }
-
   // Take in one answer of the route: new points and evaluations (no drawing).
-  absorb(live) {
-    const points = live.points;
+  absorb(answer) {
+    const points = answer.points;
     for (let i = 0; i < points.step.length; i++) {
       this.steps.push(points.step[i]);
       this.losses.push(points.loss[i]);
     }
     if (points.step.length) this.lastStep = points.step[points.step.length - 1];
-    this.evaluations.push(...live.evaluations);
-    if (live.solved_at !== null) this.solvedAt = live.solved_at;
+    this.evaluations.push(...answer.evaluations);
+    if (answer.solved_at !== null && answer.solved_at !== undefined) this.solvedAt = answer.solved_at;
   }
 
-  receive(live) {
-    const points = live.points;
-    const wasLog = this.logY;
-    const redraw = live.evaluations.length > 0 || this.steps.length === 0
-      || points.loss.some((v) => v !== null && v <= 0) && wasLog
+  receive(answer) {
+    const points = answer.points;
+    const redraw = answer.evaluations.length > 0 || this.steps.length === 0
+      || (this.logY && points.loss.some((v) => v !== null && v <= 0))
       || this.steps.length + points.step.length > MAX_POINTS;
-    this.absorb(live);
+    this.absorb(answer);
     if (redraw) {
       this.draw();
     } else if (points.step.length) {
@@ -293,41 +389,41 @@ class LossView extends PolledView {
       this.chart.dataset.rnnlabLastStep = String(this.lastStep);
       this.caption.textContent = this.recorded();
     }
-    this.settle(live);
+    this.settle(answer);
   }
 
   // Show the progress; once the run has ended, stop and let the page show the result.
-  settle(live) {
-    this.showProgress(live);
-    if (live.status !== "running" && live.status !== "queued") {
+  settle(answer) {
+    this.showProgress(answer);
+    if (ENDED(answer.status)) {
       this.stopped = true;
-      this.component.setTriggerValue("ended", live.status);
+      this.ended(answer.status);
     }
   }
 
-  showProgress(live) {
+  showProgress(answer) {
     const d = this.data, labels = this.labels;
-    if (live.status === "queued") {
+    if (answer.status === "queued") {
       this.barFill.style.width = "0%";
-      this.statusText.textContent = fill(labels.queued, { position: live.queue_position || 1 });
+      this.statusText.textContent = fill(labels.queued, { position: answer.queue_position || 1 });
     } else {
-      const fraction = Math.min(1, live.step / Math.max(1, live.steps));
+      const fraction = Math.min(1, answer.step / Math.max(1, answer.steps));
       this.barFill.style.width = `${(100 * fraction).toFixed(1)}%`;
-      const rate = live.steps_per_s ? fill(labels.rate, { rate: Math.round(live.steps_per_s) }) : labels.starting;
+      const rate = answer.steps_per_s ? fill(labels.rate, { rate: this.count(Math.round(answer.steps_per_s)) }) : labels.starting;
       this.statusText.textContent = fill(labels.progress, {
-        step: this.count(live.step), steps: this.count(live.steps), rate, eta: eta(live.eta_s, labels),
+        step: this.count(answer.step), steps: this.count(answer.steps), rate, eta: eta(answer.eta_s, labels),
       });
     }
-    const percent = live.held_out_loss !== null && d.baseline ? 100 * live.held_out_loss / d.baseline : null;
+    const percent = answer.held_out_loss !== null && d.baseline ? 100 * answer.held_out_loss / d.baseline : null;
     const share = percent === null ? ""
-      : fill(labels.of_baseline, { percent: percent < 10 ? percent.toPrecision(2) : Math.round(percent) });
+      : fill(labels.of_baseline, { percent: percent < 10 ? this.number(percent, 2) : Math.round(percent) });
     const cells = [
-      [labels.train_loss, number(live.loss), ""],
-      [labels.held_out_loss, number(live.held_out_loss), share],
-      [labels.metric, number(live.metric),
+      [labels.train_loss, this.number(answer.loss), ""],
+      [labels.held_out_loss, this.number(answer.held_out_loss), share],
+      [labels.metric, this.number(answer.metric),
         d.metric_baseline !== null && d.metric_baseline !== undefined
-          ? fill(labels.chance, { value: number(d.metric_baseline, 3) }) : ""],
-      [labels.solved, live.solved ? labels.yes : labels.not_yet, ""],
+          ? fill(labels.chance, { value: this.number(d.metric_baseline, 3) }) : ""],
+      [labels.solved, answer.solved ? labels.yes : labels.not_yet, ""],
     ];
     this.metrics.innerHTML = "";
     for (const [label, value, note] of cells) {
@@ -337,11 +433,11 @@ class LossView extends PolledView {
       element("div", "rnnlab-metric-note", cell).textContent = note;
     }
   }
-
 }
 
-// ---------------------------------------------------------------- gate heatmaps
+// ---------------------------------------------------------------- heatmaps and predictions
 
+// One state's heatmap values, (units, steps): value = lo + byte * (hi - lo) / 255.
 function decodeGate(gate, units, steps) {
   const bytes = Uint8Array.from(atob(gate.bytes), (c) => c.charCodeAt(0));
   const scale = (gate.hi - gate.lo) / 255;
@@ -354,79 +450,78 @@ function decodeGate(gate, units, steps) {
   return z;
 }
 
-class GatesView extends PolledView {
-  constructor(root, data, component) {
-    super(root, data, component);
-    this.after = -1;
-    this.title = element("div", "rnnlab-gates-title", root);
-    this.chart = element("div", "rnnlab-gates-chart", root);
-    this.predictions = element("div", "rnnlab-predictions", root);
-    this.title.textContent = this.labels.waiting;
-  }
+// The rows (positions in view.units) of the kept units within [from, to] (all without a range).
+function unitRows(view, range) {
+  const rows = [];
+  view.units.forEach((unit, row) => {
+    if (!range || (unit >= range[0] && unit <= range[1])) rows.push(row);
+  });
+  return rows;
+}
 
-  async start() {
-    if ((await this.loadPlotly()) && this.data.active) this.poll();
-  }
-
-  async poll() {
-    if (!this.polling()) return;
-    try {
-      const response = await getWithTimeout(`${apiUrl(this.data.gates_url, this.data.page)}?layer=${this.data.layer}&after=${this.after}`);
-      if (response.status === 200) this.draw(await response.json());
-      else if (response.status === 404) this.stopped = true;  // finished: the page redraws
-      else if (response.status !== 204) throw new Error(`HTTP ${response.status}`);
-      this.failures = 0;
-    } catch (error) {
-      this.failed(error);
-    }
-    this.schedule(this.data.poll_ms);
-  }
-
-  draw(view) {
-    this.after = view.step;
-    const layer = view.gates;
-    const names = this.data.names.filter((n) => layer && n in layer);
-    if (!names.length) return;
-    const columns = Math.min(names.length, 3), rows = Math.ceil(names.length / columns);
-    const traces = [], annotations = [], layout = {
-      height: 270 * rows, margin: { l: 10, r: 10, t: 40, b: 10 }, showlegend: false,
-      grid: { rows, columns, pattern: "independent", xgap: 0.08, ygap: rows > 1 ? 0.3 : 0.15 },
-      paper_bgcolor: "rgba(0,0,0,0)", uirevision: this.data.run_id,
-    };
-    names.forEach((name, index) => {
-      const axis = index === 0 ? "" : String(index + 1);
-      const bounded = BOUNDED.has(name);
-      const z = decodeGate(layer[name], view.units.length, view.steps.length);
-      traces.push({
-        type: "heatmap", z, x: view.steps, y: view.units, xaxis: "x" + axis, yaxis: "y" + axis,
-        colorscale: bounded ? "Viridis" : "RdBu", zmin: bounded ? 0 : layer[name].lo,
-        zmax: bounded ? 1 : layer[name].hi, showscale: index === 0,
-        colorbar: { len: 0.5, thickness: 10 },
-        hovertemplate: `t=%{x} ${this.labels.unit}=%{y}: %{z:.3f}<extra>${name}</extra>`,
-      });
-      layout["xaxis" + axis] = { title: { text: this.labels.time_step, standoff: 2 }, automargin: true };
-      layout["yaxis" + axis] = { title: { text: this.labels.unit, standoff: 2 }, automargin: true };
-      annotations.push({ text: this.data.titles[name] || name, showarrow: false,
-        xref: "x" + axis + " domain", yref: "y" + axis + " domain", x: 0.5, y: 1.0,
-        xanchor: "center", yanchor: "bottom", font: { size: 13 } });
+// Time × unit heatmaps of the states `names` of one layer's view, three to a row; sigmoid
+// gates on 0..1 (Viridis), the others symmetric around 0 (RdBu). Decoded once per view.
+function drawHeatmaps(Plotly, chart, view, { names, sigmoid, titles, labels, range, uirevision }) {
+  const shown = names.filter((name) => view.gates && name in view.gates);
+  if (!shown.length) return false;
+  const rows = unitRows(view, range);
+  const units = rows.map((row) => view.units[row]);
+  view.decoded = view.decoded || {};
+  const columns = Math.min(shown.length, 3), gridRows = Math.ceil(shown.length / columns);
+  const traces = [], annotations = [], layout = {
+    height: 270 * gridRows, margin: { l: 10, r: 10, t: 40, b: 10 }, showlegend: false,
+    grid: { rows: gridRows, columns, pattern: "independent", xgap: 0.08, ygap: gridRows > 1 ? 0.3 : 0.15 },
+    paper_bgcolor: "rgba(0,0,0,0)", uirevision,
+  };
+  shown.forEach((name, index) => {
+    const axis = index === 0 ? "" : String(index + 1);
+    const gate = view.gates[name];
+    const bounded = sigmoid.includes(name);
+    const whole = view.decoded[name] || (view.decoded[name] = decodeGate(gate, view.units.length, view.steps.length));
+    const reach = Math.max(Math.abs(gate.lo), Math.abs(gate.hi)) || 1;
+    traces.push({
+      type: "heatmap", z: rows.map((row) => whole[row]), x: view.steps, y: units,
+      xaxis: "x" + axis, yaxis: "y" + axis,
+      colorscale: bounded ? "Viridis" : "RdBu", zmin: bounded ? 0 : -reach, zmax: bounded ? 1 : reach,
+      showscale: index === 0, colorbar: { len: 0.5, thickness: 10 },
+      hovertemplate: `t=%{x} ${labels.unit}=%{y}: %{z:.3f}<extra>${name}</extra>`,
     });
-    layout.annotations = annotations;
-    this.Plotly.react(this.chart, traces, layout, { displaylogo: false, responsive: true });
-    this.chart.dataset.rnnlabSnapshotStep = String(view.step);
-    this.title.textContent = fill(this.labels.inside, { layer: this.data.layer + 1, step: this.count(view.step) });
-    this.drawPredictions(view.predictions || {});
+    layout["xaxis" + axis] = { title: { text: labels.time_step, standoff: 2 }, automargin: true };
+    layout["yaxis" + axis] = { title: { text: labels.unit, standoff: 2 }, automargin: true };
+    annotations.push({ text: titles[name] || name, showarrow: false,
+      xref: "x" + axis + " domain", yref: "y" + axis + " domain", x: 0.5, y: 1.0,
+      xanchor: "center", yanchor: "bottom", font: { size: 13 } });
+  });
+  layout.annotations = annotations;
+  Plotly.react(chart, traces, layout, PLOT_CONFIG);
+  chart.dataset.rnnlabSnapshotStep = String(view.step);
+  return true;
+}
+
+const visible = (symbol) => ({ "\n": "⏎", " ": "␣" })[symbol] ?? symbol;
+
+// The predictions on the probe sequences: a table of the top next symbols per step, or a
+// chart of predicted against true values (adding: sums; sine: the series).
+class Predictions {
+  constructor(parent, labels, Plotly, uirevision) {
+    this.node = element("div", "rnnlab-predictions", parent);
+    this.labels = labels;
+    this.Plotly = Plotly;
+    this.uirevision = uirevision;
   }
 
-  drawPredictions(predictions) {
-    if (predictions.kind !== "next_symbol") {
-      this.drawValuePredictions(predictions);
-      return;
-    }
-    this.predictions.innerHTML = "";
-    const visible = (s) => ({ "\n": "⏎", " ": "␣" })[s] ?? s;
+  draw(predictions) {
+    if (!predictions) return;
+    if (predictions.kind === "next_symbol") this.table(predictions);
+    else if ("predicted" in predictions && "target" in predictions) this.chart(predictions);
+  }
+
+  table(predictions) {
     const labels = this.labels;
-    element("div", "rnnlab-gates-title", this.predictions).textContent = labels.predictions;
-    const table = element("table", "rnnlab-table", this.predictions);
+    this.node.innerHTML = "";
+    this.valueChart = null;
+    element("div", "rnnlab-gates-title", this.node).textContent = labels.predictions;
+    const table = element("table", "rnnlab-table", this.node);
     const head = element("tr", "", element("thead", "", table));
     for (const label of ["t", labels.input, labels.target, labels.top_guesses]) {
       element("th", "", head).textContent = label;
@@ -442,18 +537,16 @@ class GatesView extends PolledView {
     });
   }
 
-  // Adding: predicted against true sums; sine: the predicted and the true series.
-  drawValuePredictions(predictions) {
-    if (!("predicted" in predictions && "target" in predictions)) return;
+  chart(predictions) {
     const labels = this.labels;
     if (!this.valueChart) {
-      this.predictions.innerHTML = "";
-      element("div", "rnnlab-gates-title", this.predictions).textContent = labels.value_predictions;
-      this.valueChart = element("div", "rnnlab-values-chart", this.predictions);
+      this.node.innerHTML = "";
+      element("div", "rnnlab-gates-title", this.node).textContent = labels.value_predictions;
+      this.valueChart = element("div", "rnnlab-values-chart", this.node);
     }
     const layout = { height: 300, margin: { l: 60, r: 10, t: 30, b: 45 },
       legend: { orientation: "h", yanchor: "bottom", y: 1.02, x: 0 }, paper_bgcolor: "rgba(0,0,0,0)",
-      uirevision: this.data.run_id };
+      uirevision: this.uirevision };
     let traces;
     if (predictions.kind === "last_value") {
       const values = [...predictions.target, ...predictions.predicted].filter((v) => v !== null);
@@ -476,41 +569,373 @@ class GatesView extends PolledView {
       }
       layout.xaxis = { title: { text: labels.time_step } };
     }
-    this.Plotly.react(this.valueChart, traces, layout, { displaylogo: false, responsive: true });
+    this.Plotly.react(this.valueChart, traces, layout, PLOT_CONFIG);
   }
-
 }
 
-// ---------------------------------------------------------------- the room's runs
+// ---------------------------------------------------------------- Train's gates
 
-// data.view == "room": {room_url, plotly_url, poll_ms, lang, labels: {columns, statuses,
-// queued_at, anonymous, empty, step_axis, loss_axis, not_solved}}. Every run on the
-// server: a leaderboard (solved first, by the step they solved at; then by loss) and
-// their curves overlaid, one colour per run, one line style per cell. Each row carries
-// data-rnnlab-room-run and data-step; the chart carries data-rnnlab-room-runs.
-const ROOM_PALETTE = ["#4C78A8", "#F58518", "#54A24B", "#E45756", "#72B7B2", "#B279A2",
-  "#FF9DA6", "#9D755D", "#EECA3B", "#BAB0AC"];
-const ROOM_DASH = { rnn: "dot", lstm: "solid", gru: "dash" };
-const ROOM_COLUMNS = ["rank", "name", "status", "cell", "activation", "hidden_size", "num_layers",
-  "seq_len", "lr", "task", "step", "loss", "solved_at"];
-
-class RoomView extends PolledView {
+class GatesView extends View {
   constructor(root, data, component) {
     super(root, data, component);
-    this.runs = new Map();  // run id -> {row, steps, losses, colour}
-    this.colours = 0;
-    this.empty = element("div", "rnnlab-caption", root);
-    this.empty.textContent = data.labels.empty;
-    this.table = element("table", "rnnlab-table rnnlab-room-table", root);
-    const head = element("tr", "", element("thead", "", this.table));
-    for (const column of ROOM_COLUMNS) element("th", "", head).textContent = data.labels.columns[column];
-    this.body = element("tbody", "", this.table);
-    this.chart = element("div", "rnnlab-chart rnnlab-room-chart", root);
-    this.chart.dataset.rnnlabRoomRuns = "0";
+    this.after = -1;
+    this.title = element("div", "rnnlab-gates-title", root);
+    this.chart = element("div", "rnnlab-gates-chart", root);
+    this.title.textContent = this.labels.waiting;
   }
 
   async start() {
-    if (await this.loadPlotly()) this.poll();
+    if (!(await this.loadPlotly())) return;
+    this.predictions = new Predictions(this.root, this.labels, this.Plotly, this.data.run_id);
+    if (this.fed) this.feed(this.data.fed);
+    else this.poll();
+  }
+
+  // Every poll_ms while the run trains; a finished run's final snapshot is asked for once.
+  async poll() {
+    if (!this.polling()) return;
+    try {
+      const d = this.data;
+      const view = await getJson(`${apiUrl(d.gates_url, d.page)}?layer=${d.layer}&after=${this.after}`);
+      if (view) this.draw(view);
+      this.failures = 0;
+    } catch (error) {
+      if (error.status === 404) this.stopped = true;  // not a run this server knows
+      else this.failed(error);
+    }
+    if (this.data.active || this.failures) this.schedule(this.data.poll_ms);
+  }
+
+  feed(view) {
+    if (view && view.step !== this.after) this.draw(view);
+  }
+
+  draw(view) {
+    this.after = view.step;
+    const d = this.data;
+    const drawn = drawHeatmaps(this.Plotly, this.chart, view, {
+      names: d.cell.states, sigmoid: d.cell.sigmoid, titles: d.titles, labels: this.labels,
+      range: null, uirevision: d.run_id,
+    });
+    if (!drawn) return;
+    this.title.textContent = fill(this.labels.inside, { layer: d.layer + 1, step: this.count(view.step) });
+    this.predictions.draw(view.predictions);
+  }
+}
+
+// ---------------------------------------------------------------- Inside the cell
+
+class InsideView extends View {
+  constructor(root, data, component) {
+    super(root, data, component);
+    this.views = {};  // layer -> its latest view (a snapshot's pictures of that layer)
+    this.layer = 0;
+    this.range = null;  // [first, last] unit shown; null: every kept unit
+    this.progress = null;
+    this.gradients = null;
+    this.profilesShown = null;  // how many of the latest gradient profiles; null: all
+    const labels = this.labels;
+    root.dataset.rnnlabLayer = "0";
+    this.header = element("div", "rnnlab-header", root);
+    this.waiting = element("div", "rnnlab-caption", root);
+    this.waiting.textContent = labels.no_snapshot;
+    this.body = element("div", "rnnlab-inside", root);
+    this.body.style.display = "none";
+    this.unitsNote = element("div", "rnnlab-caption", this.body);
+    const controls = element("div", "rnnlab-controls", this.body);
+    this.tabs = element("div", "rnnlab-tabs", controls);
+    if ((data.layers || 1) > 1) {
+      for (let layer = 0; layer < data.layers; layer++) {
+        const tab = element("button", "rnnlab-tab", this.tabs);
+        tab.type = "button";
+        tab.dataset.layer = String(layer);
+        tab.textContent = fill(labels.layer_tab, { n: layer + 1 });
+        tab.addEventListener("click", () => this.selectLayer(layer));
+      }
+    }
+    const range = element("label", "rnnlab-range", controls);
+    element("span", "", range).textContent = labels.units;
+    this.rangeFrom = element("select", "rnnlab-range-from", range);
+    element("span", "", range).textContent = "–";
+    this.rangeTo = element("select", "rnnlab-range-to", range);
+    for (const select of [this.rangeFrom, this.rangeTo]) {
+      select.addEventListener("change", () => this.selectUnits(Number(this.rangeFrom.value), Number(this.rangeTo.value)));
+    }
+    this.heatmaps = element("div", "rnnlab-gates-chart", this.body);
+    this.means = element("div", "rnnlab-caption", this.body);
+    this.saturation = element("div", "rnnlab-saturation", this.body);
+    markdown(element("div", "rnnlab-chart-title", this.saturation), labels.saturation_title);
+    this.saturationChart = element("div", "rnnlab-saturation-chart", this.saturation);
+    element("div", "rnnlab-caption", this.saturation).textContent = labels.saturation_caption;
+    this.radius = element("div", "rnnlab-caption", this.body);
+    const columns = element("div", "rnnlab-columns", this.body);
+    const left = element("div", "", columns), right = element("div", "", columns);
+    markdown(element("div", "rnnlab-chart-title", left), labels.gradient_title);
+    this.gradientChart = element("div", "rnnlab-gradient-chart", left);
+    element("div", "rnnlab-caption", left).textContent = labels.gradient_caption;
+    markdown(element("div", "rnnlab-chart-title", right), labels.history_title);
+    this.historyControl = element("label", "rnnlab-profiles", right);
+    element("span", "", this.historyControl).textContent = labels.snapshots_shown;
+    this.historySlider = element("input", "", this.historyControl);
+    this.historySlider.type = "range";
+    this.historySlider.min = "1";
+    this.historyCount = element("span", "rnnlab-profiles-count", this.historyControl);
+    this.historySlider.addEventListener("input", () => {
+      this.profilesShown = Number(this.historySlider.value);
+      this.drawHistory();
+    });
+    this.historyChart = element("div", "rnnlab-history-chart", right);
+    this.historyCaption = element("div", "rnnlab-caption", right);
+    this.selectTab();
+  }
+
+  url(path) {
+    return apiUrl(path, this.data.page);
+  }
+
+  restart() {
+    this.poll();  // a finished run's: once, with its gradients
+    if (this.data.active !== false) this.pollGradients();
+  }
+
+  fetchView(layer) {
+    const after = this.views[layer] ? this.views[layer].step : -1;
+    return getJson(`${this.url(this.data.gates_url)}?layer=${layer}&after=${after}`);
+  }
+
+  fetchGradients() {
+    const after = this.gradients ? this.gradients.gradient_step : -1;
+    return getJson(`${this.url(this.data.gradients_url)}?after=${after}`);
+  }
+
+  // Progress and the shown layer's view every poll_ms while the run trains; once it has
+  // ended, one last look at both pictures, then no more.
+  async poll() {
+    if (!this.polling()) return;
+    const started = performance.now(), layer = this.layer;
+    try {
+      const [progress, view] = await Promise.all([
+        getJson(`${this.url(this.data.points_url)}?since=${this.data.settings.steps}`),
+        this.fetchView(layer),
+      ]);
+      this.failures = 0;
+      this.progress = progress;
+      if (view) this.views[layer] = view;
+      if (ENDED(progress.status) || this.data.active === false) {
+        this.stopped = true;
+        const [last, gradients] = await Promise.all([this.fetchView(this.layer), this.fetchGradients()]);
+        if (last) this.views[this.layer] = last;
+        if (gradients) this.gradients = gradients;
+      }
+      this.draw();
+    } catch (error) {
+      if (error.status === 404) this.stopped = true;
+      else this.failed(error);
+    }
+    this.schedule(this.data.poll_ms - (performance.now() - started));
+  }
+
+  async pollGradients() {
+    if (!this.polling()) return;
+    try {
+      const gradients = await this.fetchGradients();
+      if (gradients) {
+        this.gradients = gradients;
+        this.drawHistory();
+      }
+    } catch (error) {
+      // The progress poll counts the failures.
+    }
+    this.schedule(GRADIENTS_POLL_MS, () => this.pollGradients(), "gradients");
+  }
+
+  feed(fed) {
+    if (!fed) return;
+    this.progress = fed.progress || this.progress;
+    for (const [layer, view] of Object.entries(fed.views || {})) {
+      if (view && (!this.views[layer] || this.views[layer].step !== view.step)) this.views[layer] = view;
+    }
+    if (fed.gradients) this.gradients = fed.gradients;
+    this.draw();
+  }
+
+  // A layer's pictures from the browser's copy; the layer's view is asked for when the
+  // browser has none yet (fed views have every layer).
+  async selectLayer(layer) {
+    this.layer = layer;
+    this.root.dataset.rnnlabLayer = String(layer);
+    this.selectTab();
+    this.draw();
+    if (this.views[layer] || this.fed) return;
+    try {
+      const view = await this.fetchView(layer);
+      if (view) this.views[layer] = view;
+      if (this.layer === layer) this.draw();
+    } catch (error) {
+      this.failed(error);
+    }
+  }
+
+  selectTab() {
+    for (const tab of this.tabs.children) tab.classList.toggle("selected", Number(tab.dataset.layer) === this.layer);
+  }
+
+  selectUnits(first, last) {
+    this.range = [Math.min(first, last), Math.max(first, last)];
+    this.draw();
+  }
+
+  // The range selector's choices: the kept units; the range kept within them.
+  rangeOf(view) {
+    const units = view.units;
+    const first = units[0], last = units[units.length - 1];
+    let range = this.range ? [Math.max(first, this.range[0]), Math.min(last, this.range[1])] : [first, last];
+    if (range[0] > range[1]) range = [first, last];
+    const options = units.map(String).join(",");
+    if (this.rangeOptions !== options) {
+      this.rangeOptions = options;
+      for (const select of [this.rangeFrom, this.rangeTo]) {
+        select.innerHTML = "";
+        for (const unit of units) element("option", "", select).textContent = String(unit);
+      }
+    }
+    this.rangeFrom.value = String(units.find((unit) => unit >= range[0]));
+    this.rangeTo.value = String([...units].reverse().find((unit) => unit <= range[1]));
+    this.root.dataset.rnnlabUnits = `${range[0]}-${range[1]}`;
+    return range;
+  }
+
+  draw() {
+    const view = this.views[this.layer] || this.views[String(this.layer)];
+    const d = this.data, labels = this.labels;
+    this.drawHeader(view);
+    this.waiting.style.display = view ? "none" : "";
+    this.body.style.display = view ? "" : "none";
+    if (!view) return;
+    const range = this.rangeOf(view);
+    const shown = unitRows(view, range).length;
+    this.unitsNote.textContent = shown < view.hidden_size
+      ? fill(labels.showing_units, { shown: this.count(shown), total: this.count(view.hidden_size) }) : "";
+    drawHeatmaps(this.Plotly, this.heatmaps, view, {
+      names: d.cell.states, sigmoid: d.cell.sigmoid, titles: d.titles, labels,
+      range, uirevision: `${d.run_id}-${this.layer}`,
+    });
+    const means = Object.entries(view.gate_means || {}).filter(([, v]) => v !== null && v !== undefined);
+    this.means.textContent = means.length ? fill(labels.gate_means, {
+      values: means.map(([gate, v]) => `${gate} = ${Number(v).toLocaleString(d.lang || undefined,
+        { minimumFractionDigits: 2, maximumFractionDigits: 2 })}`).join(", "),
+    }) : "";
+    this.drawSaturation(view, range);
+    const radii = Object.entries(view.spectral_radius || {}).filter(([, v]) => v !== null && v !== undefined);
+    this.radius.textContent = radii.length
+      ? fill(labels.spectral_radius, { radii: radii.map(([block, v]) => `${block} ${this.number(v, 3)}`).join(", ") })
+      : "";
+    this.drawGradients(view);
+    this.drawHistory();
+  }
+
+  drawHeader(view) {
+    const s = this.data.settings, labels = this.labels;
+    if (!view) {
+      this.header.textContent = "";
+      return;
+    }
+    const status = this.progress ? this.progress.status : null;
+    markdown(this.header, fill(s.num_layers === 1 ? labels.header_one : labels.header_other, {
+      cell: String(s.cell).toUpperCase(), activation: s.activation, n: s.num_layers,
+      hidden: this.count(s.hidden_size), step: this.count(view.step), steps: this.count(s.steps),
+      status: status === null ? "…" : (labels.statuses || {})[status] || status,
+    }));
+  }
+
+  // Per unit: the fraction of time steps a gate is nearly closed (x) against nearly open (y).
+  drawSaturation(view, range) {
+    const gates = Object.entries(view.saturation || {});
+    this.saturation.style.display = gates.length ? "" : "none";
+    if (!gates.length) return;
+    const rows = unitRows(view, range);
+    const traces = gates.map(([gate, values], index) => ({
+      x: rows.map((row) => values.left[row]), y: rows.map((row) => values.right[row]),
+      text: rows.map((row) => `${this.labels.unit} ${view.units[row]}`),
+      name: this.data.titles[gate] || gate, mode: "markers",
+      marker: { size: 7, opacity: 0.7, color: COLOURS[index % COLOURS.length] },
+    }));
+    this.Plotly.react(this.saturationChart, traces, {
+      height: 360, margin: { l: 60, r: 10, t: 40, b: 50 },
+      legend: { orientation: "h", yanchor: "bottom", y: 1.02, x: 0 },
+      shapes: [{ type: "line", x0: 0, y0: 1, x1: 1, y1: 0, line: { color: "#bbb", dash: "dot" } }],
+      xaxis: { title: { text: this.labels.closed_axis }, range: [-0.03, 1.03] },
+      yaxis: { title: { text: this.labels.open_axis }, range: [-0.03, 1.03] },
+      paper_bgcolor: "rgba(0,0,0,0)", uirevision: `${this.data.run_id}-saturation`,
+    }, PLOT_CONFIG);
+  }
+
+  // ‖∂L/∂h_t‖ across the kept time steps, one line per layer, log scale.
+  drawGradients(view) {
+    const norms = view.gradient_norms || [];
+    const traces = norms.map((layerNorms, layer) => ({
+      x: view.steps, y: layerNorms, name: fill(this.labels.layer_trace, { layer: layer + 1 }),
+      mode: "lines+markers", line: { color: COLOURS[layer % COLOURS.length] }, marker: { size: 4 },
+    }));
+    this.Plotly.react(this.gradientChart, traces, this.gradientLayout("‖∂L/∂h_t‖", "gradients"), PLOT_CONFIG);
+  }
+
+  gradientLayout(yTitle, name) {
+    return {
+      height: 320, margin: { l: 70, r: 10, t: 40, b: 45 },
+      legend: { orientation: "h", yanchor: "bottom", y: 1.02, x: 0 },
+      xaxis: { title: { text: this.labels.time_step_t } },
+      yaxis: { title: { text: yTitle }, type: "log", exponentformat: "power" },
+      paper_bgcolor: "rgba(0,0,0,0)", uirevision: `${this.data.run_id}-${name}`,
+    };
+  }
+
+  // Layer 1's gradient profile at the latest snapshots with gradients, light (early) to
+  // dark (late); the slider picks how many of the latest.
+  drawHistory() {
+    const gradients = this.gradients;
+    const history = gradients ? gradients.history : [];
+    const enough = history.length > 1;
+    this.historyControl.style.display = enough ? "" : "none";
+    this.historyChart.style.display = enough ? "" : "none";
+    this.historyCaption.textContent = enough ? this.labels.history_caption : this.labels.history_empty;
+    if (gradients) this.historyChart.dataset.rnnlabGradientStep = String(gradients.gradient_step);
+    if (!enough || !this.Plotly) return;
+    const shown = Math.min(history.length, this.profilesShown ?? history.length);
+    this.historySlider.max = String(history.length);
+    this.historySlider.value = String(shown);
+    this.historyCount.textContent = this.count(shown);
+    const latest = history.slice(history.length - shown);
+    const traces = latest.map(([step, norms], index) => ({
+      x: gradients.steps, y: norms, name: fill(this.labels.step_trace, { step: this.count(step) }),
+      mode: "lines", line: { color: `rgba(76,120,168,${(0.25 + 0.75 * (index + 1) / shown).toFixed(2)})` },
+    }));
+    this.Plotly.react(this.historyChart, traces, this.gradientLayout(this.labels.history_axis, "history"), PLOT_CONFIG);
+  }
+}
+
+// ---------------------------------------------------------------- a race's runs
+
+// One small loss chart per run of a sweep (three to a row, a shared log y), in the order
+// the runs were submitted, extended in place; when all `total` runs have ended, the
+// result grid: the mean final loss for each value of axes[0] (rows) and of axes[1] (or
+// the seed, columns).
+const RACE_COLUMNS = 3;
+
+class RaceView extends View {
+  constructor(root, data, component) {
+    super(root, data, component);
+    this.runs = new Map();  // run id -> {row, steps, losses, seen}
+    this.order = [];
+    this.status = element("div", "rnnlab-status", root);
+    this.bar = element("div", "rnnlab-bar", this.status);
+    this.barFill = element("div", "rnnlab-bar-fill", this.bar);
+    this.statusText = element("div", "rnnlab-status-text", this.status);
+    this.chart = element("div", "rnnlab-race-chart", root);
+    this.grid = element("div", "rnnlab-race-grid", root);
+    root.dataset.rnnlabRaceRuns = "0";
+    root.dataset.rnnlabRaceDone = "0";
+    this.showProgress(0);
   }
 
   async poll() {
@@ -518,27 +943,27 @@ class RoomView extends PolledView {
     const started = performance.now();
     try {
       const since = [...this.runs].map(([id, run]) => `${id}:${run.seen}`).join(",");
-      const response = await getWithTimeout(`${apiUrl(this.data.room_url, this.data.page)}?since=${since}`);
-      if (!response.ok || !(response.headers.get("content-type") || "").includes("json")) {
-        throw new Error(`HTTP ${response.status}`);
-      }
-      this.receive(await response.json());
+      this.receive(await getJson(`${apiUrl(this.data.sweep_url, this.data.page)}?since=${since}`), false);
       this.failures = 0;
     } catch (error) {
       this.failed(error);
     }
-    this.schedule(Math.max(100, this.data.poll_ms - (performance.now() - started)));
+    this.schedule(this.data.poll_ms - (performance.now() - started));
   }
 
-  // New rows and points: extend the curves in place unless runs came or went.
-  receive(answer) {
-    const runs = new Map();
-    const extension = { x: [], y: [], indices: [] };
-    let changed = answer.runs.length !== this.runs.size;
+  feed(answer) {
+    if (answer) this.receive(answer, true);
+  }
+
+  // New rows and points (or, `whole`, every point again): extend the charts in place
+  // unless runs came or went.
+  receive(answer, whole) {
+    const runs = new Map(), extension = { x: [], y: [], indices: [] };
+    let changed = answer.runs.length !== this.runs.size || whole;
     for (const row of answer.runs) {
       let run = this.runs.get(row.run_id);
-      if (!run) {
-        run = { steps: [], losses: [], colour: ROOM_PALETTE[this.colours++ % ROOM_PALETTE.length] };
+      if (!run || whole) {
+        run = { steps: [], losses: [] };
         changed = true;
       }
       run.row = row;
@@ -561,15 +986,184 @@ class RoomView extends PolledView {
     } else if (extension.indices.length) {
       this.Plotly.extendTraces(this.chart, { x: extension.x, y: extension.y }, extension.indices);
     }
+    const done = [...runs.values()].filter((run) => ENDED(run.row.status)).length;
+    this.showProgress(done);
+    if (done >= this.data.total && runs.size >= this.data.total) {
+      this.drawGrid();
+      this.stopped = true;
+      this.ended(true);
+    }
+  }
+
+  showProgress(done) {
+    const total = this.data.total, labels = this.labels;
+    this.barFill.style.width = `${(100 * Math.min(1, done / Math.max(1, total))).toFixed(1)}%`;
+    this.statusText.textContent = fill(total === 1 ? labels.progress_one : labels.progress_other,
+      { done: this.count(done), total: this.count(total) });
+    this.root.dataset.rnnlabRaceDone = String(done);
+  }
+
+  setting(row, name) {
+    return row.config && name in row.config ? row.config[name] : row[name];
+  }
+
+  title(row) {
+    const parts = this.data.axes.map((axis) => `${axis}=${this.setting(row, axis)}`);
+    parts.push(fill(this.labels.seed, { seed: this.setting(row, "seed") }));
+    return parts.join(" · ");
+  }
+
+  draw() {
+    const count = this.order.length, rows = Math.max(1, Math.ceil(count / RACE_COLUMNS));
+    const traces = [], annotations = [];
+    const layout = {
+      height: 180 * rows + 60, margin: { l: 50, r: 10, t: 40, b: 30 }, showlegend: false,
+      grid: { rows, columns: RACE_COLUMNS, pattern: "independent", xgap: 0.08, ygap: 0.35 },
+      paper_bgcolor: "rgba(0,0,0,0)", plot_bgcolor: "#F3F6FA", uirevision: this.data.sweep_id,
+    };
+    this.order.forEach((id, index) => {
+      const run = this.runs.get(id), axis = index === 0 ? "" : String(index + 1);
+      traces.push({ x: run.steps, y: run.losses, mode: "lines", xaxis: "x" + axis, yaxis: "y" + axis,
+        name: this.title(run.row), line: { color: COLOURS[index % COLOURS.length], width: 1.5 } });
+      layout["xaxis" + axis] = { range: [0, run.row.steps], ...(index ? { matches: "x" } : {}) };
+      layout["yaxis" + axis] = { type: this.logY ? "log" : "linear", exponentformat: "power",
+        ...(index ? { matches: "y" } : {}) };
+      annotations.push({ text: this.title(run.row), showarrow: false, font: { size: 11 },
+        xref: "x" + axis + " domain", yref: "y" + axis + " domain", x: 0.5, y: 1.0,
+        xanchor: "center", yanchor: "bottom" });
+    });
+    layout.annotations = annotations;
+    this.chart.style.display = count ? "" : "none";
+    if (count) this.Plotly.react(this.chart, traces, layout, PLOT_CONFIG);
+    this.root.dataset.rnnlabRaceRuns = String(count);
+  }
+
+  // Rows: the values of axes[0]; columns: of axes[1], or the seed; each cell the mean
+  // final loss of its runs, in the order the values were first submitted.
+  drawGrid() {
+    const axes = this.data.axes;
+    const rowAxis = axes[0], columnAxis = axes.length > 1 ? axes[1] : "seed";
+    const rowValues = [], columnValues = [], cells = new Map();
+    for (const id of this.order) {
+      const row = this.runs.get(id).row;
+      const r = String(this.setting(row, rowAxis)), c = String(this.setting(row, columnAxis));
+      if (!rowValues.includes(r)) rowValues.push(r);
+      if (!columnValues.includes(c)) columnValues.push(c);
+      const loss = row.final_loss;
+      if (loss === null || loss === undefined || !Number.isFinite(loss)) continue;
+      const cell = cells.get(`${r}\u0000${c}`) || { sum: 0, n: 0 };
+      cell.sum += loss;
+      cell.n += 1;
+      cells.set(`${r}\u0000${c}`, cell);
+    }
+    const z = rowValues.map((r) => columnValues.map((c) => {
+      const cell = cells.get(`${r}\u0000${c}`);
+      return cell ? cell.sum / cell.n : null;
+    }));
+    this.Plotly.react(this.grid, [{
+      type: "heatmap", z, x: columnValues, y: rowValues, colorscale: "Viridis", reversescale: true,
+      text: z.map((values) => values.map((v) => (v === null ? "" : this.number(v, 3)))),
+      texttemplate: "%{text}", hovertemplate: "%{y} × %{x}: %{z:.4g}<extra></extra>",
+    }], {
+      title: { text: this.labels.grid_title }, height: 300, margin: { l: 60, r: 10, t: 50, b: 45 },
+      xaxis: { title: { text: columnAxis }, type: "category" },
+      yaxis: { title: { text: rowAxis }, type: "category" },
+      paper_bgcolor: "rgba(0,0,0,0)",
+    }, PLOT_CONFIG);
+    this.grid.dataset.rnnlabRaceGrid = String(rowValues.length * columnValues.length);
+  }
+}
+
+// ---------------------------------------------------------------- the room's runs
+
+// Every run on the server: a leaderboard (solved first, by the step they solved at; then
+// by loss) and their curves overlaid, one colour per run, one line style per cell. Each
+// row carries data-rnnlab-room-run and data-step; the chart carries data-rnnlab-room-runs.
+const ROOM_PALETTE = ["#4C78A8", "#F58518", "#54A24B", "#E45756", "#72B7B2", "#B279A2",
+  "#FF9DA6", "#9D755D", "#EECA3B", "#BAB0AC"];
+const ROOM_DASH = { rnn: "dot", lstm: "solid", gru: "dash" };
+const ROOM_COLUMNS = ["rank", "name", "status", "cell", "activation", "hidden_size", "num_layers",
+  "seq_len", "lr", "task", "step", "loss", "solved_at"];
+
+class RoomView extends View {
+  constructor(root, data, component) {
+    super(root, data, component);
+    this.runs = new Map();  // run id -> {row, steps, losses, colour, seen}
+    this.colours = new Map();  // run id -> its colour, while the run is in the room
+    this.coloured = 0;
+    this.order = [];
+    this.empty = element("div", "rnnlab-caption", root);
+    this.empty.textContent = this.labels.empty;
+    this.table = element("table", "rnnlab-table rnnlab-room-table", root);
+    const head = element("tr", "", element("thead", "", this.table));
+    for (const column of ROOM_COLUMNS) element("th", "", head).textContent = this.labels.columns[column];
+    this.body = element("tbody", "", this.table);
+    this.table.style.display = "none";
+    this.chart = element("div", "rnnlab-chart rnnlab-room-chart", root);
+    this.chart.dataset.rnnlabRoomRuns = "0";
+  }
+
+  async poll() {
+    if (!this.polling()) return;
+    const started = performance.now();
+    try {
+      const since = [...this.runs].map(([id, run]) => `${id}:${run.seen}`).join(",");
+      this.receive(await getJson(`${apiUrl(this.data.room_url, this.data.page)}?since=${since}`), false);
+      this.failures = 0;
+    } catch (error) {
+      this.failed(error);
+    }
+    this.schedule(Math.max(100, this.data.poll_ms - (performance.now() - started)));
+  }
+
+  feed(answer) {
+    if (answer) this.receive(answer, true);
+  }
+
+  // New rows and points (or, `whole`, every point again): extend the curves in place
+  // unless runs came or went.
+  receive(answer, whole) {
+    const runs = new Map(), extension = { x: [], y: [], indices: [] };
+    let changed = answer.runs.length !== this.runs.size || whole;
+    for (const row of answer.runs) {
+      let run = this.runs.get(row.run_id);
+      if (!run || whole) {
+        if (!this.colours.has(row.run_id)) {
+          this.colours.set(row.run_id, ROOM_PALETTE[this.coloured++ % ROOM_PALETTE.length]);
+        }
+        run = { steps: [], losses: [], colour: this.colours.get(row.run_id) };
+        changed = true;
+      }
+      run.row = row;
+      run.seen = row.seen;
+      run.steps.push(...row.points.step);
+      run.losses.push(...row.points.loss);
+      if (row.points.step.length && !changed) {
+        extension.x.push(row.points.step);
+        extension.y.push(row.points.loss);
+        extension.indices.push(this.order.indexOf(row.run_id));
+      }
+      runs.set(row.run_id, run);
+    }
+    this.runs = runs;
+    for (const id of this.colours.keys()) if (!runs.has(id)) this.colours.delete(id);
+    const positive = [...runs.values()].every((run) => run.losses.every((v) => v === null || v > 0));
+    if (changed || positive !== this.logY) {
+      this.order = [...runs.keys()];
+      this.logY = positive;
+      this.draw();
+    } else if (extension.indices.length) {
+      this.Plotly.extendTraces(this.chart, { x: extension.x, y: extension.y }, extension.indices);
+    }
     this.drawTable();
   }
 
   name(row) {
-    return row.name || this.data.labels.anonymous;
+    return row.name || this.labels.anonymous;
   }
 
   draw() {
-    const labels = this.data.labels;
+    const labels = this.labels;
     const traces = this.order.map((id) => {
       const run = this.runs.get(id);
       return { x: run.steps, y: run.losses, mode: "lines", name: `${this.name(run.row)} · ${run.row.cell}`,
@@ -581,7 +1175,7 @@ class RoomView extends PolledView {
       xaxis: { title: { text: labels.step_axis } },
       yaxis: { title: { text: labels.loss_axis }, type: this.logY ? "log" : "linear" },
       uirevision: "room", paper_bgcolor: "rgba(0,0,0,0)", plot_bgcolor: "#F3F6FA",
-    }, { displaylogo: false, responsive: true });
+    }, PLOT_CONFIG);
     this.chart.dataset.rnnlabRoomRuns = String(this.order.length);
   }
 
@@ -595,7 +1189,7 @@ class RoomView extends PolledView {
   }
 
   drawTable() {
-    const labels = this.data.labels;
+    const labels = this.labels;
     this.empty.style.display = this.runs.size ? "none" : "";
     this.table.style.display = this.runs.size ? "" : "none";
     this.body.innerHTML = "";
@@ -610,9 +1204,9 @@ class RoomView extends PolledView {
       const cells = {
         rank: String(index + 1), name: this.name(row), status, cell: row.cell, activation: row.activation,
         hidden_size: String(row.hidden_size), num_layers: String(row.num_layers), seq_len: String(row.seq_len),
-        lr: number(row.lr, 2), task: row.task,
+        lr: this.number(row.lr, 2), task: row.task,
         step: `${this.count(row.step)} / ${this.count(row.steps)}`,
-        loss: number(row.loss), solved_at: row.solved_at === null ? labels.not_solved : this.count(row.solved_at),
+        loss: this.number(row.loss), solved_at: row.solved_at === null ? labels.not_solved : this.count(row.solved_at),
       };
       for (const column of ROOM_COLUMNS) {
         const td = element("td", "", tr);
@@ -624,33 +1218,47 @@ class RoomView extends PolledView {
   }
 }
 
+// ---------------------------------------------------------------- mounting
+
+const VIEWS = { loss: LossView, gates: GatesView, inside: InsideView, race: RaceView, room: RoomView };
+
+// Two mounts with the same identity are the same view: a remount updates it in place.
+function identity(data) {
+  return JSON.stringify([data.view, data.run_id ?? data.sweep_id ?? null, data.layer ?? null,
+    data.lang ?? null, data.active ?? null, isFed(data)]);
+}
+
+function preload(data) {
+  // Fetch Plotly while the person picks settings, and draw one throwaway chart off
+  // screen (Plotly's first chart in a page is its slowest), so that Train draws at once.
+  const urls = [data.plotly_url, data.plotly_fallback_url].filter(Boolean).map((url) => apiUrl(url, data.page));
+  loadPlotly(urls).then((Plotly) => {
+    if (window.__rnnlabPlotlyWarming) return;
+    window.__rnnlabPlotlyWarming = true;
+    const scratch = element("div", "", document.body);
+    scratch.style.cssText = "position:absolute;left:-10000px;top:0;width:600px;height:340px";
+    Plotly.newPlot(scratch, [{ x: [1, 2], y: [1, 0.5], mode: "lines" }], { height: 340, yaxis: { type: "log" } })
+      .then(() => { Plotly.purge(scratch); scratch.remove(); window.__rnnlabPlotlyWarm = true; });
+  }).catch(() => {});
+}
+
 export default function (component) {
   const { data, parentElement } = component;
   if (data.view === "preload") {
-    // Fetch Plotly while the person picks settings, and draw one throwaway chart off
-    // screen (Plotly's first chart in a page is its slowest), so that Train draws at once.
-    loadPlotly(apiUrl(data.plotly_url, data.page)).then((Plotly) => {
-      if (window.__rnnlabPlotlyWarming) return;
-      window.__rnnlabPlotlyWarming = true;
-      const scratch = element("div", "", document.body);
-      scratch.style.cssText = "position:absolute;left:-10000px;top:0;width:600px;height:340px";
-      Plotly.newPlot(scratch, [{ x: [1, 2], y: [1, 0.5], mode: "lines" }], { height: 340, yaxis: { type: "log" } })
-        .then(() => { Plotly.purge(scratch); scratch.remove(); window.__rnnlabPlotlyWarm = true; });
-    }).catch(() => {});
+    preload(data);
     return undefined;
   }
   let root = parentElement.querySelector(".rnnlab-live");
   if (!root) root = element("div", "rnnlab-live", parentElement);
   const previous = root.__rnnlabView;
-  const same = previous && previous.data.run_id === data.run_id && previous.data.view === data.view
-    && previous.data.active === data.active && previous.data.layer === data.layer
-    && previous.data.lang === data.lang;
-  if (same) {
-    previous.resume();
+  if (previous && identity(previous.data) === identity(data)) {
+    previous.component = component;
+    if (previous.fed) previous.update(data);
+    else previous.resume();
     return () => previous.pause();
   }
   if (previous) previous.pause();
-  const View = { gates: GatesView, room: RoomView }[data.view] || LossView;
+  const View = VIEWS[data.view] || LossView;
   const view = new View(root, data, component);
   root.__rnnlabView = view;
   view.start();
