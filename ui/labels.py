@@ -1,0 +1,224 @@
+"""Every word the browser views (live.js) show, in the session's language.
+
+One function per view returns its `labels`: plain strings, some with {name}
+placeholders that live.js fills in, some with **bold**. Plural forms come as `_one` and
+`_other` (English and Korean need no more). No Streamlit calls here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .i18n import N_, _, ngettext
+
+GATE_TITLES = {  # shown with _(): gate_titles()
+    "i": N_("input gate i"),
+    "f": N_("forget gate f"),
+    "g": N_("candidate g"),
+    "o": N_("output gate o"),
+    "c": N_("cell state c"),
+    "h": N_("hidden state h"),
+    "r": N_("reset gate r"),
+    "z": N_("update gate z"),
+    "n": N_("candidate n"),
+    "pre": N_("pre-activation"),
+}
+
+STATUSES = {  # a run's status (rnnlab.store.STATUSES) as a reader sees it
+    "queued": N_("queued"),
+    "running": N_("running"),
+    "completed": N_("completed"),
+    "diverged": N_("diverged"),
+    "stopped": N_("stopped"),
+    "interrupted": N_("interrupted"),
+    "failed": N_("failed"),
+}
+
+
+def gate_titles(names: list[str] | tuple[str, ...]) -> dict[str, str]:
+    """The titles of a cell's gates and states (by their letters): {name: title}."""
+    return {name: _(GATE_TITLES[name]) if name in GATE_TITLES else name for name in names}
+
+
+def status_label(status: str) -> str:
+    """A run's status in the session's language ("completed", "diverged", ...)."""
+    return _(STATUSES[status]) if status in STATUSES else status
+
+
+def metric_label(name: str | None) -> str:
+    """A task's metric name (marked in rnnlab.tasks) as a metric's label: "Accuracy", "MSE"."""
+    if not name:
+        return _("Metric")
+    label = _(name)
+    return label[:1].upper() + label[1:]
+
+
+def _common() -> dict[str, str]:
+    return {
+        "no_plotly": _("The charts cannot be drawn: the browser could not load Plotly's script."),
+    }
+
+
+def loss_labels(metric_name: str | None) -> dict[str, str]:
+    """The loss view: progress, metrics and the live loss chart."""
+    return {
+        **_common(),
+        "train_loss_trace": _("train loss"),
+        "held_out_loss_trace": _("held-out loss"),
+        "step_axis": _("step"),
+        "loss_axis": _("loss"),
+        "solved_at": _("solved at step {step}"),
+        "steps_recorded": _("{n} steps recorded"),
+        "queued": _("Waiting for a free training worker: position {position} in the queue."),
+        "progress": _("Step {step} / {steps} · {rate} · ETA {eta}"),
+        "rate": _("{rate} steps/s"),
+        "starting": _("starting"),
+        "seconds": _("{seconds} s"),
+        "minutes": _("{minutes} min"),
+        "train_loss": _("Train loss"),
+        "held_out_loss": _("Held-out loss"),
+        "of_baseline": _("{percent}% of baseline"),
+        "chance": _("chance {value}"),
+        "solved": _("Solved"),
+        "yes": _("yes"),
+        "not_yet": _("not yet"),
+        "metric": metric_label(metric_name),
+    }
+
+
+def _heatmap_labels() -> dict[str, str]:
+    return {"time_step": _("time step"), "unit": _("unit")}
+
+
+def gates_labels() -> dict[str, str]:
+    """Train's gates view: one layer's heatmaps and the predictions on the probe."""
+    return {
+        **_common(),
+        **_heatmap_labels(),
+        "waiting": _("Gate pictures appear after the first snapshot (about a second)."),
+        "inside": _("Inside layer {layer} at step {step} (probe sequence)"),
+        "predictions": _("Predictions on the probe sequence"),
+        "value_predictions": _("Predictions on the probe sequences"),
+        "input": _("input"),
+        "target": _("target"),
+        "top_guesses": _("top guesses"),
+        "sequences": _("sequences"),
+        "perfect": _("perfect"),
+        "true_sum": _("true sum"),
+        "predicted_sum": _("predicted sum"),
+        "true_next_value": _("true next value"),
+        "predicted": _("predicted"),
+    }
+
+
+def _inside_header(layers: int) -> str:
+    return ngettext(
+        "**{cell} · {activation} · {n} layer · hidden {hidden}** — snapshot at step "
+        "{step:,} of {steps:,} ({status})",
+        "**{cell} · {activation} · {n} layers · hidden {hidden}** — snapshot at step "
+        "{step:,} of {steps:,} ({status})",
+        layers,
+    )
+
+
+def _race_progress(total: int) -> str:
+    return ngettext("{done} of {total} run finished", "{done} of {total} runs finished", total)
+
+
+def inside_labels() -> dict[str, Any]:
+    """Inside the cell: states, saturation, spectral radius and gradients through time."""
+    return {
+        **_common(),
+        **_heatmap_labels(),
+        "header_one": _inside_header(1),
+        "header_other": _inside_header(2),
+        "statuses": {status: _(label) for status, label in STATUSES.items()},
+        "no_snapshot": _("This run has no snapshot yet."),
+        "showing_units": _("Showing {shown} of {total} units."),
+        "layer_tab": _("Layer {n}"),
+        "units": _("Units"),
+        "gate_means": _(
+            "Mean gate values: {values}. A forget gate near 1 keeps the past; near 0 it forgets."
+        ),
+        "saturation_title": _("**Gate saturation** — one dot per unit"),
+        "saturation_caption": _(
+            "Units in the top-left corner are almost always open (> 0.9), in the "
+            "bottom-right almost always closed (< 0.1): gates used as switches. "
+            "Units near the origin work in the soft middle range."
+        ),
+        "closed_axis": _("fraction of time steps < 0.1 (closed)"),
+        "open_axis": _("fraction of time steps > 0.9 (open)"),
+        "spectral_radius": _(
+            "Spectral radius of the recurrent weights: {radii} (above 1, repeated "
+            "multiplication can blow the state up; far below 1 it fades)."
+        ),
+        "gradient_title": _("**Gradient through time** ‖∂L/∂h_t‖"),
+        "gradient_caption": _(
+            "How much the loss depends on the hidden state at each step. Reading right to "
+            "left is going back in time: a line that drops steeply is the vanishing "
+            "gradient — early steps barely learn (sigmoid′ ≤ 0.25 vanishes faster than "
+            "tanh′ ≤ 1)."
+        ),
+        "time_step_t": _("time step t"),
+        "layer_trace": _("layer {layer}"),
+        "history_title": _("**How it changed during training** (layer 1)"),
+        "snapshots_shown": _("Snapshots shown"),
+        "step_trace": _("step {step}"),
+        "history_axis": _("‖∂L/∂h_t‖ (layer 1)"),
+        "history_caption": _(
+            "One line per snapshot with gradients, from the earliest (light) to the latest (dark)."
+        ),
+        "history_empty": _(
+            "Collected while a run trains with the Train or this page open: start one "
+            "and the profiles of its snapshots appear here."
+        ),
+    }
+
+
+def race_labels() -> dict[str, str]:
+    """A race: its progress, one small loss chart per run, and the result grid."""
+    return {
+        **_common(),
+        "progress_one": _race_progress(1),
+        "progress_other": _race_progress(2),
+        "seed": _("seed {seed}"),
+        "grid_title": _("held-out loss (lower is better)"),
+    }
+
+
+def room_labels() -> dict[str, Any]:
+    """The room: every run on the server in a leaderboard and overlaid curves."""
+    return {
+        **_common(),
+        "columns": {
+            "rank": "#",
+            "name": _("Name"),
+            "status": _("Status"),
+            "task": _("Task"),
+            "cell": _("Cell"),
+            "activation": _("Activation"),
+            "hidden_size": _("Hidden size"),
+            "num_layers": _("Layers"),
+            "seq_len": _("Sequence length"),
+            "lr": _("Learning rate"),
+            "step": _("Step"),
+            "loss": _("Train loss"),
+            "held_out_loss": _("Held-out loss"),
+            "solved_at": _("Solved at step"),
+        },
+        "statuses": {
+            "queued": _("waiting"),
+            "running": _("training"),
+            "completed": _("finished"),
+            "diverged": _("diverged"),
+            "stopped": _("stopped"),
+            "interrupted": _("interrupted"),
+            "failed": _("failed"),
+        },
+        "queued_at": _("waiting (#{position})"),
+        "anonymous": _("anonymous"),
+        "empty": _("No runs yet. Runs started on any page of this server appear here."),
+        "step_axis": _("step"),
+        "loss_axis": _("loss"),
+        "not_solved": "—",
+    }
