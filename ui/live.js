@@ -97,9 +97,11 @@ function element(tag, className, parent) {
   return node;
 }
 
-// The fed mode (see the top): data.fed holds the routes' answers.
+// The fed mode (see the top): data.fed holds the routes' answers. Once a view of this
+// tab has found the routes out of reach, so has the page's session: a view mounted with
+// nothing to draw yet (a run without a snapshot) is fed too, and asks nothing.
 function isFed(data) {
-  return data.fed !== undefined && data.fed !== null;
+  return (data.fed !== undefined && data.fed !== null) || window.__rnnlabUnreachable === true;
 }
 
 async function getWithTimeout(url) {
@@ -201,6 +203,7 @@ class View {
 
   fallBack(reason) {
     this.stopped = true;
+    window.__rnnlabUnreachable = true;
     this.component.setStateValue("fallback", reason || true);
   }
 
