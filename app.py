@@ -1,18 +1,37 @@
-"""rnnlab dashboard: `streamlit run app.py` serves dashboard.py and the live routes."""
+"""rnnlab dashboard: `streamlit run app.py` serves dashboard.py and the live routes.
 
+RNNLAB_LIVE_ROUTES=off serves the pages without the live routes, as a proxy that
+forwards only Streamlit's own paths would: the pages then feed their live views
+themselves (ui/live.py), and Plotly's script comes from Streamlit's static serving.
+"""
+
+import os
+import shutil
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import streamlit as st
 
 from rnnlab.jobs import get_manager
-from ui.routes import ROUTES
+from ui.routes import ROUTES, plotly_source
+
+STATIC = Path(__file__).with_name("static")  # served at app/static/ (.streamlit/config.toml)
+
+
+def live_routes_enabled() -> bool:
+    return os.environ.get("RNNLAB_LIVE_ROUTES", "on").strip().lower() not in ("off", "0", "no")
 
 
 @asynccontextmanager
 async def warm_pool(app):
-    """Start the training workers with the server, before the first person presses Train."""
+    """Start the training workers with the server, before the first person presses Train;
+    put Plotly's script where Streamlit's own static serving finds it."""
+    STATIC.mkdir(exist_ok=True)
+    copy = STATIC / "plotly.min.js"
+    if not copy.exists() or copy.stat().st_size != plotly_source().stat().st_size:
+        shutil.copyfile(plotly_source(), copy)
     get_manager()
     yield
 
 
-app = st.App("dashboard.py", routes=ROUTES, lifespan=warm_pool)
+app = st.App("dashboard.py", routes=ROUTES if live_routes_enabled() else [], lifespan=warm_pool)

@@ -27,6 +27,7 @@ from rnnlab import jobs
 from rnnlab.config import ACTIVATION_NAMES, CELL_NAMES, TASK_NAMES, RunConfig, field_spec
 from rnnlab.presets import PRESETS
 from rnnlab.tasks import MAX_TEXT_BYTES
+from ui import answers
 
 pytest.importorskip("streamlit")
 pytest.importorskip("plotly")
@@ -338,20 +339,22 @@ def test_a_tiny_training_run_finishes_and_shows_its_curve(home):
 
     assert any("Finished 30 steps" in text for text in texts(at.success)), texts(at.success)
     chart = live_view(at, "loss")
-    assert chart["run_id"] == run_id and chart["active"] is False
-    assert chart["points"]["step"] == list(range(1, 31))
-    losses = chart["points"]["loss"]
+    assert chart["run_id"] == run_id and chart["active"] is False and chart["fed"] is None
+    assert chart["points_url"] == f"api/runs/{run_id}"
+    assert chart["baseline"] == pytest.approx(math.log(4))  # 4 letters: h, e, l, o
+    # What the view fetches: the whole curve, its evaluations and the final numbers.
+    answer = answers.run_answer(jobs.get_manager(), run_id)
+    assert answer["points"]["step"] == list(range(1, 31))
+    losses = answer["points"]["loss"]
     assert len(losses) == 30 and all(math.isfinite(v) and v > 0 for v in losses)
-    assert chart["evaluations"][-1][0] == 30 and chart["baseline"] == pytest.approx(
-        math.log(4)
-    )  # 4 letters: h, e, l, o
-    assert chart["progress"]["status"] == "completed"
-    assert chart["progress"]["loss"] == pytest.approx(losses[-1])
-    assert math.isfinite(chart["progress"]["held_out_loss"])
-    assert figure(at, "train_gates_0")["data"], "no gate heatmaps"
-    table = at.dataframe[-1].value
-    assert {"input", "target", "top guesses"} <= set(table.columns)
-    assert list(table["input"]) == list("hell")
+    assert answer["evaluations"][-1][0] == 30 and answer["status"] == "completed"
+    assert answer["loss"] == pytest.approx(losses[-1]) and math.isfinite(answer["held_out_loss"])
+    gates = live_view(at, "gates")
+    assert gates["cell"]["states"] == ["pre", "h"] and gates["layer"] == 0
+    assert gates["titles"]["h"] == "hidden state h"
+    view = answers.decoded(answers.gates_bytes(jobs.get_manager(), run_id, 0, -1))
+    assert view["step"] == 30 and set(view["gates"]) == {"pre", "h"}
+    assert view["predictions"]["input"] == list("hell")
 
     record = jobs.get_manager().store.get_run(run_id)
     assert record.status == "completed"
@@ -643,17 +646,24 @@ def test_an_upload_too_short_for_the_sequence_length_says_so():
 
 def test_inside_shows_gates_and_gradients_of_a_run():
     at = open_app()
-    run_id = train_once(at, cell="lstm", **TINY)
+    run_id = train_once(at, cell="lstm", num_layers=2, **TINY)
     at.switch_page("views/inside.py").run()
     assert_no_exception(at)
     assert at.selectbox(key="inside_run").value == run_id
-    gates = figure(at, "inside_gates_0")
-    assert len(gates["data"]) == 6, "an LSTM has i, f, g, o, c and h"
-    gradients = figure(at, "inside_gradients")
-    norms = values(gradients["data"][0]["y"])
-    assert norms and all(v >= 0 for v in norms if not math.isnan(v))
-    assert figure(at, "inside_saturation_0")["data"]
-    assert any("snapshot at step 30" in text for text in texts(at.markdown))
+    inside = live_view(at, "inside")
+    assert inside["run_id"] == run_id and inside["layers"] == 2 and inside["active"] is False
+    assert inside["cell"] == {"name": "lstm", "states": list("ifgoch"), "sigmoid": list("ifo")}
+    assert inside["gradients_url"] == f"api/runs/{run_id}/gradients"
+    # What it fetches: each layer's pictures, and the gradient history of the run.
+    pool = jobs.get_manager()
+    for layer in (0, 1):
+        view = answers.decoded(answers.gates_bytes(pool, run_id, layer, -1))
+        assert view["layer"] == layer and view["step"] == 30
+        assert list(view["gates"]) == list("ifgoch") and set(view["saturation"]) == set("ifo")
+    history = answers.decoded(answers.gradients_bytes(pool, run_id, -1))
+    assert history["gradient_step"] == 30 and history["history"][-1][0] == 30
+    norms = view["gradient_norms"]
+    assert len(norms) == 2 and all(v is None or v >= 0 for v in norms[0])
 
 
 # Compare ------------------------------------------------------------------------------
@@ -752,10 +762,16 @@ def test_race_preset_runs_and_ends_with_a_grid():
         wait_for(run_id)
     at.run()
     assert_no_exception(at)
-    grid = figure(at, "race_grid")["data"][0]
-    assert sorted(grid["y"]) == ["gru", "lstm", "rnn"]
-    assert figure(at, "race_curves")["data"]
-    assert any("3 of 3 runs finished" in p.proto.text for p in at.get("progress"))
+    race_view = live_view(at, "race")
+    assert race_view["sweep_id"] == race["sweep_id"] and race_view["total"] == 3
+    assert race_view["axes"] == ["cell"]
+    # What it draws from: every run with its settings, curve and final loss.
+    rows = answers.sweep_answer(jobs.get_manager(), race["sweep_id"], {})["runs"]
+    assert sorted(row["cell"] for row in rows) == ["gru", "lstm", "rnn"]
+    assert all(row["status"] == "completed" and row["final_loss"] > 0 for row in rows)
+    assert all(row["points"]["step"][-1] == 20 for row in rows)
+    table = at.dataframe[-1].value
+    assert sorted(table["cell"]) == ["gru", "lstm", "rnn"] and len(table) == 3
 
 
 RACE_BAD_INPUT = {

@@ -20,9 +20,10 @@ from starlette.applications import Starlette  # noqa: E402
 from streamlit.testing.v1 import AppTest  # noqa: E402
 from test_routes import Client, assert_json_error  # noqa: E402
 
-import ui.room as room  # noqa: E402
+import ui.answers as answers  # noqa: E402
 import ui.routes as routes  # noqa: E402
 from rnnlab import jobs  # noqa: E402
+from rnnlab.jobs.feed import ROW_POINTS  # noqa: E402
 
 HANGUL = re.compile("[\uac00-\ud7a3]")
 
@@ -59,17 +60,17 @@ def test_an_empty_room_and_malformed_since(client):
         "0123456789ab:²",
         "ABCDEF012345:1",
         "0123456789ab:1;drop",
-        ",".join(f"{i:012x}:1" for i in range(2 * room.ROOM_RUNS + 1)),
+        ",".join(f"{i:012x}:1" for i in range(2 * answers.ROOM_RUNS + 1)),
     ):
         assert "since" in assert_json_error(client.get(f"/api/room?since={bad}"), 400)
 
 
 def test_every_run_with_its_name_settings_and_curve(client, manager, monkeypatch):
-    monkeypatch.setitem(room._names, "cy", "Cy from the sidebar")
+    manager.name("cy", "Cy from the sidebar")
     ana = manager.submit(ENDLESS, owner="ana", label="Blue Otter")
     ben = manager.submit(tiny(steps=200_000, cell="lstm", lr=0.01), owner="ben", label="Ben")
     cy = manager.submit(tiny(steps=30, cell="gru", word="memory"), owner="cy")
-    stride = ENDLESS.steps // room.ROOM_CURVE_POINTS  # 500
+    stride = ENDLESS.steps // ROW_POINTS  # 500
     until(lambda: running(manager, ana, steps=2 * stride), what=f"{2 * stride} steps")
     until(lambda: running(manager, ben), what="the second run to train")
 
@@ -120,10 +121,10 @@ def test_every_run_with_its_name_settings_and_curve(client, manager, monkeypatch
     assert rows[cy]["solved_at"] == manager.live(cy)["solved_at"]
     # Ended runs stay in the room, ROOM_ENDED of them; at most ROOM_RUNS rows in all.
     assert set(rows) == {ana, ben, cy}
-    monkeypatch.setattr(room, "ROOM_ENDED", 1)
+    monkeypatch.setattr(answers, "ROOM_ENDED", 1)
     assert len(rows_by_id(client)) == 1
-    monkeypatch.setattr(room, "ROOM_ENDED", 3)
-    monkeypatch.setattr(room, "ROOM_RUNS", 2)
+    monkeypatch.setattr(answers, "ROOM_ENDED", 3)
+    monkeypatch.setattr(answers, "ROOM_RUNS", 2)
     assert len(rows_by_id(client)) == 2
 
 

@@ -105,9 +105,9 @@ def assert_json_error(reply: Reply, status: int) -> str:
 
 
 def test_unknown_and_malformed_run_ids_are_404_json(client):
-    for path in ("/api/runs/{}", "/api/runs/{}/gates"):
+    for path in ("/api/runs/{}", "/api/runs/{}/gates", "/api/runs/{}/gradients"):
         unknown = assert_json_error(client.get(path.format("0123456789ab")), 404)
-        assert "on this server" in unknown
+        assert unknown == "no such run"
         for bad in ("NOTHEX", "ABCDEF012345", "abc", "0" * 33, "0123456789ab;drop", "%20"):
             assert assert_json_error(client.get(path.format(bad)), 404) == "no such run"
     assert client.get("/api/runs").status == 404
@@ -205,9 +205,83 @@ def test_gates_204_before_a_snapshot_then_compact_pictures(client, manager):
     manager.cancel(waiting)
     manager.wait(blocker, timeout=120)
     manager.wait(waiting, timeout=120)
-    # Finished: the store has its last snapshot; the live route no longer serves one.
-    assert "no live snapshot" in assert_json_error(client.get(f"/api/runs/{blocker}/gates"), 404)
+    # Finished: its last snapshot, from the store, as the same layer views.
+    final = client.get(f"/api/runs/{blocker}/gates?layer=1").json()
+    stored = manager.store.snapshot(blocker)
+    assert final["step"] == stored["step"] >= view["step"] and final["layer"] == 1
+    assert final["gates"] == stored["layers"][1]
+    assert client.get(f"/api/runs/{blocker}/gates?after={final['step']}").status == 204
     assert client.get(f"/api/runs/{blocker}").json()["status"] == "stopped"
+
+
+def test_gradient_history_grows_while_training_and_is_served_after(client, manager):
+    run_id = manager.submit(tiny(steps=200_000, cell="gru", num_layers=2), owner="ana")
+
+    def history(after: int = -1):
+        reply = client.get(f"/api/runs/{run_id}/gradients?after={after}")
+        assert reply.status in (200, 204)
+        return reply.json() if reply.status == 200 else None
+
+    first = until(history, what="the first gradients")
+    assert first["steps"] == list(range(4)) and first["history"][-1][0] == first["gradient_step"]
+    assert all(len(norms) == 4 for _step, norms in first["history"])
+    assert history(first["gradient_step"]) is None  # nothing newer yet
+    later = until(
+        lambda: (h := history(first["gradient_step"])) and len(h["history"]) > 1 and h,
+        what="a second gradient profile",
+    )
+    assert later["gradient_step"] > first["gradient_step"]
+    steps = [step for step, _norms in later["history"]]
+    assert steps == sorted(steps) and steps[0] == first["history"][0][0]
+
+    manager.cancel(run_id)
+    manager.wait(run_id, timeout=120)
+    final = history()
+    assert final["history"] == manager.store.snapshot(run_id)["gradient_history"]
+    assert final["gradient_step"] >= later["gradient_step"]
+
+
+def test_a_run_that_left_memory_is_answered_from_the_store_once(client, manager, monkeypatch):
+    run_id = manager.submit(tiny(steps=40, eval_every=10), owner="ana")
+    manager.wait(run_id, timeout=120)
+    live = client.get(f"/api/runs/{run_id}").json()
+    with manager._lock:  # forgotten, as the oldest finished runs are
+        del manager._jobs[run_id]
+    reads = []
+    history = manager.store.history
+    monkeypatch.setattr(manager.store, "history", lambda i: reads.append(i) or history(i))
+
+    stored = client.get(f"/api/runs/{run_id}").json()
+    assert stored["points"] == live["points"] and stored["evaluations"] == live["evaluations"]
+    for field in ("status", "step", "steps", "held_out_loss", "metric", "solved", "solved_at"):
+        assert stored[field] == live[field], field
+    later = client.get(f"/api/runs/{run_id}?since=30").json()
+    assert later["points"]["step"] == list(range(31, 41))
+    assert [e[0] for e in later["evaluations"]] == [40]
+    assert client.get(f"/api/runs/{run_id}/gates").json()["step"] == 40
+    assert reads == [run_id]  # read once, then answered from memory
+
+
+def test_a_race_is_served_from_memory_with_its_settings(client, manager):
+    sweep_id = "5ea1"
+    configs = [tiny(steps=25, cell=cell) for cell in ("rnn", "gru")]
+    run_ids = [manager.submit(c, owner="ana", sweep_id=sweep_id) for c in configs]
+    assert client.get("/api/sweeps/beef").status == 404
+    assert "since" in assert_json_error(client.get(f"/api/sweeps/{sweep_id}?since=x"), 400)
+    for run_id in run_ids:
+        manager.wait(run_id, timeout=120)
+
+    rows = client.get(f"/api/sweeps/{sweep_id}").json()["runs"]
+    assert [row["run_id"] for row in rows] == run_ids
+    assert [row["config"]["cell"] for row in rows] == ["rnn", "gru"]
+    for row, run_id in zip(rows, run_ids, strict=True):
+        summary = manager.store.get_run(run_id).summary
+        assert row["status"] == "completed" and row["final_loss"] == summary["final_loss"]
+        assert row["points"]["step"] == list(range(1, 26)) and row["seen"] == 25
+    again = client.get(f"/api/sweeps/{sweep_id}?since={run_ids[0]}:25").json()["runs"]
+    assert (
+        again[0]["points"]["step"] == [] and again[1]["points"]["step"] == rows[1]["points"]["step"]
+    )
 
 
 def test_plotly_js_is_served_gzipped(client):

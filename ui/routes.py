@@ -1,22 +1,22 @@
 """The live path's HTTP routes, served beside Streamlit's own by `st.App` (see app.py).
 
     GET /api/runs/{run_id}?since=N     progress and the points after step N, as JSON
-    GET /api/runs/{run_id}/gates?layer=L&after=S   one layer's latest gate pictures
+    GET /api/runs/{run_id}/gates?layer=L&after=S   one layer's newest gate pictures
                                        (compact JSON; 204 if none newer than step S)
+    GET /api/runs/{run_id}/gradients?after=S   the gradient-through-time history
+    GET /api/sweeps/{sweep_id}?since=ID:N,...  a race's runs and their new points
+    GET /api/room?since=ID:N,ID:N      every live and recent run's row and new points
     GET /api/plotly.js                 Plotly's JavaScript, from the plotly package
-    GET /api/room?since=ID:N,ID:N      every live and recent run's row and the new points
-                                       of its curve after step N (see ui.room)
 
-A live chart polls these instead of rerunning its page: the answers come from the job
-manager's memory (never from SQLite), cost the server a few hundred microseconds, and
-hold nothing a page could not already show. Plotly's script ships inside the Python
-package, so a room without internet access still gets its charts.
+Live views (ui/live.js) poll these instead of rerunning their page: the answers
+(ui/answers.py) come from the job manager's memory, a finished run's from the store read
+once, and cost the server well under a millisecond. Plotly's script ships inside the
+Python package, so a room without internet access still gets its charts.
 """
 
 from __future__ import annotations
 
 import gzip
-import re
 from functools import cache
 from pathlib import Path
 
@@ -26,63 +26,96 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from rnnlab.jobs import get_manager
-from ui.room import ROOM_RUNS, room_answer
 
-RUN_ID = re.compile(r"[0-9a-f]{6,32}")
+from .answers import (
+    ROOM_RUNS,
+    RUN_ID,
+    SWEEP_ID,
+    gates_bytes,
+    gradients_bytes,
+    room_answer,
+    run_answer,
+    since_pairs,
+    sweep_answer,
+)
+
 NO_STORE = {"Cache-Control": "no-store"}
+MAX_SWEEP_RUNS = 256  # rnnlab.sweep.MAX_RUNS
 
 
 def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status, headers=NO_STORE)
 
 
+def _whole_numbers(request: Request, **defaults: int) -> dict[str, int] | None:
+    try:
+        return {name: int(request.query_params.get(name, d)) for name, d in defaults.items()}
+    except ValueError:
+        return None
+
+
 async def run_points(request: Request) -> Response:
     run_id = request.path_params["run_id"]
     if not RUN_ID.fullmatch(run_id):
         return _error(404, "no such run")
-    since_text = request.query_params.get("since", "0")
-    try:
-        since = int(since_text)
-    except ValueError:
+    numbers = _whole_numbers(request, since=0)
+    if numbers is None:
         return _error(400, "since must be a whole number (a training step)")
-    live = get_manager().live(run_id, since=since)
-    if live is None:
-        return _error(404, "this run is not training on this server")
-    return JSONResponse(live, headers=NO_STORE)
+    answer = run_answer(get_manager(), run_id, numbers["since"])
+    if answer is None:
+        return _error(404, "no such run")
+    return JSONResponse(answer, headers=NO_STORE)
+
+
+def _snapshot_part(payload: bytes | None) -> Response:
+    if payload is None:
+        return Response(status_code=204, headers=NO_STORE)
+    return Response(payload, media_type="application/json", headers=NO_STORE)
 
 
 async def run_gates(request: Request) -> Response:
     run_id = request.path_params["run_id"]
     if not RUN_ID.fullmatch(run_id):
         return _error(404, "no such run")
-    try:
-        after = int(request.query_params.get("after", "-1"))
-        layer = int(request.query_params.get("layer", "0"))
-    except ValueError:
+    numbers = _whole_numbers(request, after=-1, layer=0)
+    if numbers is None:
         return _error(400, "after and layer must be whole numbers")
-    view = get_manager().gates_view(run_id, layer)
-    if view is None:
-        return _error(404, "this run has no live snapshot on this server")
-    step, payload = view
-    if payload is None or step <= after:
-        return Response(status_code=204, headers=NO_STORE)
-    return Response(payload, media_type="application/json", headers=NO_STORE)
+    try:
+        return _snapshot_part(
+            gates_bytes(get_manager(), run_id, numbers["layer"], numbers["after"])
+        )
+    except KeyError:
+        return _error(404, "no such run")
 
 
-def _room_since(text: str) -> dict[str, int] | None:
-    """`ID:N,ID:N,...` as {run id: step}; None if it is not that (or too long)."""
-    since: dict[str, int] = {}
-    for part in filter(None, text.split(",")):
-        run_id, colon, step = part.partition(":")
-        digits = step.isascii() and step.isdigit() and len(step) < 10
-        if not (colon and digits and RUN_ID.fullmatch(run_id)):
-            return None
-        since[run_id] = int(step)
-    return since if len(since) <= 2 * ROOM_RUNS else None
+async def run_gradients(request: Request) -> Response:
+    run_id = request.path_params["run_id"]
+    if not RUN_ID.fullmatch(run_id):
+        return _error(404, "no such run")
+    numbers = _whole_numbers(request, after=-1)
+    if numbers is None:
+        return _error(400, "after must be a whole number")
+    try:
+        return _snapshot_part(gradients_bytes(get_manager(), run_id, numbers["after"]))
+    except KeyError:
+        return _error(404, "no such run")
+
+
+async def sweep(request: Request) -> Response:
+    sweep_id = request.path_params["sweep_id"]
+    if not SWEEP_ID.fullmatch(sweep_id):
+        return _error(404, "no such race")
+    since = since_pairs(request.query_params.get("since", ""), MAX_SWEEP_RUNS)
+    if since is None:
+        return _error(400, "since must be RUN_ID:STEP pairs separated by commas")
+    answer = sweep_answer(get_manager(), sweep_id, since)
+    if answer is None:
+        return _error(404, "no such race on this server")
+    return JSONResponse(answer, headers=NO_STORE)
 
 
 async def room(request: Request) -> Response:
-    since = _room_since(request.query_params.get("since", ""))
+    since = since_pairs(request.query_params.get("since", ""), 2 * ROOM_RUNS)
     if since is None:
         return _error(400, "since must be RUN_ID:STEP pairs separated by commas")
     return JSONResponse(room_answer(get_manager(), since), headers=NO_STORE)
@@ -90,8 +123,11 @@ async def room(request: Request) -> Response:
 
 @cache
 def _plotly_gzipped() -> bytes:
-    source = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
-    return gzip.compress(source.read_bytes(), compresslevel=6)
+    return gzip.compress(plotly_source().read_bytes(), compresslevel=6)
+
+
+def plotly_source() -> Path:
+    return Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
 
 
 async def plotly_js(request: Request) -> Response:
@@ -105,6 +141,8 @@ async def plotly_js(request: Request) -> Response:
 ROUTES = [
     Route("/api/runs/{run_id}", run_points),
     Route("/api/runs/{run_id}/gates", run_gates),
+    Route("/api/runs/{run_id}/gradients", run_gradients),
+    Route("/api/sweeps/{sweep_id}", sweep),
     Route("/api/plotly.js", plotly_js),
     Route("/api/room", room),
 ]

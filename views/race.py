@@ -7,9 +7,8 @@ import streamlit as st
 
 from rnnlab.config import ConfigError, RunConfig
 from rnnlab.sweep import SWEEPABLE, Grid, LocalExecutor, sweep_table
-from ui import charts
 from ui.i18n import N_, _, ngettext, translator
-from ui.live import PAGE_POLL_S, curve_of
+from ui.live import fed_notice, race_view
 from ui.state import manager, owner
 from ui.widgets import config_form
 
@@ -92,8 +91,9 @@ def _feed(configs: list[RunConfig], race: dict, who: str) -> None:
     try:
         for _event in LocalExecutor(manager()).run(configs, sweep_id=race["sweep_id"], owner=who):
             pass
-    except Exception as error:  # shown by the page on its next poll
+    except Exception as error:  # shown by the page on its next run
         race["error"] = str(error)
+    race["fed"] = True
 
 
 if st.button(
@@ -109,47 +109,21 @@ if st.button(
 
 race = st.session_state.get("race")
 if race:
-    finished = [
-        r
-        for r in manager().store.list_runs(sweep_id=race["sweep_id"])
-        if r.status not in ("queued", "running")
-    ]
-    interval = PAGE_POLL_S if len(finished) < race["total"] and "error" not in race else None
-
-    @st.fragment(run_every=interval)
-    def race_view() -> None:
-        if "error" in race:
-            st.error(_("The race stopped: {error}").format(error=race["error"]))
-        store = manager().store
-        records = store.list_runs(sweep_id=race["sweep_id"])
-        done = [r for r in records if r.status not in ("queued", "running")]
-        st.progress(
-            len(done) / race["total"],
-            text=ngettext(
-                "{done} of {total} run finished", "{done} of {total} runs finished", race["total"]
-            ).format(done=len(done), total=race["total"]),
-        )
-        curves = {}
-        for record in sorted(records, key=lambda r: r.created_at):
-            label = " · ".join(f"{a}={record.config[a]}" for a in race["axes"])
-            label += " · " + _("seed {seed}").format(seed=record.config["seed"])
-            curves[label] = curve_of(record.id)
-        if curves:
-            st.plotly_chart(charts.small_multiples(curves), key="race_curves")
-        if len(done) == race["total"]:
-            table = sweep_table(race["sweep_id"], store)
-            st.subheader(_("Result"))
-            axes = [a for a in race["axes"] if a in table]
-            if axes:
-                rows = axes[0]
-                cols = axes[1] if len(axes) > 1 else "seed"
-                grid_table = table.pivot_table(index=rows, columns=cols, values="final_loss")
-                st.plotly_chart(
-                    charts.grid_heatmap(grid_table, title=_("held-out loss (lower is better)")),
-                    key="race_grid",
-                )
-            st.dataframe(table, hide_index=True, key="race_table")
-            if interval is not None:
-                st.rerun()  # the whole page: the race is over, so stop polling
-
-    race_view()
+    if "error" in race:
+        st.error(_("The race stopped: {error}").format(error=race["error"]))
+    fed_notice()
+    rows = manager().sweep(race["sweep_id"], {}) or []
+    ended = [row for row in rows if row["status"] not in ("queued", "running")]
+    active = not race.get("fed") and len(ended) < race["total"]
+    race_view(
+        race["sweep_id"],
+        total=race["total"],
+        axes=race["axes"],
+        active=active,
+        key="race",
+        page="race",
+    )
+    if not active:
+        table = sweep_table(race["sweep_id"], manager().store)
+        st.subheader(_("Result"))
+        st.dataframe(table, hide_index=True, key="race_table")
