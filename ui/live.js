@@ -47,15 +47,26 @@ function apiUrl(path, page) {
   return root + path;
 }
 
-function loadScript(url) {
-  return new Promise((resolve, reject) => {
-    const script = document.createElement("script");
-    script.src = url;
-    script.async = true;
-    script.onload = () => (window.Plotly ? resolve(window.Plotly) : reject(new Error("no Plotly in " + url)));
-    script.onerror = () => reject(new Error("cannot load " + url));
-    document.head.appendChild(script);
-  });
+// A script run only if it is JavaScript: a server without the route may answer its page's
+// HTML instead, which would not load, only throw.
+async function loadScript(url) {
+  const response = await fetch(url);
+  const type = response.headers.get("content-type") || "";
+  if (!response.ok || !type.includes("javascript")) throw new Error(`cannot load ${url}: HTTP ${response.status} ${type}`);
+  const source = URL.createObjectURL(new Blob([await response.text()], { type: "text/javascript" }));
+  try {
+    await new Promise((resolve, reject) => {
+      const script = document.createElement("script");
+      script.src = source;
+      script.onload = resolve;
+      script.onerror = () => reject(new Error("cannot run " + url));
+      document.head.appendChild(script);
+    });
+  } finally {
+    URL.revokeObjectURL(source);
+  }
+  if (!window.Plotly) throw new Error("no Plotly in " + url);
+  return window.Plotly;
 }
 
 // Plotly from the first of `urls` that serves it; once loaded, shared by every view.
@@ -127,6 +138,15 @@ async function getJson(url) {
   return response.json();
 }
 
+// The points of `points` after the last of `steps` (curves only grow: an answer that
+// repeats points it sent before must not draw them twice).
+function after(steps, points) {
+  const last = steps.length ? steps[steps.length - 1] : -Infinity;
+  if (!points.step.length || points.step[0] > last) return points;
+  const keep = points.step.map((step, i) => i).filter((i) => points.step[i] > last);
+  return { step: keep.map((i) => points.step[i]), loss: keep.map((i) => points.loss[i]) };
+}
+
 function eta(seconds, labels) {
   if (seconds === null || seconds === undefined) return "…";
   return seconds < 120
@@ -147,6 +167,7 @@ class View {
     this.stopped = false;  // for good: the run ended, or the page feeds the view instead
     this.paused = false;
     this.timers = new Map();
+    this.inFlight = new Set();
     root.innerHTML = "";
     for (const key of Object.keys(root.dataset)) delete root.dataset[key];
   }
@@ -219,6 +240,19 @@ class View {
     return !this.fed && !this.stopped && !this.paused && this.root.isConnected;
   }
 
+  // Run one request of the loop `name` unless one is still out (a view resumed while its
+  // last poll was still out would otherwise run two loops, and take their answers twice).
+  async once(name, work) {
+    if (this.inFlight.has(name)) return false;
+    this.inFlight.add(name);
+    try {
+      await work();
+    } finally {
+      this.inFlight.delete(name);
+    }
+    return true;
+  }
+
   schedule(wait, task = () => this.poll(), name = "poll") {
     clearTimeout(this.timers.get(name));
     if (this.polling()) this.timers.set(name, setTimeout(task, Math.max(50, wait)));
@@ -281,17 +315,19 @@ class LossView extends View {
   async poll() {
     if (!this.polling()) return;
     const started = performance.now();
-    try {
-      const first = this.first;
-      this.first = null;
-      const answer = first ? await first : await this.fetchPoints();
-      if (answer instanceof Error) throw answer;
-      this.failures = 0;
-      this.receive(answer);
-    } catch (error) {
-      this.failed(error);
-    }
-    if (this.data.active || this.failures) this.schedule(this.data.poll_ms - (performance.now() - started));
+    const polled = await this.once("poll", async () => {
+      try {
+        const first = this.first;
+        this.first = null;
+        const answer = first ? await first : await this.fetchPoints();
+        if (answer instanceof Error) throw answer;
+        this.failures = 0;
+        this.receive(answer);
+      } catch (error) {
+        this.failed(error);
+      }
+    });
+    if (polled && (this.data.active || this.failures)) this.schedule(this.data.poll_ms - (performance.now() - started));
   }
 
   // A fed answer is the whole curve: it replaces what is drawn.
@@ -308,7 +344,8 @@ class LossView extends View {
   traces() {
     const evaluations = this.evaluations.filter((e) => e[1] !== null);
     return [
-      { x: this.steps, y: this.losses, name: this.labels.train_loss_trace, mode: "lines",
+      // Copies: extendTraces appends to Plotly's arrays, and this.steps grows by itself.
+      { x: [...this.steps], y: [...this.losses], name: this.labels.train_loss_trace, mode: "lines",
         line: { color: COLOURS[0], width: 1.5 } },
       { x: evaluations.map((e) => e[0]), y: evaluations.map((e) => e[1]),
         name: this.labels.held_out_loss_trace,
@@ -369,7 +406,7 @@ class LossView extends View {
 
   // Take in one answer of the route: new points and evaluations (no drawing).
   absorb(answer) {
-    const points = answer.points;
+    const points = after(this.steps, answer.points);
     for (let i = 0; i < points.step.length; i++) {
       this.steps.push(points.step[i]);
       this.losses.push(points.loss[i]);
@@ -380,7 +417,7 @@ class LossView extends View {
   }
 
   receive(answer) {
-    const points = answer.points;
+    const points = after(this.steps, answer.points);
     const redraw = answer.evaluations.length > 0 || this.steps.length === 0
       || (this.logY && points.loss.some((v) => v !== null && v <= 0))
       || this.steps.length + points.step.length > MAX_POINTS;
@@ -597,16 +634,18 @@ class GatesView extends View {
   // Every poll_ms while the run trains; a finished run's final snapshot is asked for once.
   async poll() {
     if (!this.polling()) return;
-    try {
-      const d = this.data;
-      const view = await getJson(`${apiUrl(d.gates_url, d.page)}?layer=${d.layer}&after=${this.after}`);
-      if (view) this.draw(view);
-      this.failures = 0;
-    } catch (error) {
-      if (error.status === 404) this.stopped = true;  // not a run this server knows
-      else this.failed(error);
-    }
-    if (this.data.active || this.failures) this.schedule(this.data.poll_ms);
+    const polled = await this.once("poll", async () => {
+      try {
+        const d = this.data;
+        const view = await getJson(`${apiUrl(d.gates_url, d.page)}?layer=${d.layer}&after=${this.after}`);
+        if (view) this.draw(view);
+        this.failures = 0;
+      } catch (error) {
+        if (error.status === 404) this.stopped = true;  // not a run this server knows
+        else this.failed(error);
+      }
+    });
+    if (polled && (this.data.active || this.failures)) this.schedule(this.data.poll_ms);
   }
 
   feed(view) {
@@ -716,7 +755,7 @@ class InsideView extends View {
   async poll() {
     if (!this.polling()) return;
     const started = performance.now(), layer = this.layer;
-    try {
+    const polled = await this.once("poll", async () => {
       const [progress, view] = await Promise.all([
         getJson(`${this.url(this.data.points_url)}?since=${this.data.settings.steps}`),
         this.fetchView(layer),
@@ -731,25 +770,24 @@ class InsideView extends View {
         if (gradients) this.gradients = gradients;
       }
       this.draw();
-    } catch (error) {
+    }).catch((error) => {
       if (error.status === 404) this.stopped = true;
       else this.failed(error);
-    }
-    this.schedule(this.data.poll_ms - (performance.now() - started));
+      return true;
+    });
+    if (polled) this.schedule(this.data.poll_ms - (performance.now() - started));
   }
 
   async pollGradients() {
     if (!this.polling()) return;
-    try {
-      const gradients = await this.fetchGradients();
+    const polled = await this.once("gradients", async () => {
+      const gradients = await this.fetchGradients().catch(() => null);  // the progress poll counts failures
       if (gradients) {
         this.gradients = gradients;
         this.drawHistory();
       }
-    } catch (error) {
-      // The progress poll counts the failures.
-    }
-    this.schedule(GRADIENTS_POLL_MS, () => this.pollGradients(), "gradients");
+    });
+    if (polled) this.schedule(GRADIENTS_POLL_MS, () => this.pollGradients(), "gradients");
   }
 
   feed(fed) {
@@ -944,14 +982,16 @@ class RaceView extends View {
   async poll() {
     if (!this.polling()) return;
     const started = performance.now();
-    try {
-      const since = [...this.runs].map(([id, run]) => `${id}:${run.seen}`).join(",");
-      this.receive(await getJson(`${apiUrl(this.data.sweep_url, this.data.page)}?since=${since}`), false);
-      this.failures = 0;
-    } catch (error) {
-      this.failed(error);
-    }
-    this.schedule(this.data.poll_ms - (performance.now() - started));
+    const polled = await this.once("poll", async () => {
+      try {
+        const since = [...this.runs].map(([id, run]) => `${id}:${run.seen}`).join(",");
+        this.receive(await getJson(`${apiUrl(this.data.sweep_url, this.data.page)}?since=${since}`), false);
+        this.failures = 0;
+      } catch (error) {
+        this.failed(error);
+      }
+    });
+    if (polled) this.schedule(this.data.poll_ms - (performance.now() - started));
   }
 
   feed(answer) {
@@ -971,11 +1011,12 @@ class RaceView extends View {
       }
       run.row = row;
       run.seen = row.seen;
-      run.steps.push(...row.points.step);
-      run.losses.push(...row.points.loss);
-      if (row.points.step.length && !changed) {
-        extension.x.push(row.points.step);
-        extension.y.push(row.points.loss);
+      const points = after(run.steps, row.points);
+      run.steps.push(...points.step);
+      run.losses.push(...points.loss);
+      if (points.step.length && !changed) {
+        extension.x.push(points.step);
+        extension.y.push(points.loss);
         extension.indices.push(this.order.indexOf(row.run_id));
       }
       runs.set(row.run_id, run);
@@ -1026,10 +1067,10 @@ class RaceView extends View {
     };
     this.order.forEach((id, index) => {
       const run = this.runs.get(id), axis = index === 0 ? "" : String(index + 1);
-      traces.push({ x: run.steps, y: run.losses, mode: "lines", xaxis: "x" + axis, yaxis: "y" + axis,
+      traces.push({ x: [...run.steps], y: [...run.losses], mode: "lines", xaxis: "x" + axis, yaxis: "y" + axis,
         name: this.title(run.row), line: { color: COLOURS[index % COLOURS.length], width: 1.5 } });
       layout["xaxis" + axis] = { range: [0, run.row.steps], ...(index ? { matches: "x" } : {}) };
-      layout["yaxis" + axis] = { type: this.logY ? "log" : "linear", exponentformat: "power",
+      layout["yaxis" + axis] = { type: this.logY ? "log" : "linear", exponentformat: "power", autorange: true,
         ...(index ? { matches: "y" } : {}) };
       annotations.push({ text: this.title(run.row), showarrow: false, font: { size: 11 },
         xref: "x" + axis + " domain", yref: "y" + axis + " domain", x: 0.5, y: 1.0,
@@ -1070,7 +1111,7 @@ class RaceView extends View {
     }], {
       title: { text: this.labels.grid_title }, height: 300, margin: { l: 60, r: 10, t: 50, b: 45 },
       xaxis: { title: { text: columnAxis }, type: "category" },
-      yaxis: { title: { text: rowAxis }, type: "category" },
+      yaxis: { title: { text: rowAxis }, type: "category", autorange: "reversed" },  // first value on top
       paper_bgcolor: "rgba(0,0,0,0)",
     }, PLOT_CONFIG);
     this.grid.dataset.rnnlabRaceGrid = String(rowValues.length * columnValues.length);
@@ -1109,14 +1150,16 @@ class RoomView extends View {
   async poll() {
     if (!this.polling()) return;
     const started = performance.now();
-    try {
-      const since = [...this.runs].map(([id, run]) => `${id}:${run.seen}`).join(",");
-      this.receive(await getJson(`${apiUrl(this.data.room_url, this.data.page)}?since=${since}`), false);
-      this.failures = 0;
-    } catch (error) {
-      this.failed(error);
-    }
-    this.schedule(Math.max(100, this.data.poll_ms - (performance.now() - started)));
+    const polled = await this.once("poll", async () => {
+      try {
+        const since = [...this.runs].map(([id, run]) => `${id}:${run.seen}`).join(",");
+        this.receive(await getJson(`${apiUrl(this.data.room_url, this.data.page)}?since=${since}`), false);
+        this.failures = 0;
+      } catch (error) {
+        this.failed(error);
+      }
+    });
+    if (polled) this.schedule(Math.max(100, this.data.poll_ms - (performance.now() - started)));
   }
 
   feed(answer) {
@@ -1139,11 +1182,12 @@ class RoomView extends View {
       }
       run.row = row;
       run.seen = row.seen;
-      run.steps.push(...row.points.step);
-      run.losses.push(...row.points.loss);
-      if (row.points.step.length && !changed) {
-        extension.x.push(row.points.step);
-        extension.y.push(row.points.loss);
+      const points = after(run.steps, row.points);
+      run.steps.push(...points.step);
+      run.losses.push(...points.loss);
+      if (points.step.length && !changed) {
+        extension.x.push(points.step);
+        extension.y.push(points.loss);
         extension.indices.push(this.order.indexOf(row.run_id));
       }
       runs.set(row.run_id, run);
@@ -1169,7 +1213,7 @@ class RoomView extends View {
     const labels = this.labels;
     const traces = this.order.map((id) => {
       const run = this.runs.get(id);
-      return { x: run.steps, y: run.losses, mode: "lines", name: `${this.name(run.row)} · ${run.row.cell}`,
+      return { x: [...run.steps], y: [...run.losses], mode: "lines", name: `${this.name(run.row)} · ${run.row.cell}`,
         line: { color: run.colour, width: 1.5, dash: ROOM_DASH[run.row.cell] || "solid" } };
     });
     this.Plotly.react(this.chart, traces, {
