@@ -1,29 +1,42 @@
-"""A workshop room against one server: N sessions press Train within one second.
+"""A workshop room against one server: N sessions press Train within one second, then
+watch one page of the dashboard.
 
-    python bench/bench_workshop.py                          # 30 sessions, 3 of them Chromium
-    python bench/bench_workshop.py --sessions 4 --browsers 1   # a small trial
+    python bench/bench_workshop.py                          # 30 sessions watch Train
+    python bench/bench_workshop.py --page inside            # ... then go to Inside the cell
+    python bench/bench_workshop.py --page race              # 3 of them start a race; all watch
+    python bench/bench_workshop.py --sessions 6 --steps 3000   # a small room, long runs
     python bench/bench_workshop.py --json                   # the figures as one JSON document
 
 Starts one real `streamlit run app.py` (tests/e2e/harness.py) with a private RNNLAB_HOME.
 `--browsers` sessions are real Chromium tabs (their own browser contexts); the others
 speak Streamlit's own protocol: a websocket to /_stcore/stream with the frontend's
 subprotocols, a `rerun_script` BackMsg with the page's query string to load the Train
-page, then another with the Train button's trigger value to press it. They read the run
-id from the rnnlab_live component's data in the ForwardMsg deltas and poll the live JSON
-route as the page's view does (every 200 ms, since the last step). Sessions alternate
-over --task-mix: hello is the default run, adding opens the page with ADDING_QUERY.
+page, another with the Train button's trigger value to press it, and one with a page's
+script hash and url path to follow a navigation link. They read each live view's data
+(the rnnlab_live component's, in the ForwardMsg deltas) and poll its JSON routes at the
+browser's pace (ui/live.js). Sessions alternate over --task-mix: hello is the default
+run, adding opens the page with ADDING_QUERY.
+
+--page says what the room watches once everyone has pressed Train (all but race):
+train, the run's loss chart and gates; inside, Inside the cell (points, every layer's
+gates, gradients); room, the Room page; race: no Train, --racers sessions (every
+browser among them) load the race preset and start it, and every session watches one
+of those races.
 
 Reported: click -> first point (per kind and task), each run's steps/s as the route
-reports it against the median of its task's runs, the browsers' live-chart refresh rate
-(distinct data-rnnlab-last-step values per second), server + worker memory from /proc
-(RSS summed, and PSS), whether every session got its own run (distinct run ids, every
-answer it saw from that run, distinct owners in the store, the task it asked for), and
-`uptime` at start and end. Everything stops by itself within about --time-limit seconds
-(default 330; runs still training then are reported as they stood); only 127.0.0.1 is
-contacted. Sessions open once the server's training workers exist; --cold opens them as
-soon as the server answers. Progress goes to stderr, the report to stdout; the figures
-also go to artifacts/bench-workshop.json and the server's log to
-artifacts/bench-workshop-server.log.
+reports it against the median of its task's runs, the browsers' live-chart refresh rate,
+server + worker memory from /proc (RSS summed, and PSS), whether every session got its
+own run, and, over a --watch-s window once every session watches: the server main
+process's CPU seconds per viewer per second and the workers' CPU (from /proc/PID/stat),
+gate pictures per second per run (distinct snapshot steps each session saw), Streamlit
+script runs during the window (none expected: watching polls routes), then a late
+visitor's click -> first point, and `uptime` at start, in the window and at the end.
+On train every session follows its run to the end; on the other pages the room stops
+once the late visitor has its first point. Everything stops by itself within about
+--time-limit seconds (default 330); only 127.0.0.1 is contacted. Sessions open once the
+server's training workers exist; --cold opens them as soon as the server answers.
+Progress goes to stderr, the report to stdout; the figures also go to
+artifacts/bench-workshop.json and the server's log to artifacts/bench-workshop-server.log.
 """
 
 from __future__ import annotations
@@ -43,7 +56,7 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "e2e"))
@@ -65,18 +78,35 @@ from rnnlab.config import TASK_NAMES  # noqa: E402
 
 ADDING_QUERY = "task=adding&cell=lstm&seq_len=100&hidden_size=64&batch_size=64&steps=200"
 QUERIES = {"hello": "", "adding": ADDING_QUERY}
-POLL_S = 0.2  # the live view's pace (ui/live.py LIVE_POLL_MS)
 ENDED = ("completed", "stopped", "diverged", "failed", "interrupted")
 SUBPROTOCOLS = ["streamlit", "PLACEHOLDER_AUTH_TOKEN"]  # what the frontend offers
 TEARDOWN_S = 30.0  # kept back from --time-limit for closing clients and the server
+SETTLE_S = 2.0  # after the last session starts watching, before the CPU window opens
+LATE_WAIT_S = 30.0  # how long the late visitor waits for its first point
 SERVER_LOG = ARTIFACTS / "bench-workshop-server.log"
 REPORT_JSON = ARTIFACTS / "bench-workshop.json"  # every run's figures, kept for a look
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+# Each page: its url_path, the live view it shows, and what that view polls as live.js
+# does: (url field of the view's data, seconds between requests); ui/live.py sets the
+# paces (LIVE_POLL_MS for the loss chart, PICTURE_POLL_MS for the rest).
+PAGES = {
+    "train": ("", {"loss": [("points_url", 0.2)], "gates": [("gates_url", 1.0)]}),
+    "inside": (
+        "inside",
+        {"inside": [("points_url", 1.0), ("gates_url", 1.0), ("gradients_url", 2.0)]},
+    ),
+    "race": ("race", {"race": [("sweep_url", 1.0)]}),
+    "room": ("room", {"room": [("room_url", 1.0)]}),
+}
 
 # Installed in every tab before the app's own scripts: when Train is clicked, every value
-# the live chart shows in data-rnnlab-last-step (a MutationObserver, no frame loop), and
-# what each answer of the points route said (a wrapper around fetch).
+# the live chart shows in data-rnnlab-last-step (a MutationObserver, no frame loop), what
+# each answer of the live routes said (a wrapper around fetch), and when each Streamlit
+# script run ended (stApp's data-test-script-state leaving "running").
 WATCH_JS = """(() => {
-    const w = { clickAt: null, firstPointAt: null, updates: [], fetches: [], failures: [] };
+    const w = { clickAt: null, firstPointAt: null, updates: [], fetches: [], failures: [],
+                pictures: [], rows: [], scriptRuns: [] };
     window.__bench = w;
     document.addEventListener('click', (event) => {
         const target = event.target;
@@ -87,34 +117,51 @@ WATCH_JS = """(() => {
     new MutationObserver((records) => {
         const now = performance.now();
         for (const record of records) {
+            if (record.attributeName === 'data-test-script-state') {
+                const state = record.target.dataset.testScriptState;
+                if (record.oldValue === 'running' && state !== 'running') w.scriptRuns.push(now);
+                continue;
+            }
             const step = Number(record.target.dataset.rnnlabLastStep);
             if (w.updates.length < 20000) {
                 w.updates.push([now, step, record.target.dataset.rnnlabRun || null]);
             }
             if (step > 0 && w.firstPointAt === null && w.clickAt !== null) w.firstPointAt = now;
         }
-    }).observe(document, { subtree: true, attributes: true,
-                           attributeFilter: ['data-rnnlab-last-step'] });
+    }).observe(document, { subtree: true, attributes: true, attributeOldValue: true,
+                           attributeFilter: ['data-rnnlab-last-step', 'data-test-script-state'] });
     const original = window.fetch;
     window.fetch = async function (...args) {
         const url = String((args[0] && args[0].url) || args[0]);
-        const match = url.match(/\\/api\\/runs\\/([0-9a-f]+)(\\?|$)/);
+        const points = url.match(/\\/api\\/runs\\/([0-9a-f]+)(\\?|$)/);
+        const picture = url.match(/\\/api\\/runs\\/([0-9a-f]+)\\/(gates|gradients)\\?/);
+        const rows = url.match(/\\/api\\/(sweeps\\/[0-9a-f]+|room)(\\?|$)/);
+        const watched = points || picture || rows;
         let response;
         try {
             response = await original.apply(this, args);
         } catch (error) {
-            if (match) w.failures.push([performance.now(), String(error)]);
+            if (watched) w.failures.push([performance.now(), String(error)]);
             throw error;
         }
         try {
             const at = performance.now();
-            if (match && !response.ok) w.failures.push([at, `HTTP ${response.status}`]);
-            if (match && response.ok && w.fetches.length < 20000) {
-                response.clone().json().then((live) => w.fetches.push([
-                    at, match[1], live.run_id ?? null, live.status ?? null, live.step ?? null,
-                    live.steps_per_s ?? null, live.points ? live.points.step.length : 0,
-                ])).catch((error) => w.failures.push([at, String(error)]));
-            }
+            if (watched && !response.ok) w.failures.push([at, `HTTP ${response.status}`]);
+            if (!watched || response.status !== 200 || w.fetches.length >= 20000) return response;
+            response.clone().json().then((live) => {
+                if (points) {
+                    w.fetches.push([at, points[1], live.run_id ?? null, live.status ?? null,
+                                    live.step ?? null, live.steps_per_s ?? null,
+                                    live.points ? live.points.step.length : 0]);
+                } else if (picture) {
+                    const step = live.step ?? live.gradient_step ?? null;
+                    w.pictures.push([at, picture[2], picture[1], step]);
+                } else {
+                    const active = live.runs.filter(
+                        (run) => run.status === 'queued' || run.status === 'running').length;
+                    w.rows.push([at, live.runs.length, active]);
+                }
+            }).catch((error) => w.failures.push([at, String(error)]));
         } catch (error) { /* never break the page */ }
         return response;
     };
@@ -122,7 +169,9 @@ WATCH_JS = """(() => {
 
 BROWSER_STATUS_JS = """() => {
     const w = window.__bench, last = w.fetches[w.fetches.length - 1];
-    return { clicked: w.clickAt !== null, status: last ? last[3] : null };
+    const rows = w.rows[w.rows.length - 1];
+    return { clicked: w.clickAt !== null, status: last ? last[3] : null,
+             rows: rows ? rows[1] : 0, active: rows ? rows[2] : null };
 }"""
 
 
@@ -146,6 +195,9 @@ class Session:
     kind: str  # "browser" or "protocol"
     task: str
     query: str
+    page: str = "train"  # what it watches (PAGES)
+    racer: bool = False  # on race: starts a race of its own
+    late: bool = False  # arrives once the room watches
     run_id: str | None = None
     error: str | None = None
     problems: list[str] = field(default_factory=list)
@@ -161,14 +213,67 @@ class Session:
     refreshes: list[tuple[float, int, int]] = field(default_factory=list)  # (s, step, points)
     refresh_hz: float | None = None
     points_per_s: float | None = None
+    sweep_id: str | None = None
+    watch_from: float | None = None  # time.monotonic() it began watching its page
+    watch_until: float | None = None  # ... and stopped (what it watched ended)
+    ended_at: float | None = None  # when it saw its run end
+    pictures: dict[str, list[tuple[float, int]]] = field(default_factory=dict)  # first seen
+    script_runs: list[float] = field(default_factory=list)  # script runs' ends (monotonic)
     notes: dict = field(default_factory=dict)  # what a browser tab saw, for diagnosis
 
     @property
     def label(self) -> str:
-        return f"#{self.index} {self.kind}/{self.task}"
+        return f"#{self.index} {self.kind}/{self.task}" + (" (late)" if self.late else "")
 
     def rate(self) -> float | None:
         return statistics.fmean(self.rates) if self.rates else None
+
+    def take_points(self, at: float, live: dict, url_id: str, *, progress_only: bool) -> bool:
+        """One answer of a run's points route; False once the run has ended. A view that
+        asks for `progress_only` (Inside) has its first point with the first step."""
+        self.answers += 1
+        self.run_ids_seen.update({url_id, str(live.get("run_id"))})
+        self.status, self.step = live.get("status"), int(live.get("step") or 0)
+        steps = live["points"]["step"]
+        latest = self.step if progress_only else (steps[-1] if steps else 0)
+        if self.first_point_s is None and self.click_started is not None and latest > 0:
+            self.first_point_s = at - self.click_started
+        if steps:
+            self.refreshes.append((at, steps[-1], len(steps)))
+        if self.status == "running" and live.get("steps_per_s"):
+            self.rates.append(float(live["steps_per_s"]))
+        if self.status in ("running", "queued"):
+            return True
+        if self.status != "completed":
+            self.problems.append(f"run ended {self.status}: {live.get('error')}")
+        self.ended_at = at
+        return False
+
+    def take_picture(self, at: float, kind: str, step: int) -> None:
+        """A gates or gradients answer: its snapshot's step, kept the first time seen."""
+        seen = self.pictures.setdefault(kind, [])
+        if not seen or seen[-1][1] != step:
+            seen.append((at, step))
+
+    def take_rows(self, at: float, rows: list[dict], total: int | None) -> bool:
+        """One answer of a race's or the room's route; False once a race has ended."""
+        self.answers += 1
+        self.run_ids_seen.update(row["run_id"] for row in rows)
+        active = sum(row["status"] in ("queued", "running") for row in rows)
+        self.status = "running" if active else (rows[0]["status"] if rows else None)
+        points = sum(len(row["points"]["step"]) for row in rows)
+        if points:
+            self.refreshes.append((at, len(rows), points))
+        if total is None or len(rows) < total or active:
+            return True
+        self.ended_at = at
+        return False
+
+    def finish_refreshes(self) -> None:
+        span = self.refreshes[-1][0] - self.refreshes[0][0] if self.refreshes else 0
+        if len(self.refreshes) >= 2 and span > 0:
+            self.refresh_hz = (len(self.refreshes) - 1) / span
+            self.points_per_s = sum(r[2] for r in self.refreshes[1:]) / span
 
 
 class Http:
@@ -231,6 +336,10 @@ class Http:
                 await asyncio.wait_for(writer.wait_closed(), 2)
 
 
+class RouteError(Exception):
+    """A live route answered what the view cannot use."""
+
+
 class ProtocolClient:
     """One session that speaks Streamlit's websocket protocol, as the frontend does."""
 
@@ -238,15 +347,22 @@ class ProtocolClient:
         self.session = session
         self.root = server_url + "/"
         split = urlsplit(server_url)
-        self.http = Http(split.hostname, split.port)
+        self.address = split.hostname, split.port
+        self.connections: list[Http] = []  # one per route polled at once, as a browser has
         self.ws = None
         self.reader_task: asyncio.Task | None = None
         self.query_string = session.query
         self.page_hash = ""
-        self.button_id: str | None = None
-        self.points_path: str | None = None
+        self.pages: dict[str, str] = {}  # url_path -> page script hash (navigation message)
+        self.buttons: dict[str, str] = {}  # widget key -> widget id
+        self.views: dict[str, dict] = {}  # live view name -> its data, since forget_views()
+        self.arrived: dict[str, asyncio.Event] = {}
         self.finished = asyncio.Event()  # a script run ended
-        self.mounted = asyncio.Event()  # the run's live view arrived after the click
+        self.halt = asyncio.Event()  # stop polling: what it watched ended, or the room stops
+        self.after: dict[tuple[str, int], int] = {}  # (route, layer) -> newest snapshot step
+        self.row_since: dict[str, int] = {}  # a race's or the room's run id -> seen
+        self.first_point_only = False  # the late visitor stops at its first point
+        self.borrowed_race: asyncio.Future | None = None  # a race another session started
 
     async def open(self) -> None:
         import websockets
@@ -261,32 +377,57 @@ class ProtocolClient:
             open_timeout=30,
         )
         self.reader_task = asyncio.create_task(self._read())
-        self.finished.clear()
-        await self._rerun(first=True)
-        await self.finished.wait()
-        if self.button_id is None:
+        await self._run_script(page_hash="")
+        if "train_start" not in self.buttons:
             raise RuntimeError("the Train page has no train_start button")
 
-    async def _rerun(self, *, first: bool = False, trigger: str | None = None) -> None:
+    async def _send_rerun(self, *, page_hash: str, page_name: str = "", trigger: str = "") -> None:
         from streamlit.proto.BackMsg_pb2 import BackMsg
 
         back = BackMsg()
         rerun = back.rerun_script
         rerun.query_string = self.query_string
-        rerun.page_script_hash = "" if first else self.page_hash
-        rerun.context_info.url = self.root + (f"?{self.query_string}" if self.query_string else "")
+        rerun.page_script_hash = page_hash
+        rerun.page_name = page_name
+        query = f"?{self.query_string}" if self.query_string else ""
+        rerun.context_info.url = self.root + page_name + query
         rerun.context_info.timezone = "UTC"
         rerun.context_info.locale = "en-US"
-        if trigger is not None:
+        if trigger:
             widget = rerun.widget_states.widgets.add()
-            widget.id = trigger
+            widget.id = self.buttons[trigger]
             widget.trigger_value = True
+        self.finished.clear()
         await self.ws.send(back.SerializeToString())
+
+    async def _run_script(self, **rerun) -> None:
+        await self._send_rerun(**rerun)
+        await self.finished.wait()
 
     async def click(self) -> None:
         self.session.click_started = time.monotonic()
-        await self._rerun(trigger=self.button_id)
+        await self._send_rerun(page_hash=self.page_hash, trigger="train_start")
         self.session.click_done = time.monotonic()
+
+    async def press(self, key: str) -> None:
+        await self._run_script(page_hash=self.page_hash, trigger=key)
+
+    async def goto(self, page: str) -> None:
+        """Follow the navigation link to `page`, as the frontend does."""
+        path = PAGES[page][0]
+        self.query_string = ""
+        self.forget_views()
+        await self._run_script(page_hash=self.pages[path], page_name=path)
+
+    def forget_views(self) -> None:
+        self.views.clear()
+        for event in self.arrived.values():
+            event.clear()
+
+    async def view(self, name: str) -> dict:
+        """The data of live view `name`, once the page has sent it."""
+        await self.arrived.setdefault(name, asyncio.Event()).wait()
+        return self.views[name]
 
     async def _read(self) -> None:
         from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
@@ -297,12 +438,18 @@ class ProtocolClient:
                 message = ForwardMsg()
                 message.ParseFromString(data)
                 kind = message.WhichOneof("type")
-                if kind == "navigation" and message.navigation.page_script_hash:
-                    self.page_hash = message.navigation.page_script_hash
+                if kind == "navigation":
+                    navigation = message.navigation
+                    self.pages.update(
+                        {p.url_pathname: p.page_script_hash for p in navigation.app_pages}
+                    )
+                    self.page_hash = navigation.page_script_hash or self.page_hash
                 elif kind == "page_info_changed":
                     self.query_string = message.page_info_changed.query_string
                 elif kind == "script_finished":
-                    self.finished.set()
+                    session.script_runs.append(time.monotonic())
+                    if message.script_finished != ForwardMsg.FINISHED_EARLY_FOR_RERUN:
+                        self.finished.set()
                 elif kind == "session_event":
                     event = message.session_event
                     if event.HasField("script_compilation_exception"):
@@ -317,79 +464,162 @@ class ProtocolClient:
     def _element(self, element) -> None:
         session = self.session
         kind = element.WhichOneof("type")
-        if kind == "button" and element.button.id.endswith("train_start"):
-            self.button_id = element.button.id
+        if kind == "button":
+            self.buttons[element.button.id.rsplit("-", 1)[-1]] = element.button.id
         elif kind == "exception":
             exc = element.exception
             session.problems.append(f"exception on the page: {exc.type}: {exc.message[:300]}")
         elif kind == "alert" and element.alert.format == 1:  # ERROR
             session.problems.append(f"error on the page: {element.alert.body[:300]}")
-        elif (
-            kind == "bidi_component"
-            and element.bidi_component.component_name.endswith("rnnlab_live")
-            and session.click_started is not None
-            and not self.mounted.is_set()
+        elif kind == "bidi_component" and element.bidi_component.component_name.endswith(
+            "rnnlab_live"
         ):
             try:
                 data = json.loads(element.bidi_component.json)
             except ValueError:
                 return
-            if data.get("view") == "loss" and data.get("run_id"):
-                session.run_id = data["run_id"]
+            name = data.get("view")
+            self.views[name] = data
+            self.arrived.setdefault(name, asyncio.Event()).set()
+            if name == "loss" and session.click_started is not None and session.run_id is None:
+                session.run_id = data.get("run_id")
                 session.mounted_s = time.monotonic() - session.click_started
-                points_url = data.get("points_url") or f"api/runs/{data['run_id']}"
-                self.points_path = urlsplit(urljoin(self.root, points_url)).path
-                self.mounted.set()
 
-    async def follow(self, end_at: float) -> None:
-        """Wait for the run's view, then poll its route like live.js until the run ends."""
+    async def act(self) -> None:
+        """From the loaded Train page to watching the session's page: press Train (but on
+        race), follow the link, start a race or take one another session started."""
         session = self.session
+        if session.page != "race":
+            self.forget_views()
+            await self.click()
+            await self.view("loss")
+            if session.page == "train":
+                return
+            await self.finished.wait()  # a person clicks the link once the page is drawn
+        await self.goto(session.page)
+        if session.page == "race" and session.racer:
+            await self.press("race_preset_button")
+            self.forget_views()
+            await self.press("race_start")
+        elif session.page == "race":
+            self.views["race"] = await asyncio.shield(self.borrowed_race)
+            self.arrived.setdefault("race", asyncio.Event()).set()
+        data = await self.view(next(iter(PAGES[session.page][1])))
+        session.sweep_id = data.get("sweep_id")
+
+    async def watch(self, stop: asyncio.Event, end_at: float) -> None:
+        """Poll the page's views' routes at the browser's pace until what they show has
+        ended, `stop` is set or `end_at`."""
+        session = self.session
+        session.watch_from = time.monotonic()
+        relay = asyncio.create_task(self._relay(stop))
+        loops = [
+            self._poll(name, url_field, period, end_at)
+            for name, routes in PAGES[session.page][1].items()
+            for url_field, period in routes
+        ]
         try:
-            await asyncio.wait_for(self.mounted.wait(), max(0.1, end_at - time.monotonic()))
-        except TimeoutError:
-            session.error = "the page never showed a run after the click"
+            await asyncio.gather(*loops)
+        finally:
+            relay.cancel()
+            session.watch_until = time.monotonic()
+            session.finish_refreshes()
+
+    async def _relay(self, stop: asyncio.Event) -> None:
+        await stop.wait()
+        self.halt.set()
+
+    async def _pause(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.halt.wait(), seconds)
+
+    async def _poll(self, view: str, url_field: str, period: float, end_at: float) -> None:
+        session = self.session
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.view(view), max(0.1, end_at - time.monotonic()))
+        data = self.views.get(view)
+        if data is None:
+            session.error = f"the page never showed its {view} view"
+            self.halt.set()
             return
-        last, failures = 0, 0
-        while time.monotonic() < end_at:
+        path = urlsplit(urljoin(self.root, data[url_field])).path
+        http = Http(*self.address)
+        self.connections.append(http)
+        ask = {
+            "points_url": self._points,
+            "gates_url": self._gates,
+            "gradients_url": self._gradients,
+        }.get(url_field, self._rows)
+        failures = 0
+        while not self.halt.is_set() and time.monotonic() < end_at:
             started = time.monotonic()
             try:
-                code, live = await self.http.get_json(f"{self.points_path}?since={last}")
-            except (OSError, TimeoutError, ValueError, IndexError, EOFError) as error:
+                going = await ask(http, path, data)
+            except RouteError as error:
+                session.error = f"{path}: {error}"
+                going = False
+            except (OSError, TimeoutError, ValueError, IndexError, KeyError, EOFError) as error:
                 failures += 1
                 if failures >= 3:
-                    session.error = f"the route failed 3 times: {type(error).__name__} {error}"
-                    return
-                await asyncio.sleep(POLL_S)
-                continue
-            failures = 0
-            now = time.monotonic()
-            if code != 200 or not isinstance(live, dict):
-                session.error = f"the route answered HTTP {code}: {str(live)[:200]}"
-                return
-            session.answers += 1
-            session.run_ids_seen.add(self.points_path.rsplit("/", 1)[-1])
-            session.run_ids_seen.add(str(live.get("run_id")))
-            steps = live["points"]["step"]
-            if steps:
-                if session.first_point_s is None and steps[-1] > 0:
-                    session.first_point_s = now - session.click_started
-                session.refreshes.append((now, steps[-1], len(steps)))
-                last = steps[-1]
-            session.status, session.step = live.get("status"), int(live.get("step") or 0)
-            if session.status == "running" and live.get("steps_per_s"):
-                session.rates.append(float(live["steps_per_s"]))
-            if session.status not in ("running", "queued"):
-                if session.status != "completed":
-                    session.problems.append(f"run ended {session.status}: {live.get('error')}")
+                    session.error = f"{path} failed 3 times: {type(error).__name__} {error}"
+                    going = False
+                else:
+                    going = True
+            else:
+                failures = 0
+            if not going:
+                self.halt.set()
                 break
-            await asyncio.sleep(max(0.05, POLL_S - (time.monotonic() - started)))
-        span = session.refreshes[-1][0] - session.refreshes[0][0] if session.refreshes else 0
-        if len(session.refreshes) >= 2 and span > 0:
-            session.refresh_hz = (len(session.refreshes) - 1) / span
-            session.points_per_s = sum(r[2] for r in session.refreshes[1:]) / span
+            await self._pause(max(0.05, period - (time.monotonic() - started)))
+
+    async def _points(self, http: Http, path: str, data: dict) -> bool:
+        """Progress and new points (the loss chart), or progress alone: Inside asks for
+        the points after the run's last step, of which there are none."""
+        session = self.session
+        progress_only = "settings" in data
+        if progress_only:
+            since = data["settings"]["steps"]
+        else:
+            since = session.refreshes[-1][1] if session.refreshes else 0
+        code, live = await http.get_json(f"{path}?since={since}")
+        if code != 200 or not isinstance(live, dict):
+            raise RouteError(f"HTTP {code}: {str(live)[:200]}")
+        at, url_id = time.monotonic(), path.rsplit("/", 1)[-1]
+        going = session.take_points(at, live, url_id, progress_only=progress_only)
+        return going and not (self.first_point_only and session.first_point_s is not None)
+
+    async def _picture(self, http: Http, path: str, kind: str, layer: int) -> None:
+        after = self.after.get((kind, layer), -1)
+        query = f"layer={layer}&after={after}" if kind == "gates" else f"after={after}"
+        code, answer = await http.get_json(f"{path}?{query}")
+        if code == 204:
+            return
+        if code != 200 or not isinstance(answer, dict):
+            raise RouteError(f"HTTP {code}: {str(answer)[:200]}")
+        step = int(answer["step" if kind == "gates" else "gradient_step"])
+        self.after[kind, layer] = step
+        self.session.take_picture(time.monotonic(), kind, step)
+
+    async def _gates(self, http: Http, path: str, data: dict) -> bool:
+        await self._picture(http, path, "gates", int(data.get("layer", 0)))  # the shown layer
+        return True
+
+    async def _gradients(self, http: Http, path: str, data: dict) -> bool:
+        await self._picture(http, path, "gradients", 0)
+        return True
+
+    async def _rows(self, http: Http, path: str, data: dict) -> bool:
+        since = ",".join(f"{run_id}:{seen}" for run_id, seen in self.row_since.items())
+        code, answer = await http.get_json(f"{path}?since={since}")
+        if code != 200 or not isinstance(answer, dict):
+            raise RouteError(f"HTTP {code}: {str(answer)[:200]}")
+        for row in answer["runs"]:
+            self.row_since[row["run_id"]] = row["seen"]
+        return self.session.take_rows(time.monotonic(), answer["runs"], data.get("total"))
 
     async def close(self) -> None:
-        await self.http.close()
+        for http in self.connections:
+            await http.close()
         if self.ws is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.ws.close(), 5)
@@ -409,6 +639,7 @@ class BrowserTab:
         self.page = None
         self.point: tuple[float, float] | None = None
         self.watch: dict | None = None
+        self.perf_offset_s = 0.0  # performance.now() / 1000 - time.monotonic()
 
     async def open(self, browser, timeout_s: float) -> None:
         self.context = await browser.new_context(viewport=VIEWPORT)
@@ -430,25 +661,62 @@ class BrowserTab:
         await self.page.mouse.click(*self.point)  # real input; the spot was found beforehand
         self.session.click_done = time.monotonic()
 
-    async def follow(self, end_at: float) -> None:
+    async def act(self) -> None:
+        """Press Train (but on race), follow the page's link, start a race on race."""
         session = self.session
-        clicked_checked = False
-        while time.monotonic() < end_at:
-            await asyncio.sleep(1.0)
+        if session.page != "race":
+            await self.click()
+            if session.page == "train":
+                await self._watching()
+                return
+            await self.page.wait_for_function("() => window.__bench.fetches.length > 0")
+        path = PAGES[session.page][0]
+        await self._click_and_settle(f'[data-testid="stSidebarNav"] a[href$="/{path}"]')
+        if session.page == "race":
+            await self._click_and_settle(".st-key-race_preset_button button")
+            await self._click_and_settle(".st-key-race_start button")
+        await self._watching()
+
+    async def _click_and_settle(self, selector: str) -> None:
+        """Click, then wait until the script run it starts has ended."""
+        runs = await self.page.evaluate("() => window.__bench.scriptRuns.length")
+        await self.page.locator(selector).click()
+        await self.page.wait_for_function(
+            f"() => window.__bench.scriptRuns.length > {runs} && ({APP_IDLE_JS})()"
+        )
+
+    async def _watching(self) -> None:
+        self.perf_offset_s = await self.page.evaluate("performance.now()") / 1000
+        self.session.watch_from = time.monotonic()
+        self.perf_offset_s -= self.session.watch_from
+
+    def _monotonic(self, perf_ms: float) -> float:
+        return perf_ms / 1000 - self.perf_offset_s
+
+    async def follow(self, stop: asyncio.Event, end_at: float) -> None:
+        session = self.session
+        clicked_checked = session.page == "race"
+        while time.monotonic() < end_at and not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 1.0)
             state = await self.page.evaluate(BROWSER_STATUS_JS)
             if not state["clicked"] and not clicked_checked:
                 clicked_checked = True
                 session.problems.append("the mouse click missed Train; clicked it by locator")
                 await self.page.locator(".st-key-train_start button").click()
-            if state["status"] in ENDED:
+            if session.page in ("train", "inside") and state["status"] in ENDED:
                 break
+            if session.page == "race" and state["rows"] and state["active"] == 0:
+                break
+        session.watch_until = time.monotonic()
         await asyncio.sleep(0.5)  # the last answer's draw
         self.watch = await self.page.evaluate("() => window.__bench")
         fallback = await self.page.get_by_text("Live updates by polling the page").count()
         if fallback:
             session.problems.append("the live view fell back to polling the page")
         last = self.watch["fetches"][-1] if self.watch["fetches"] else None
-        if self.watch.get("firstPointAt") is None or not last or last[3] not in ENDED:
+        unfinished = session.page != "race" and (not last or last[3] not in ENDED)
+        if (session.page == "train" and self.watch.get("firstPointAt") is None) or unfinished:
             with contextlib.suppress(Exception):
                 SCREENSHOTS.mkdir(parents=True, exist_ok=True)
                 shot = SCREENSHOTS / f"workshop-session-{session.index}.png"
@@ -465,6 +733,8 @@ class BrowserTab:
         session.notes.update(
             clicked=click_at is not None,
             fetches=len(watch["fetches"]),
+            pictures=len(watch["pictures"]),
+            row_answers=len(watch["rows"]),
             chart_updates=len(watch["updates"]),
             last_chart_value=watch["updates"][-1][1] if watch["updates"] else None,
             route_failures=watch["failures"][:5],
@@ -479,12 +749,19 @@ class BrowserTab:
             answered = [f[0] for f in watch["fetches"] if f[0] >= click_at]
             session.notes["first_answer_s"] = (answered[0] - click_at) / 1000 if answered else None
         fetches = [f for f in watch["fetches"] if click_at is None or f[0] >= click_at]
-        for _at, url_id, answer_id, status, step, rate, _ in fetches:
+        for at, url_id, answer_id, status, step, rate, _ in fetches:
             session.answers += 1
             session.run_ids_seen.update({url_id, str(answer_id)})
             session.status, session.step = status, int(step or 0)
             if status == "running" and rate:
                 session.rates.append(float(rate))
+            if status in ENDED and session.ended_at is None:
+                session.ended_at = self._monotonic(at)
+        for at, kind, _run, step in watch["pictures"]:
+            if step is not None:
+                session.take_picture(self._monotonic(at), kind, int(step))
+        session.answers += len(watch["rows"])
+        session.script_runs = [self._monotonic(at) for at in watch["scriptRuns"]]
         charts = {u[2] for u in watch["updates"] if u[2]}
         session.run_ids_seen.update(charts)
         if fetches:
@@ -509,7 +786,22 @@ class BrowserTab:
                 await asyncio.wait_for(self.context.close(), 10)
 
 
-# ---------------------------------------------------------------- memory
+# ---------------------------------------------------------------- CPU and memory
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds a process has used, from /proc (None if it is gone)."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = text[text.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
+
+
+def tree_cpu_seconds(root: int) -> dict[int, float]:
+    """CPU seconds of the server and each of its descendants: pid -> seconds."""
+    return {pid: s for pid in process_tree(root) if (s := cpu_seconds(pid)) is not None}
 
 
 def expected_workers() -> int:
@@ -599,27 +891,47 @@ def end_leftovers(memory: MemoryWatch | None, grace_s: float = 10.0) -> list[int
 # ---------------------------------------------------------------- the room
 
 
-def plan(sessions: int, browsers: int, mix: list[str]) -> list[Session]:
+def task_query(task: str, steps: int | None) -> str:
+    """The Train page's query string for a task, with `steps` training steps if given."""
+    query = dict(parse_qsl(QUERIES.get(task, f"task={task}")))
+    return urlencode({**query, "steps": steps} if steps else query)
+
+
+def plan(args, mix: list[str]) -> list[Session]:
     """Sessions alternate over the mix; browsers are spread over the tasks, last task first
-    (so one browser already watches an adding run under the default mix)."""
+    (so one browser already watches an adding run under the default mix). On race every
+    browser starts a race, and protocol clients do until there are `racers` races (one
+    at least, for the other protocol clients to watch)."""
+    sessions, browsers, page, racers = args.sessions, args.browsers, args.page, args.racers
     tasks = [mix[i % len(mix)] for i in range(sessions)]
     order = sorted(range(sessions), key=lambda i: (i // len(mix), -(i % len(mix))))
     chosen = set(order[:browsers])
+    protocol = [i for i in range(sessions) if i not in chosen]
+    protocol_racers = set(protocol[: max(racers - browsers, 1)]) if page == "race" else set()
     return [
         Session(
             index=i,
             kind="browser" if i in chosen else "protocol",
             task=task,
-            query=QUERIES.get(task, f"task={task}"),
+            query=task_query(task, args.steps),
+            page=page,
+            racer=page == "race" and (i in chosen or i in protocol_racers),
         )
         for i, task in enumerate(tasks)
     ]
 
 
-async def room(server, sessions: list[Session], memory: MemoryWatch, deadline: float) -> dict:
-    """Open every session, press Train in all of them at once, follow every run."""
+def new_client(session: Session, server_url: str) -> ProtocolClient | BrowserTab:
+    if session.kind == "browser":
+        return BrowserTab(session, server_url)
+    return ProtocolClient(session, server_url)
+
+
+async def room(server, sessions: list[Session], memory: MemoryWatch, deadline: float, args):
+    """Open every session, press Train in all of them at once (start the races on race),
+    let every session watch its page, measure a window of watching, then a late visitor."""
     facts: dict = {}
-    stop_memory = asyncio.Event()
+    stop_memory, stop_watching = asyncio.Event(), asyncio.Event()
     memory_task = asyncio.create_task(memory.run(stop_memory))
     clients: list = []
     playwright = browser = None
@@ -635,18 +947,13 @@ async def room(server, sessions: list[Session], memory: MemoryWatch, deadline: f
         limit = asyncio.Semaphore(8)  # page loads at a time, so the server is not flooded
 
         async def open_one(session: Session):
-            client = (
-                BrowserTab(session, server.url)
-                if session.kind == "browser"
-                else ProtocolClient(session, server.url)
-            )
+            client = new_client(session, server.url)
             clients.append(client)
             async with limit:
                 try:
-                    if session.kind == "browser":
-                        await asyncio.wait_for(client.open(browser, setup_s), setup_s)
-                    else:
-                        await asyncio.wait_for(client.open(), setup_s)
+                    browsing = session.kind == "browser"
+                    opening = client.open(browser, setup_s) if browsing else client.open()
+                    await asyncio.wait_for(opening, setup_s)
                 except Exception as error:
                     session.error = f"could not open the page: {type(error).__name__}: {error}"
             return client
@@ -658,25 +965,60 @@ async def room(server, sessions: list[Session], memory: MemoryWatch, deadline: f
         facts["open_s"] = time.monotonic() - opened_at
         memory.sample()
         facts["memory_before"] = memory.samples[-1][1:]
-        say(f"{len(ready)} sessions ready after {facts['open_s']:.1f} s; pressing Train in all")
+        action = "starting races" if args.page == "race" else "pressing Train in all"
+        say(f"{len(ready)} sessions ready after {facts['open_s']:.1f} s; {action}")
 
         clicks_at = time.monotonic()
         run_end = deadline - TEARDOWN_S
-        say(f"pressing Train in {len(ready)} sessions, then following each run")
+        races = {
+            c.session.index: asyncio.get_running_loop().create_future()
+            for c in ready
+            if c.session.racer and c.session.kind == "protocol"
+        }
+        for number, client in enumerate(c for c in ready if c.session.page == "race"):
+            if client.session.kind == "protocol" and not client.session.racer and races:
+                client.borrowed_race = list(races.values())[number % len(races)]
 
-        async def click_and_follow(client) -> None:
-            """Each session follows its run from its own click (not after everyone's)."""
+        async def take_part(client) -> None:
+            """Each session watches from its own click (not after everyone's)."""
+            session = client.session
             try:
-                await client.click()
+                await asyncio.wait_for(client.act(), max(10.0, setup_end - time.monotonic()))
             except Exception as error:
-                client.session.error = f"click failed: {type(error).__name__}: {error}"
+                session.error = f"{session.page}: {type(error).__name__}: {error}"
+                if session.index in races:
+                    races[session.index].set_exception(
+                        RuntimeError(f"no race from {session.label}")
+                    )
                 return
+            if session.index in races:
+                races[session.index].set_result(client.views["race"])
             try:
-                await asyncio.wait_for(client.follow(run_end), run_end - time.monotonic() + 15)
+                following = (
+                    client.follow(stop_watching, run_end)
+                    if session.kind == "browser"
+                    else client.watch(stop_watching, run_end)
+                )
+                await asyncio.wait_for(following, run_end - time.monotonic() + 15)
             except Exception as error:
-                client.session.error = f"following the run failed: {type(error).__name__}: {error}"
+                session.error = f"watching failed: {type(error).__name__}: {error}"
 
-        await asyncio.gather(*(click_and_follow(c) for c in ready))
+        watching = [asyncio.create_task(take_part(c)) for c in ready]
+        try:
+            facts["window"] = await watch_window(server.pid, sessions, args.watch_s, run_end)
+            late = Session(
+                index=len(sessions), kind="protocol", task="adding", query=ADDING_QUERY, late=True
+            )
+            sessions.append(late)
+            facts["late"] = await late_visitor(new_client(late, server.url), clients, run_end)
+            if args.page != "train":
+                stop_watching.set()
+            await asyncio.gather(*watching)
+        finally:
+            stop_watching.set()
+            for task in watching:
+                task.cancel()
+            await asyncio.gather(*watching, return_exceptions=True)
         clicked = [c for c in ready if c.session.click_done is not None]
         if clicked:
             facts["click_spread_s"] = max(c.session.click_done for c in clicked) - min(
@@ -701,13 +1043,62 @@ async def room(server, sessions: list[Session], memory: MemoryWatch, deadline: f
     return facts
 
 
-async def room_until_signal(server, sessions, memory, deadline) -> dict:
+async def watch_window(server_pid: int, sessions: list[Session], watch_s: float, end_at: float):
+    """Once every session watches (or gave up), `watch_s` seconds of the server's CPU:
+    its main process (Streamlit, the routes, the job manager) and its workers apart."""
+    give_up = min(end_at - 10, time.monotonic() + 150)
+    while time.monotonic() < give_up and any(
+        s.watch_from is None and s.error is None for s in sessions
+    ):
+        await asyncio.sleep(0.25)
+    await asyncio.sleep(SETTLE_S)
+    before = await asyncio.to_thread(tree_cpu_seconds, server_pid)
+    opened = time.monotonic()
+    say(f"{sum(s.watch_from is not None for s in sessions)} sessions watching; CPU window open")
+    await asyncio.sleep(max(1.0, min(watch_s, end_at - 10 - opened)))
+    after = await asyncio.to_thread(tree_cpu_seconds, server_pid)
+    closed = time.monotonic()
+    workers = sum(s - before.get(pid, 0.0) for pid, s in after.items() if pid != server_pid)
+    say(f"CPU window closed after {closed - opened:.1f} s")
+    return {
+        "opened": opened,
+        "closed": closed,
+        "seconds": closed - opened,
+        "main_cpu_s": after.get(server_pid, 0.0) - before.get(server_pid, 0.0),
+        "workers_cpu_s": workers,
+        "uptime": uptime(),
+    }
+
+
+async def late_visitor(client: ProtocolClient, clients: list, end_at: float) -> dict:
+    """One more session, once the room watches: open Train, press it, wait for a point."""
+    clients.append(client)
+    session = client.session
+    client.first_point_only = True
+    say("a late visitor opens the Train page")
+    started = time.monotonic()
+    try:
+        await asyncio.wait_for(client.open(), LATE_WAIT_S)
+        opened = time.monotonic() - started
+        await client.click()
+        await asyncio.wait_for(
+            client.watch(asyncio.Event(), min(end_at, time.monotonic() + LATE_WAIT_S)),
+            LATE_WAIT_S + 10,
+        )
+    except Exception as error:
+        session.error = f"late visitor: {type(error).__name__}: {error}"
+        opened = None
+    say(f"late visitor's first point after {_s(session.first_point_s)} s")
+    return {"open_s": opened, "first_point_s": session.first_point_s, "label": session.label}
+
+
+async def room_until_signal(server, sessions, memory, deadline, args) -> dict:
     """room(), cancelled cleanly (its finally blocks run) on SIGINT or SIGTERM."""
     loop, task = asyncio.get_running_loop(), asyncio.current_task()
     for number in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(number, task.cancel)
     try:
-        return await room(server, sessions, memory, deadline)
+        return await room(server, sessions, memory, deadline, args)
     finally:
         for number in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(number)
@@ -734,12 +1125,63 @@ def _median(values: list[float]) -> float | None:
     return statistics.median(values) if values else None
 
 
-def summarise(sessions: list[Session], facts: dict, runs: dict | None, mix: list[str]) -> dict:
-    summary: dict = {"facts": facts}
-    # Click -> first point, for everyone and per kind x task.
+def _overlap(start: float, end: float, low: float, high: float) -> float:
+    return max(0.0, min(end, high) - max(start, low))
+
+
+def watching_summary(sessions: list[Session], window: dict, page: str) -> dict:
+    """What the window of watching cost the server and what the room saw in it."""
+    opened, closed, seconds = window["opened"], window["closed"], window["seconds"]
+    room = [s for s in sessions if not s.late and s.watch_from is not None]
+    viewer_s = sum(_overlap(s.watch_from, s.watch_until or closed, opened, closed) for s in room)
+    pictures = {}
+    for s in room if page in ("train", "inside") else []:
+        end = min(closed, *(t for t in (s.ended_at, s.watch_until) if t is not None))
+        steps = {step for at, step in s.pictures.get("gates", []) if opened <= at <= end}
+        if end - opened >= 5:
+            pictures[s.label] = len(steps) / (end - opened)
+    worst = min(pictures, key=pictures.get) if pictures else None
+    return {
+        "seconds": seconds,
+        "mean_viewers": viewer_s / seconds,
+        "main_cpu_cores": window["main_cpu_s"] / seconds,
+        "main_cpu_ms_per_viewer_s": 1000 * window["main_cpu_s"] / viewer_s if viewer_s else None,
+        "workers_cpu_cores": window["workers_cpu_s"] / seconds,
+        "gate_pictures_per_s": {
+            "runs": len(pictures),
+            "median": _median(list(pictures.values())),
+            "min": pictures.get(worst),
+            "min_session": worst,
+            "per_session": pictures,
+        },
+        "script_runs": {
+            kind: sum(
+                opened <= at <= closed for s in room if s.kind == kind for at in s.script_runs
+            )
+            for kind in ("browser", "protocol")
+        },
+        "uptime": window["uptime"],
+    }
+
+
+def summarise(
+    sessions: list[Session], facts: dict, runs: dict | None, mix: list[str], page: str
+) -> dict:
+    summary: dict = {"facts": facts, "page": page}
+    if facts.get("window"):
+        summary["watching"] = watching_summary(sessions, facts["window"], page)
+    summary["late"] = facts.get("late")
+    if page == "race":
+        summary["races"] = {
+            "started": len({s.sweep_id for s in sessions if s.racer and s.sweep_id}),
+            "sessions_without_rows": [s.label for s in sessions if not s.late and not s.answers],
+        }
+    # Click -> first point, for everyone who pressed Train in the room, per kind x task.
     groups: dict[str, list[float]] = {"all": []}
     missing = []
     for s in sessions:
+        if s.late or (s.click_started is None and page == "race"):
+            continue
         if s.first_point_s is None:
             missing.append(s.label)
             continue
@@ -753,7 +1195,7 @@ def summarise(sessions: list[Session], facts: dict, runs: dict | None, mix: list
     summary["no_first_point"] = missing
     mounted: dict[str, list[float]] = {}
     for s in sessions:
-        if s.mounted_s is not None:
+        if s.mounted_s is not None and not s.late:
             mounted.setdefault(f"{s.kind}/{s.task}", []).append(s.mounted_s)
     summary["mounted_median_s"] = {name: _median(v) for name, v in sorted(mounted.items())}
     answered = [s.notes["first_answer_s"] for s in sessions if s.notes.get("first_answer_s")]
@@ -761,7 +1203,7 @@ def summarise(sessions: list[Session], facts: dict, runs: dict | None, mix: list
     # Steps/s against the task's fair share.
     fairness = {}
     for task in mix:
-        rated = [(s, s.rate()) for s in sessions if s.task == task and s.rate()]
+        rated = [(s, s.rate()) for s in sessions if s.task == task and s.rate() and not s.late]
         if not rated:
             continue
         fair = statistics.median(r for _, r in rated)
@@ -804,20 +1246,21 @@ def summarise(sessions: list[Session], facts: dict, runs: dict | None, mix: list
         for task in mix
     }
     # Own runs.
-    ids = [s.run_id for s in sessions if s.run_id]
-    mixed = [s.label for s in sessions if s.run_id and s.run_ids_seen - {s.run_id}]
+    trained = [s for s in sessions if page != "race" or s.late]
+    ids = [s.run_id for s in trained if s.run_id]
+    mixed = [s.label for s in trained if s.run_id and s.run_ids_seen - {s.run_id}]
     own = {
         "sessions_with_run": len(ids),
         "distinct_run_ids": len(set(ids)),
         "sessions_seeing_other_runs": mixed,
     }
     if runs is not None:
-        shown = [runs.get(s.run_id) for s in sessions if s.run_id]
+        shown = [runs.get(s.run_id) for s in trained if s.run_id]
         own["runs_in_store"] = len(runs)
         own["distinct_owners"] = len({r["owner"] for r in shown if r})
         own["wrong_task"] = [
             s.label
-            for s in sessions
+            for s in trained
             if s.run_id and (runs.get(s.run_id) or {}).get("task") != s.task
         ]
         own["store_statuses"] = dict(
@@ -828,12 +1271,13 @@ def summarise(sessions: list[Session], facts: dict, runs: dict | None, mix: list
                 }.items()
             )
         )
+    raced = 0 if page != "race" else sum(s.racer for s in sessions) * 3  # the preset's runs
     own["ok"] = (
-        len(ids) == len(sessions)
+        len(ids) == len(trained)
         and len(set(ids)) == len(ids)
         and not mixed
         and (runs is None or (own["distinct_owners"] == len(ids) and not own["wrong_task"]))
-        and (runs is None or own["runs_in_store"] == len(sessions))
+        and (runs is None or own["runs_in_store"] == len(trained) + raced)
     )
     summary["own_runs"] = own
     summary["problems"] = {
@@ -845,6 +1289,11 @@ def summarise(sessions: list[Session], facts: dict, runs: dict | None, mix: list
         {
             "index": s.index,
             "kind": s.kind,
+            "page": s.page,
+            "racer": s.racer,
+            "late": s.late,
+            "sweep_id": s.sweep_id,
+            "gate_pictures": len(s.pictures.get("gates", [])),
             "task": s.task,
             "run_id": s.run_id,
             "first_point_s": s.first_point_s,
@@ -868,13 +1317,46 @@ def _s(value: float | None, digits: int = 2) -> str:
     return "—" if value is None else f"{value:.{digits}f}"
 
 
+def print_watching(summary: dict, args) -> None:
+    """The window of watching: the server's CPU, gate pictures, script runs, late visitor."""
+    out, watching, late = print, summary.get("watching"), summary.get("late") or {}
+    if not watching:
+        out("watching: no window measured")
+        return
+    out(
+        f"watching {args.page}: {watching['mean_viewers']:.1f} viewers on average over "
+        f"{watching['seconds']:.1f} s ({watching['uptime']})"
+    )
+    out(
+        f"    server main process CPU: {watching['main_cpu_cores']:.3f} s/s in all, "
+        f"{_s(watching['main_cpu_ms_per_viewer_s'])} ms per viewer per second; "
+        f"workers {watching['workers_cpu_cores']:.2f} cores"
+    )
+    pictures = watching["gate_pictures_per_s"]
+    if pictures["runs"]:
+        out(
+            f"    gate pictures per run per second: median {_s(pictures['median'])}, "
+            f"min {_s(pictures['min'])} ({pictures['min_session']}) over {pictures['runs']} runs"
+        )
+    runs = watching["script_runs"]
+    out(
+        f"    Streamlit script runs while watching: {runs['browser']} in the Chromium tabs, "
+        f"{runs['protocol']} for the protocol clients"
+    )
+    out(
+        f"    late visitor ({late.get('label')}): Train page open in {_s(late.get('open_s'))} s, "
+        f"click -> first point {_s(late.get('first_point_s'))} s"
+    )
+
+
 def print_report(summary: dict, args, mix: list[str]) -> None:
     facts = summary["facts"]
     out = print
     out(f"load at start: {facts.get('uptime_start')}")
     out(
         f"room: {args.sessions} sessions ({args.browsers} Chromium tabs, "
-        f"{args.sessions - args.browsers} protocol clients), task mix {','.join(mix)}; "
+        f"{args.sessions - args.browsers} protocol clients) on the {args.page} page, "
+        f"task mix {','.join(mix)}; "
         f"{os.cpu_count()} cores; opened in {_s(facts.get('open_s'), 1)} s"
     )
     if facts.get("pool_warm_s") is not None or not args.cold:
@@ -925,6 +1407,13 @@ def print_report(summary: dict, args, mix: list[str]) -> None:
         + "; points/s: "
         + ", ".join(f"{t} {_s(v, 1)}" for t, v in summary["protocol_points_per_s"].items())
     )
+    if "races" in summary:
+        races = summary["races"]
+        out(
+            f"races: {races['started']} started (the preset: 3 runs each); sessions that saw "
+            f"no rows: {races['sessions_without_rows'] or 'none'}"
+        )
+    print_watching(summary, args)
     before, peak = facts.get("memory_before"), facts.get("memory_peak")
     if before and peak:
         out(
@@ -987,6 +1476,16 @@ def main() -> int:
     parser.add_argument("--sessions", type=int, default=30, help="sessions in the room")
     parser.add_argument("--browsers", type=int, default=3, help="of them, real Chromium tabs")
     parser.add_argument("--task-mix", default="hello,adding", help="tasks sessions alternate over")
+    parser.add_argument(
+        "--page", choices=list(PAGES), default="train", help="what the room watches"
+    )
+    parser.add_argument("--racers", type=int, default=3, help="on race: races started")
+    parser.add_argument(
+        "--steps", type=int, help="training steps of every run (default: the task's)"
+    )
+    parser.add_argument(
+        "--watch-s", type=float, default=30.0, help="seconds of watching measured for CPU"
+    )
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     parser.add_argument(
         "--time-limit", type=float, default=330.0, help="seconds after which everything stops"
@@ -1017,7 +1516,7 @@ def main() -> int:
     deadline = started + args.time_limit
     facts: dict = {"uptime_start": uptime()}
     say(f"load at start: {facts['uptime_start']}")
-    sessions = plan(args.sessions, args.browsers, mix)
+    sessions = plan(args, mix)
     server = memory = None
     runs = None
     with tempfile.TemporaryDirectory(prefix="rnnlab-workshop-") as home:
@@ -1028,7 +1527,7 @@ def main() -> int:
             if not args.cold:
                 facts["pool_warm_s"] = wait_for_pool(server.pid, min(60.0, args.time_limit / 5))
                 say(f"training pool up after {_s(facts['pool_warm_s'], 1)} s")
-            facts.update(asyncio.run(room_until_signal(server, sessions, memory, deadline)))
+            facts.update(asyncio.run(room_until_signal(server, sessions, memory, deadline, args)))
             try:
                 runs = store_runs(Path(home))
             except sqlite3.Error as error:
@@ -1048,12 +1547,15 @@ def main() -> int:
                 facts["server_stop_s"] = time.monotonic() - stopping
                 facts["server_exit_code"] = server.process.returncode
                 log = server.log.read_text(errors="replace") if server.log.exists() else ""
-                trouble = any(s.error or s.problems or s.first_point_s is None for s in sessions)
+                trouble = any(
+                    s.error or s.problems or (s.click_started and s.first_point_s is None)
+                    for s in sessions
+                )
                 if trouble or "Traceback" in log:
                     facts["server_log_excerpt"] = log_excerpt(log)
     facts["uptime_end"] = uptime()
     facts["wall_s"] = time.monotonic() - started
-    summary = summarise(sessions, facts, runs, mix)
+    summary = summarise(sessions, facts, runs, mix, args.page)
     with contextlib.suppress(OSError):
         REPORT_JSON.write_text(json.dumps(summary, indent=2, default=str))
     if args.json:
