@@ -49,6 +49,16 @@ LAST_LOSS_STEP_JS = """() => {
     return last;
 }"""
 
+# Counts the page's script runs (and fragment runs) from now on in window.__rnnlabReruns:
+# Streamlit marks each on its app element.
+COUNT_RERUNS_JS = """() => {
+    window.__rnnlabReruns = 0;
+    const app = document.querySelector('[data-testid="stApp"]');
+    new MutationObserver(() => {
+        if (app.dataset.testScriptState === 'running') window.__rnnlabReruns += 1;
+    }).observe(app, { attributes: true, attributeFilter: ['data-test-script-state'] });
+}"""
+
 
 def chromium_missing_reason() -> str | None:
     """Why the browser tests cannot run here, or None."""

@@ -1,8 +1,8 @@
 """The dashboard in a real Chromium against a real `streamlit run app.py`.
 
 Every page opens without an exception page; on Train, sliders move, Train starts a run in
-the server's pool and the loss chart grows while it trains; a race ends with its grid; a
-shared link reproduces a run exactly; bad links and uploads get messages. Screenshots of
+the server's pool and the loss chart grows while it trains; a shared link reproduces a
+run exactly; bad links and uploads get messages. Screenshots of
 every page go to artifacts/screenshots/.
 """
 
@@ -182,33 +182,6 @@ def test_a_shared_link_reproduces_a_run(server, new_page, screenshots):
         assert runs[0].summary["final_loss"] == runs[1].summary["final_loss"]
         first, second = (store.history(run.id)["loss"].tolist() for run in runs)
         assert first == second and len(first) == 120
-
-
-# Race -----------------------------------------------------------------------------------
-
-
-def test_race_preset_completes_with_a_grid(server, new_page, screenshots):
-    page = new_page()
-    open_app(page, server, "race")
-    page.locator(".st-key-race_preset_button button").click()
-    page.wait_for_url(re.compile(r"task=adding"))
-    wait_idle(page)
-    assert page.locator(".st-key-race_values_1 input").input_value() == "rnn, lstm, gru"
-    set_number(page, "race_steps", 60)
-    page.wait_for_url(re.compile(r"steps=60\b"))
-    set_slider(page, "Sequence length", 10)
-    page.wait_for_url(re.compile(r"seq_len=10\b"))
-    wait_idle(page)
-
-    page.locator(".st-key-race_start button").click()
-    page.get_by_text("3 of 3 runs finished").wait_for(timeout=RUN_TIMEOUT_MS)
-    grid = page.locator(".st-key-race_grid .js-plotly-plot").last
-    grid.wait_for(timeout=RUN_TIMEOUT_MS)
-    rows = grid.evaluate("(plot) => Array.from(plot._fullData[0].y).map(String)")
-    assert sorted(rows) == ["gru", "lstm", "rnn"]
-    wait_idle(page)
-    assert_no_exception(page)
-    page.screenshot(path=screenshots / "race-result.png", full_page=True)
 
 
 # Bad input --------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from harness import open_app, wait_idle
+from harness import COUNT_RERUNS_JS, open_app, wait_idle
 
 RUN_TIMEOUT_MS = 150_000
 RACERS = {"rnn": "Rnn Racer", "lstm": "Lstm Racer"}
@@ -20,14 +20,6 @@ ROWS_JS = """() => Object.fromEntries(
 TRACES_JS = """() => {
     const chart = document.querySelector('[data-rnnlab-room-runs]');
     return chart && chart.data ? chart.data.map((trace) => trace.name) : [];
-}"""
-# Counts the page's script runs from now on (Streamlit marks each on its app element).
-COUNT_RERUNS_JS = """() => {
-    window.__rnnlabReruns = 0;
-    const app = document.querySelector('[data-testid="stApp"]');
-    new MutationObserver(() => {
-        if (app.dataset.testScriptState === 'running') window.__rnnlabReruns += 1;
-    }).observe(app, { attributes: true, attributeFilter: ['data-test-script-state'] });
 }"""
 
 
