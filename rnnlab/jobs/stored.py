@@ -3,6 +3,7 @@ store: read once, then kept for the latest few asked (a finished run does not ch
 
 from __future__ import annotations
 
+import bisect
 import collections
 import json
 import math
@@ -79,13 +80,17 @@ class StoredRuns:
             }
         return answer["live"]
 
-    def row(self, run_id: str, name: str | None, *, with_config: bool) -> dict[str, Any] | None:
-        """A finished run as a row of the room or a race, with its whole (thinned) curve."""
+    def row(
+        self, run_id: str, since: int, name: str | None, *, with_config: bool
+    ) -> dict[str, Any] | None:
+        """A finished run as a row of the room or a race, with its (thinned) curve after
+        step `since`, as LiveRun.row."""
         live = self.live(run_id)
         if live is None:
             return None
         progress = self._answer(run_id)["progress"]
-        steps, losses = live["points"]["step"], live["points"]["loss"]
+        start = bisect.bisect_right(live["points"]["step"], since)
+        steps, losses = live["points"]["step"][start:], live["points"]["loss"][start:]
         kept = row_points(steps, losses, progress.steps, True)
         config = progress.config
         return {
@@ -95,7 +100,7 @@ class StoredRuns:
             "name": name,
             "final_loss": (progress.summary or {}).get("final_loss"),
             "points": {"step": [steps[i] for i in kept], "loss": [losses[i] for i in kept]},
-            "seen": steps[kept[-1]] if kept else 0,
+            "seen": steps[kept[-1]] if kept else since,
         }
 
     def _snapshot(self, answer: dict[str, Any]) -> dict[str, Any] | None:

@@ -118,12 +118,13 @@ class Watched:
             return None
         rows = []
         for run_id, job in jobs.items():
-            if job is not None:
+            seen = since.get(run_id, 0)
+            if job is None:
+                row = self.stored.row(run_id, seen, None, with_config=True)
+            else:
                 name = self.admission.name_of(job.owner)
-                rows.append(
-                    job.row(since.get(run_id, 0), positions[run_id], name, with_config=True)
-                )
-            elif (row := self.stored.row(run_id, None, with_config=True)) is not None:
+                row = job.row(seen, positions[run_id], name, with_config=True)
+            if row is not None:
                 rows.append(row)
         return rows
 
