@@ -28,7 +28,7 @@ from typing import Any, Protocol
 
 import pandas as pd
 
-from . import cluster
+from .cluster import connect, import_ray
 from .config import ConfigError, RunConfig
 from .jobs import JobManager, QueueFull, get_manager
 from .store import RunStore, open_store
@@ -244,7 +244,7 @@ class RayExecutor(LocalExecutor):
 
     def connect(self) -> None:
         """Join the cluster or start the local runtime now (run() does it otherwise)."""
-        self._connected = cluster.connect(self.address, num_cpus=self.num_cpus) or self._connected
+        self._connected = connect(self.address, num_cpus=self.num_cpus) or self._connected
 
     @property
     def manager(self) -> JobManager:
@@ -266,7 +266,7 @@ class RayExecutor(LocalExecutor):
             self._manager.shutdown(timeout=10)
             self._manager = None
         if self._connected:
-            cluster.import_ray().shutdown()
+            import_ray().shutdown()
             self._connected = False
 
     def __enter__(self) -> RayExecutor:

@@ -38,7 +38,8 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from .. import cluster
+from ..cluster import cluster_cpus as count_cluster_cpus
+from ..cluster import connect
 from ..config import RunConfig
 from ..store import ACTIVE_STATUSES, RunStore, open_store
 from ..worker import Update, recorded_events
@@ -93,8 +94,8 @@ class JobManager(Watched):
             raise ValueError(f"executor must be local or ray, got {self.executor!r}")
         cluster_cpus = None
         if self.executor == "ray":  # workers in Ray actors; see rnnlab.cluster
-            cluster.connect(ray_address or os.environ.get("RNNLAB_RAY_ADDRESS") or None)
-            cluster_cpus = cluster.cluster_cpus()
+            connect(ray_address or os.environ.get("RNNLAB_RAY_ADDRESS") or None)
+            cluster_cpus = count_cluster_cpus()
         self.workers = workers if workers is not None else default_workers(cluster_cpus)
         if self.workers < 1:
             raise ValueError(f"workers must be at least 1, got {self.workers}")

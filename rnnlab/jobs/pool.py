@@ -18,8 +18,9 @@ from collections.abc import Callable
 from multiprocessing.connection import wait
 from typing import Any, Protocol
 
-from .. import worker as worker_module
 from ..cluster import RayWorker
+from ..worker import Update
+from ..worker import main as worker_main
 from .settings import MAX_START_FAILURES, ORPHAN_CHECK_S
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,7 @@ class WorkerProcess:
     def __init__(self, context: Any, store_path: str, torch_threads: int, number: int):
         self.connection, child = context.Pipe()
         self.process = context.Process(
-            target=worker_module.main,
+            target=worker_main,
             args=(child, store_path, torch_threads),
             name=f"rnnlab-worker-{number}",
             daemon=True,
@@ -106,7 +107,7 @@ class PoolEvents(Protocol):
 
     def started(self) -> None: ...  # the first workers are up: hand them work
 
-    def update(self, worker: Any, update: worker_module.Update) -> None: ...
+    def update(self, worker: Any, update: Update) -> None: ...
 
     def lost(self, worker: Any, how: str, giving_up: bool) -> None: ...  # its runs failed
 

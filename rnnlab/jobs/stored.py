@@ -10,7 +10,7 @@ import math
 import threading
 from typing import Any
 
-from .. import probe
+from ..probe import layer_view
 from ..store import RunStore
 from ..values import finite_or_none
 from .feed import Progress, row_points, row_settings
@@ -118,7 +118,7 @@ class StoredRuns:
             return -1, None
         views = answer.setdefault("views", {})
         if layer not in views:
-            views[layer] = json.dumps(probe.layer_view(snapshot, layer)).encode()
+            views[layer] = json.dumps(layer_view(snapshot, layer)).encode()
         return snapshot["step"], views[layer]
 
     def gradients(self, run_id: str) -> tuple[int, bytes | None] | None:
