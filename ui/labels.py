@@ -169,8 +169,8 @@ def inside_labels() -> dict[str, Any]:
             "One line per snapshot with gradients, from the earliest (light) to the latest (dark)."
         ),
         "history_empty": _(
-            "Collected while a run trains with the Train or this page open: start one "
-            "and the profiles of its snapshots appear here."
+            "Appears once the gradients have been computed twice: at the first snapshot, "
+            "then about every 5 seconds of the run's training."
         ),
     }
 
