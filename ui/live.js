@@ -957,26 +957,17 @@ class InsideView extends View {
 
 // ---------------------------------------------------------------- a race's runs
 
-// One small loss chart per run of a sweep (three to a row, a shared log y), in the order
-// the runs were submitted, extended in place; when all `total` runs have ended, the
-// result grid: the mean final loss for each value of axes[0] (rows) and of axes[1] (or
-// the seed, columns).
-const RACE_COLUMNS = 3;
+// ---------------------------------------------------------------- many runs' rows
 
-class RaceView extends View {
+// What the race and the room share: rows of runs from one route (`rowsUrl`), each with
+// the new points of its curve after the step it was last seen at; the curves extend in
+// place unless runs came or went. Subclasses draw (`draw`) and say what else a new
+// answer changes (`received`).
+class RunsView extends View {
   constructor(root, data, component) {
     super(root, data, component);
-    this.runs = new Map();  // run id -> {row, steps, losses, seen}
+    this.runs = new Map();  // run id -> {row, steps, losses, seen, ...newRun(row)}
     this.order = [];
-    this.status = element("div", "rnnlab-status", root);
-    this.bar = element("div", "rnnlab-bar", this.status);
-    this.barFill = element("div", "rnnlab-bar-fill", this.bar);
-    this.statusText = element("div", "rnnlab-status-text", this.status);
-    this.chart = element("div", "rnnlab-race-chart", root);
-    this.grid = element("div", "rnnlab-race-grid", root);
-    root.dataset.rnnlabRaceRuns = "0";
-    root.dataset.rnnlabRaceDone = "0";
-    this.showProgress(0);
   }
 
   async poll() {
@@ -985,28 +976,31 @@ class RaceView extends View {
     const polled = await this.once("poll", async () => {
       try {
         const since = [...this.runs].map(([id, run]) => `${id}:${run.seen}`).join(",");
-        this.receive(await getJson(`${apiUrl(this.data.sweep_url, this.data.page)}?since=${since}`), false);
+        this.receive(await getJson(`${apiUrl(this.rowsUrl(), this.data.page)}?since=${since}`), false);
         this.failures = 0;
       } catch (error) {
         this.failed(error);
       }
     });
-    if (polled) this.schedule(this.data.poll_ms - (performance.now() - started));
+    if (polled) this.schedule(Math.max(100, this.data.poll_ms - (performance.now() - started)));
   }
 
   feed(answer) {
     if (answer) this.receive(answer, true);
   }
 
-  // New rows and points (or, `whole`, every point again): extend the charts in place
-  // unless runs came or went.
+  newRun(row) {
+    return {};
+  }
+
+  // New rows and points (or, `whole`, every point again).
   receive(answer, whole) {
     const runs = new Map(), extension = { x: [], y: [], indices: [] };
     let changed = answer.runs.length !== this.runs.size || whole;
     for (const row of answer.runs) {
       let run = this.runs.get(row.run_id);
       if (!run || whole) {
-        run = { steps: [], losses: [] };
+        run = { steps: [], losses: [], ...this.newRun(row) };
         changed = true;
       }
       run.row = row;
@@ -1030,9 +1024,38 @@ class RaceView extends View {
     } else if (extension.indices.length) {
       this.Plotly.extendTraces(this.chart, { x: extension.x, y: extension.y }, extension.indices);
     }
-    const done = [...runs.values()].filter((run) => ENDED(run.row.status)).length;
+    this.received();
+  }
+}
+
+// One small loss chart per run of a sweep (three to a row, a shared log y), in the order
+// the runs were submitted, extended in place; when all `total` runs have ended, the
+// result grid: the mean final loss for each value of axes[0] (rows) and of axes[1] (or
+// the seed, columns).
+const RACE_COLUMNS = 3;
+
+class RaceView extends RunsView {
+  constructor(root, data, component) {
+    super(root, data, component);
+    this.status = element("div", "rnnlab-status", root);
+    this.bar = element("div", "rnnlab-bar", this.status);
+    this.barFill = element("div", "rnnlab-bar-fill", this.bar);
+    this.statusText = element("div", "rnnlab-status-text", this.status);
+    this.chart = element("div", "rnnlab-race-chart", root);
+    this.grid = element("div", "rnnlab-race-grid", root);
+    root.dataset.rnnlabRaceRuns = "0";
+    root.dataset.rnnlabRaceDone = "0";
+    this.showProgress(0);
+  }
+
+  rowsUrl() {
+    return this.data.sweep_url;
+  }
+
+  received() {
+    const done = [...this.runs.values()].filter((run) => ENDED(run.row.status)).length;
     this.showProgress(done);
-    if (done >= this.data.total && runs.size >= this.data.total) {
+    if (done >= this.data.total && this.runs.size >= this.data.total) {
       this.drawGrid();
       this.stopped = true;
       this.ended(true);
@@ -1129,13 +1152,11 @@ const ROOM_DASH = { rnn: "dot", lstm: "solid", gru: "dash" };
 const ROOM_COLUMNS = ["rank", "name", "status", "cell", "activation", "hidden_size", "num_layers",
   "seq_len", "lr", "task", "step", "loss", "solved_at"];
 
-class RoomView extends View {
+class RoomView extends RunsView {
   constructor(root, data, component) {
     super(root, data, component);
-    this.runs = new Map();  // run id -> {row, steps, losses, colour, seen}
     this.colours = new Map();  // run id -> its colour, while the run is in the room
     this.coloured = 0;
-    this.order = [];
     this.empty = element("div", "rnnlab-caption", root);
     this.empty.textContent = this.labels.empty;
     this.table = element("table", "rnnlab-table rnnlab-room-table", root);
@@ -1147,61 +1168,19 @@ class RoomView extends View {
     this.chart.dataset.rnnlabRoomRuns = "0";
   }
 
-  async poll() {
-    if (!this.polling()) return;
-    const started = performance.now();
-    const polled = await this.once("poll", async () => {
-      try {
-        const since = [...this.runs].map(([id, run]) => `${id}:${run.seen}`).join(",");
-        this.receive(await getJson(`${apiUrl(this.data.room_url, this.data.page)}?since=${since}`), false);
-        this.failures = 0;
-      } catch (error) {
-        this.failed(error);
-      }
-    });
-    if (polled) this.schedule(Math.max(100, this.data.poll_ms - (performance.now() - started)));
+  rowsUrl() {
+    return this.data.room_url;
   }
 
-  feed(answer) {
-    if (answer) this.receive(answer, true);
+  newRun(row) {
+    if (!this.colours.has(row.run_id)) {
+      this.colours.set(row.run_id, ROOM_PALETTE[this.coloured++ % ROOM_PALETTE.length]);
+    }
+    return { colour: this.colours.get(row.run_id) };
   }
 
-  // New rows and points (or, `whole`, every point again): extend the curves in place
-  // unless runs came or went.
-  receive(answer, whole) {
-    const runs = new Map(), extension = { x: [], y: [], indices: [] };
-    let changed = answer.runs.length !== this.runs.size || whole;
-    for (const row of answer.runs) {
-      let run = this.runs.get(row.run_id);
-      if (!run || whole) {
-        if (!this.colours.has(row.run_id)) {
-          this.colours.set(row.run_id, ROOM_PALETTE[this.coloured++ % ROOM_PALETTE.length]);
-        }
-        run = { steps: [], losses: [], colour: this.colours.get(row.run_id) };
-        changed = true;
-      }
-      run.row = row;
-      run.seen = row.seen;
-      const points = after(run.steps, row.points);
-      run.steps.push(...points.step);
-      run.losses.push(...points.loss);
-      if (points.step.length && !changed) {
-        extension.x.push(points.step);
-        extension.y.push(points.loss);
-        extension.indices.push(this.order.indexOf(row.run_id));
-      }
-      runs.set(row.run_id, run);
-    }
-    this.runs = runs;
-    for (const id of this.colours.keys()) if (!runs.has(id)) this.colours.delete(id);
-    const positive = [...runs.values()].every((run) => run.losses.every((v) => v === null || v > 0));
-    if (changed || positive !== this.logY) {
-      this.order = [...runs.keys()];
-      this.logY = positive;
-      this.draw();
-    } else if (extension.indices.length) {
-      this.Plotly.extendTraces(this.chart, { x: extension.x, y: extension.y }, extension.indices);
-    }
+  received() {
+    for (const id of this.colours.keys()) if (!this.runs.has(id)) this.colours.delete(id);
     this.drawTable();
   }
 

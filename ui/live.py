@@ -135,54 +135,61 @@ def _cell(config: dict) -> dict[str, Any]:
     return spec.to_dict(), gate_titles(spec.states)
 
 
+def _run_view(
+    view: str, progress: Progress, answer: Callable[[], Any], *, key: str, page: str, **data
+) -> None:
+    """Mount a live.js view of one run; where the routes are out of reach, feed it
+    `answer()` (what its route would answer) instead."""
+
+    def mount(fed: Any) -> bool:
+        return _mount(
+            view,
+            key=f"{key}_{progress.run_id}",
+            page=page,
+            active=progress.active,
+            fed=fed,
+            run_id=progress.run_id,
+            **data,
+        )
+
+    _live(mount, answer, active=progress.active)
+
+
 def loss_view(progress: Progress, *, key: str, page: str = "") -> None:
     """The loss chart, progress and metrics of a run, live while it trains."""
     baseline, metric_baseline, label, metric_name = _task_info(progress.config)
     run_id = progress.run_id
-
-    def mount(fed: Any) -> bool:
-        return _mount(
-            "loss",
-            key=f"{key}_{run_id}",
-            page=page,
-            active=progress.active,
-            fed=fed,
-            run_id=run_id,
-            points_url=f"api/runs/{run_id}",
-            steps=progress.steps,
-            baseline=baseline,
-            baseline_label=label,
-            metric_baseline=metric_baseline,
-            labels=loss_labels(metric_name),
-        )
-
-    _live(mount, lambda: answers.run_answer(manager(), run_id), active=progress.active)
+    _run_view(
+        "loss",
+        progress,
+        lambda: answers.run_answer(manager(), run_id),
+        key=key,
+        page=page,
+        points_url=f"api/runs/{run_id}",
+        steps=progress.steps,
+        baseline=baseline,
+        baseline_label=label,
+        metric_baseline=metric_baseline,
+        labels=loss_labels(metric_name),
+    )
 
 
 def gates_view(progress: Progress, *, key: str, page: str = "", layer: int = 0) -> None:
     """A layer's gate and state heatmaps and the predictions on the probe sequence."""
     run_id = progress.run_id
     cell, titles = _cell(progress.config)
-
-    def mount(fed: Any) -> bool:
-        return _mount(
-            "gates",
-            key=f"{key}_{run_id}_{layer}",
-            page=page,
-            active=progress.active,
-            fed=fed,
-            run_id=run_id,
-            gates_url=f"api/runs/{run_id}/gates",
-            layer=layer,
-            cell=cell,
-            titles=titles,
-            labels=gates_labels(),
-        )
-
-    def answer() -> Any:
-        return answers.decoded(answers.gates_bytes(manager(), run_id, layer, -1))
-
-    _live(mount, answer, active=progress.active)
+    _run_view(
+        "gates",
+        progress,
+        lambda: answers.decoded(answers.gates_bytes(manager(), run_id, layer, -1)),
+        key=f"{key}_{layer}",
+        page=page,
+        gates_url=f"api/runs/{run_id}/gates",
+        layer=layer,
+        cell=cell,
+        titles=titles,
+        labels=gates_labels(),
+    )
 
 
 def inside_view(progress: Progress, *, key: str, page: str) -> None:
@@ -191,30 +198,6 @@ def inside_view(progress: Progress, *, key: str, page: str) -> None:
     run_id, config = progress.run_id, progress.config
     cell, titles = _cell(config)
     layers = config["num_layers"]
-
-    def mount(fed: Any) -> bool:
-        return _mount(
-            "inside",
-            key=f"{key}_{run_id}",
-            page=page,
-            active=progress.active,
-            fed=fed,
-            run_id=run_id,
-            points_url=f"api/runs/{run_id}",
-            gates_url=f"api/runs/{run_id}/gates",
-            gradients_url=f"api/runs/{run_id}/gradients",
-            layers=layers,
-            cell=cell,
-            titles=titles,
-            settings={
-                "cell": config["cell"],
-                "activation": config["activation"],
-                "num_layers": layers,
-                "hidden_size": config["hidden_size"],
-                "steps": config["steps"],
-            },
-            labels=inside_labels(),
-        )
 
     def answer() -> dict[str, Any]:
         pool = manager()
@@ -227,7 +210,27 @@ def inside_view(progress: Progress, *, key: str, page: str) -> None:
             "gradients": answers.decoded(answers.gradients_bytes(pool, run_id, -1)),
         }
 
-    _live(mount, answer, active=progress.active)
+    _run_view(
+        "inside",
+        progress,
+        answer,
+        key=key,
+        page=page,
+        points_url=f"api/runs/{run_id}",
+        gates_url=f"api/runs/{run_id}/gates",
+        gradients_url=f"api/runs/{run_id}/gradients",
+        layers=layers,
+        cell=cell,
+        titles=titles,
+        settings={
+            "cell": config["cell"],
+            "activation": config["activation"],
+            "num_layers": layers,
+            "hidden_size": config["hidden_size"],
+            "steps": config["steps"],
+        },
+        labels=inside_labels(),
+    )
 
 
 def race_view(sweep_id: str, *, total: int, axes: list[str], active: bool, key: str, page: str):

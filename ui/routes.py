@@ -67,38 +67,31 @@ async def run_points(request: Request) -> Response:
     return JSONResponse(answer, headers=NO_STORE)
 
 
-def _snapshot_part(payload: bytes | None) -> Response:
+async def _snapshot_part(request: Request, read, **defaults: int) -> Response:
+    """A run's snapshot part that `read(manager, run_id, **numbers)` gives, if newer than
+    the page has: 200 with its JSON bytes, 204 without; `defaults` are the query's
+    whole numbers."""
+    run_id = request.path_params["run_id"]
+    if not RUN_ID.fullmatch(run_id):
+        return _error(404, "no such run")
+    numbers = _whole_numbers(request, **defaults)
+    if numbers is None:
+        return _error(400, f"{' and '.join(defaults)} must be whole numbers")
+    try:
+        payload = read(get_manager(), run_id, **numbers)
+    except KeyError:
+        return _error(404, "no such run")
     if payload is None:
         return Response(status_code=204, headers=NO_STORE)
     return Response(payload, media_type="application/json", headers=NO_STORE)
 
 
 async def run_gates(request: Request) -> Response:
-    run_id = request.path_params["run_id"]
-    if not RUN_ID.fullmatch(run_id):
-        return _error(404, "no such run")
-    numbers = _whole_numbers(request, after=-1, layer=0)
-    if numbers is None:
-        return _error(400, "after and layer must be whole numbers")
-    try:
-        return _snapshot_part(
-            gates_bytes(get_manager(), run_id, numbers["layer"], numbers["after"])
-        )
-    except KeyError:
-        return _error(404, "no such run")
+    return await _snapshot_part(request, gates_bytes, layer=0, after=-1)
 
 
 async def run_gradients(request: Request) -> Response:
-    run_id = request.path_params["run_id"]
-    if not RUN_ID.fullmatch(run_id):
-        return _error(404, "no such run")
-    numbers = _whole_numbers(request, after=-1)
-    if numbers is None:
-        return _error(400, "after must be a whole number")
-    try:
-        return _snapshot_part(gradients_bytes(get_manager(), run_id, numbers["after"]))
-    except KeyError:
-        return _error(404, "no such run")
+    return await _snapshot_part(request, gradients_bytes, after=-1)
 
 
 async def sweep(request: Request) -> Response:
