@@ -82,7 +82,10 @@ ENDED = ("completed", "stopped", "diverged", "failed", "interrupted")
 SUBPROTOCOLS = ["streamlit", "PLACEHOLDER_AUTH_TOKEN"]  # what the frontend offers
 TEARDOWN_S = 30.0  # kept back from --time-limit for closing clients and the server
 SETTLE_S = 2.0  # after the last session starts watching, before the CPU window opens
+WAIT_FOR_ROOM_S = 30.0  # the window opens without sessions that are not watching by then
 LATE_WAIT_S = 30.0  # how long the late visitor waits for its first point
+SETTLE_TIMEOUT_S = 15.0  # a click's script run in a tab, before the click is tried again
+ACT_TIMEOUT_S = 60.0  # from the loaded Train page to watching (Train, link, race preset)
 SERVER_LOG = ARTIFACTS / "bench-workshop-server.log"
 REPORT_JSON = ARTIFACTS / "bench-workshop.json"  # every run's figures, kept for a look
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -159,7 +162,7 @@ WATCH_JS = """(() => {
                 } else {
                     const active = live.runs.filter(
                         (run) => run.status === 'queued' || run.status === 'running').length;
-                    w.rows.push([at, live.runs.length, active]);
+                    w.rows.push([at, live.runs.length, active, rows[1]]);
                 }
             }).catch((error) => w.failures.push([at, String(error)]));
         } catch (error) { /* never break the page */ }
@@ -173,6 +176,9 @@ BROWSER_STATUS_JS = """() => {
     return { clicked: w.clickAt !== null, status: last ? last[3] : null,
              rows: rows ? rows[1] : 0, active: rows ? rows[2] : null };
 }"""
+
+
+RACE_SHOWN_JS = "() => window.__bench.rows.length > 0"  # the race view has polled once
 
 
 def say(message: str) -> None:
@@ -257,8 +263,7 @@ class Session:
 
     def take_rows(self, at: float, rows: list[dict], total: int | None) -> bool:
         """One answer of a race's or the room's route; False once a race has ended."""
-        self.answers += 1
-        self.run_ids_seen.update(row["run_id"] for row in rows)
+        self.answers += 1  # the rows are everyone's runs: not counted in run_ids_seen
         active = sum(row["status"] in ("queued", "running") for row in rows)
         self.status = "running" if active else (rows[0]["status"] if rows else None)
         points = sum(len(row["points"]["step"]) for row in rows)
@@ -663,6 +668,13 @@ class BrowserTab:
 
     async def act(self) -> None:
         """Press Train (but on race), follow the page's link, start a race on race."""
+        try:
+            await self._act()
+        except BaseException:
+            await self.screenshot("act")
+            raise
+
+    async def _act(self) -> None:
         session = self.session
         if session.page != "race":
             await self.click()
@@ -675,15 +687,26 @@ class BrowserTab:
         if session.page == "race":
             await self._click_and_settle(".st-key-race_preset_button button")
             await self._click_and_settle(".st-key-race_start button")
+            await self.page.wait_for_function(RACE_SHOWN_JS)
         await self._watching()
 
     async def _click_and_settle(self, selector: str) -> None:
-        """Click, then wait until the script run it starts has ended."""
-        runs = await self.page.evaluate("() => window.__bench.scriptRuns.length")
-        await self.page.locator(selector).click()
-        await self.page.wait_for_function(
-            f"() => window.__bench.scriptRuns.length > {runs} && ({APP_IDLE_JS})()"
-        )
+        """Click, then wait until the script run it starts has ended; click once more
+        (and say so) if none has ended within SETTLE_TIMEOUT_S."""
+        for attempt in (1, 2):
+            runs = await self.page.evaluate("() => window.__bench.scriptRuns.length")
+            await self.page.locator(selector).click()
+            try:
+                await self.page.wait_for_function(
+                    f"() => window.__bench.scriptRuns.length > {runs} && ({APP_IDLE_JS})()",
+                    timeout=SETTLE_TIMEOUT_S * 1000,
+                )
+                return
+            except Exception:
+                await self.screenshot(f"click{attempt}")
+                if attempt == 2:
+                    raise
+                self.session.problems.append(f"clicking {selector} ran no script; clicked again")
 
     async def _watching(self) -> None:
         self.perf_offset_s = await self.page.evaluate("performance.now()") / 1000
@@ -717,15 +740,19 @@ class BrowserTab:
         last = self.watch["fetches"][-1] if self.watch["fetches"] else None
         unfinished = session.page != "race" and (not last or last[3] not in ENDED)
         if (session.page == "train" and self.watch.get("firstPointAt") is None) or unfinished:
-            with contextlib.suppress(Exception):
-                SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-                shot = SCREENSHOTS / f"workshop-session-{session.index}.png"
-                await self.page.screenshot(path=str(shot), full_page=True)
-                session.notes["screenshot"] = str(shot)
+            await self.screenshot("follow")
         exceptions = await self.page.locator('[data-testid="stException"]').all_inner_texts()
         for text in exceptions:
             session.problems.append(f"exception on the page: {text[:300]}")
         self._digest()
+
+    async def screenshot(self, stage: str) -> None:
+        """The whole page as it stands, for a look at what went wrong."""
+        with contextlib.suppress(Exception):
+            SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+            shot = SCREENSHOTS / f"workshop-{self.session.page}-{stage}-{self.session.index}.png"
+            await asyncio.wait_for(self.page.screenshot(path=str(shot), full_page=True), 10)
+            self.session.notes[f"screenshot_{stage}"] = str(shot)
 
     def _digest(self) -> None:
         session, watch = self.session, self.watch
@@ -761,6 +788,10 @@ class BrowserTab:
             if step is not None:
                 session.take_picture(self._monotonic(at), kind, int(step))
         session.answers += len(watch["rows"])
+        for at, rows, active, route in watch["rows"]:
+            session.sweep_id = route.partition("/")[2] or None
+            if rows and not active and session.ended_at is None:
+                session.ended_at = self._monotonic(at)  # the race has ended
         session.script_runs = [self._monotonic(at) for at in watch["scriptRuns"]]
         charts = {u[2] for u in watch["updates"] if u[2]}
         session.run_ids_seen.update(charts)
@@ -983,7 +1014,7 @@ async def room(server, sessions: list[Session], memory: MemoryWatch, deadline: f
             """Each session watches from its own click (not after everyone's)."""
             session = client.session
             try:
-                await asyncio.wait_for(client.act(), max(10.0, setup_end - time.monotonic()))
+                await asyncio.wait_for(client.act(), ACT_TIMEOUT_S)
             except Exception as error:
                 session.error = f"{session.page}: {type(error).__name__}: {error}"
                 if session.index in races:
@@ -1046,18 +1077,18 @@ async def room(server, sessions: list[Session], memory: MemoryWatch, deadline: f
 async def watch_window(server_pid: int, sessions: list[Session], watch_s: float, end_at: float):
     """Once every session watches (or gave up), `watch_s` seconds of the server's CPU:
     its main process (Streamlit, the routes, the job manager) and its workers apart."""
-    give_up = min(end_at - 10, time.monotonic() + 150)
+    give_up = min(end_at - 10, time.monotonic() + WAIT_FOR_ROOM_S)
     while time.monotonic() < give_up and any(
         s.watch_from is None and s.error is None for s in sessions
     ):
         await asyncio.sleep(0.25)
     await asyncio.sleep(SETTLE_S)
     before = await asyncio.to_thread(tree_cpu_seconds, server_pid)
-    opened = time.monotonic()
+    bench_before, opened = sum(os.times()[:2]), time.monotonic()
     say(f"{sum(s.watch_from is not None for s in sessions)} sessions watching; CPU window open")
     await asyncio.sleep(max(1.0, min(watch_s, end_at - 10 - opened)))
     after = await asyncio.to_thread(tree_cpu_seconds, server_pid)
-    closed = time.monotonic()
+    bench_after, closed = sum(os.times()[:2]), time.monotonic()
     workers = sum(s - before.get(pid, 0.0) for pid, s in after.items() if pid != server_pid)
     say(f"CPU window closed after {closed - opened:.1f} s")
     return {
@@ -1066,6 +1097,7 @@ async def watch_window(server_pid: int, sessions: list[Session], watch_s: float,
         "seconds": closed - opened,
         "main_cpu_s": after.get(server_pid, 0.0) - before.get(server_pid, 0.0),
         "workers_cpu_s": workers,
+        "bench_cpu_s": bench_after - bench_before,
         "uptime": uptime(),
     }
 
@@ -1156,10 +1188,17 @@ def watching_summary(sessions: list[Session], window: dict, page: str) -> dict:
         },
         "script_runs": {
             kind: sum(
-                opened <= at <= closed for s in room if s.kind == kind for at in s.script_runs
+                opened <= at <= min(closed, s.ended_at or closed)
+                for s in room
+                if s.kind == kind
+                for at in s.script_runs
             )
             for kind in ("browser", "protocol")
         },
+        "script_runs_after_a_run_ended": sum(
+            s.ended_at < at <= closed for s in room if s.ended_at for at in s.script_runs
+        ),
+        "bench_cpu_cores": window["bench_cpu_s"] / seconds,
         "uptime": window["uptime"],
     }
 
@@ -1294,6 +1333,8 @@ def summarise(
             "late": s.late,
             "sweep_id": s.sweep_id,
             "gate_pictures": len(s.pictures.get("gates", [])),
+            "script_runs": [round(at - s.watch_from, 2) for at in s.script_runs if s.watch_from],
+            "ended_s": s.ended_at - s.watch_from if s.ended_at and s.watch_from else None,
             "task": s.task,
             "run_id": s.run_id,
             "first_point_s": s.first_point_s,
@@ -1330,7 +1371,8 @@ def print_watching(summary: dict, args) -> None:
     out(
         f"    server main process CPU: {watching['main_cpu_cores']:.3f} s/s in all, "
         f"{_s(watching['main_cpu_ms_per_viewer_s'])} ms per viewer per second; "
-        f"workers {watching['workers_cpu_cores']:.2f} cores"
+        f"workers {watching['workers_cpu_cores']:.2f} cores; this benchmark's protocol "
+        f"clients {watching['bench_cpu_cores']:.2f} cores"
     )
     pictures = watching["gate_pictures_per_s"]
     if pictures["runs"]:
@@ -1341,7 +1383,9 @@ def print_watching(summary: dict, args) -> None:
     runs = watching["script_runs"]
     out(
         f"    Streamlit script runs while watching: {runs['browser']} in the Chromium tabs, "
-        f"{runs['protocol']} for the protocol clients"
+        f"{runs['protocol']} for the protocol clients (and "
+        f"{watching['script_runs_after_a_run_ended']} once their run had ended: the page "
+        "shows how it ended)"
     )
     out(
         f"    late visitor ({late.get('label')}): Train page open in {_s(late.get('open_s'))} s, "
