@@ -694,6 +694,7 @@ class BrowserTab:
         """Click, then wait until the script run it starts has ended; click once more
         (and say so) if none has ended within SETTLE_TIMEOUT_S."""
         for attempt in (1, 2):
+            await self.page.wait_for_function(APP_IDLE_JS)  # as a person waits for the page
             runs = await self.page.evaluate("() => window.__bench.scriptRuns.length")
             await self.page.locator(selector).click()
             try:
