@@ -241,16 +241,20 @@ def saturation(
     every sequence and step of the batch; each entry is {"left": (H,), "right": (H,)}.
     RNNs have no gates; the LSTM's g and the GRU's n are candidates, not gates.
     """
-    return [
-        {
-            gate: {
-                "left": (layer[gate] < low).float().mean((0, 1)),
-                "right": (layer[gate] > high).float().mean((0, 1)),
-            }
-            for gate in CELLS[result.cell].sigmoid
-        }
-        for layer in result.layers
-    ]
+    gates = CELLS[result.cell].sigmoid
+    fractions = []
+    for layer in result.layers:
+        if not gates:
+            fractions.append({})
+            continue
+        values = torch.stack([layer[gate] for gate in gates])  # (gates, B, T, H)
+        values = values.view(len(gates), -1, values.shape[-1])  # (gates, B·T, H)
+        left = (values < low).sum(1) / values.shape[1]  # (gates, H)
+        right = (values > high).sum(1) / values.shape[1]
+        fractions.append(
+            {gate: {"left": left[k], "right": right[k]} for k, gate in enumerate(gates)}
+        )
+    return fractions
 
 
 def probe_batch(
@@ -290,19 +294,26 @@ def _finite_or_none(value: Any) -> Any:
     return value if math.isfinite(value) else None
 
 
-def _quantised(values: Tensor, bounded: bool) -> dict[str, Any]:
-    """A (steps, units) heatmap as one byte per value over [lo, hi], laid out (units,
-    steps): 0..1 for a sigmoid gate, ±max|v| otherwise; NaN reads as lo."""
-    values = values.detach().float().cpu()
-    if bounded:
-        lo, hi = 0.0, 1.0
-    else:
-        finite = values[torch.isfinite(values)]
-        reach = float(finite.abs().max()) if finite.numel() else 0.0
-        lo, hi = -(reach or 1.0), reach or 1.0
-    scaled = ((values.nan_to_num(lo) - lo) * (255 / (hi - lo))).clamp_(0, 255)
-    quantised = scaled.round_().to(torch.uint8).T.contiguous()  # (units, steps)
-    return {"lo": lo, "hi": hi, "bytes": base64.b64encode(quantised.numpy().tobytes()).decode()}
+def _quantised(heatmaps: dict[str, Tensor], sigmoid: tuple[str, ...]) -> dict[str, Any]:
+    """(steps, units) heatmaps as one byte per value over [lo, hi], laid out (units,
+    steps): 0..1 for a sigmoid gate, ±max|v| (of the finite values) otherwise; NaN reads
+    as lo. All of a layer's at once: a handful of tensor operations, not one per name."""
+    names = list(heatmaps)
+    values = torch.stack([heatmaps[name] for name in names]).detach().float().cpu()  # (N, S, U)
+    finite = torch.isfinite(values)
+    reach = torch.where(finite, values.abs(), 0.0).amax((1, 2))  # (N,)
+    reach = torch.where(reach > 0, reach, 1.0)
+    bounded = torch.tensor([name in sigmoid for name in names])
+    lo = torch.where(bounded, 0.0, -reach)
+    hi = torch.where(bounded, 1.0, reach)
+    values = torch.where(values.isnan(), lo[:, None, None], values)
+    scaled = ((values - lo[:, None, None]) * (255 / (hi - lo))[:, None, None]).clamp_(0, 255)
+    quantised = scaled.round_().to(torch.uint8).transpose(1, 2).contiguous()  # (N, U, S)
+    raw = quantised.numpy()
+    return {
+        name: {"lo": lo[k].item(), "hi": hi[k].item(), "bytes": base64.b64encode(raw[k]).decode()}
+        for k, name in enumerate(names)
+    }
 
 
 def heatmap(entry: dict[str, Any], kept: dict[str, Any]) -> Tensor:
@@ -405,13 +416,13 @@ def snapshot(
             "units": units.tolist(),
         },
         "layers": [
-            {
-                name: _quantised(
-                    states[0].index_select(0, steps_device).index_select(1, units_device),
-                    name in spec.sigmoid,
-                )
-                for name, states in layer.items()
-            }
+            _quantised(
+                {
+                    name: states[0].index_select(0, steps_device).index_select(1, units_device)
+                    for name, states in layer.items()
+                },
+                spec.sigmoid,
+            )
             for layer in layers
         ],
         "gate_means": [
