@@ -21,6 +21,7 @@ Nothing here changes the model: weights are detached, `.grad` is never touched.
 from __future__ import annotations
 
 import base64
+import collections
 import math
 import time
 from collections.abc import Callable
@@ -48,6 +49,7 @@ MAX_SNAPSHOT_SHARE = 0.05
 GRADIENT_SHARE = 0.01
 GRADIENT_EVERY_S = 5.0
 MAX_GRADIENT_HISTORY = 64
+COST_SAMPLES = 3  # a snapshot's cost is the least of this many of the latest
 
 
 @dataclass(frozen=True)
@@ -518,8 +520,11 @@ class SnapshotSchedule:
         self.x, self.y = probe_batch(task, device=device)
         self.last = self.gradients_last = wall()
         self.last_busy = self.gradients_last_busy = busy()
-        self.cost = 0.0  # busy seconds of the latest snapshot without gradients
-        self.gradients_cost = 0.0  # ... and with them
+        # Busy seconds of the recent snapshots without gradients, and with them. The
+        # least of the last few is their cost: one that the operating system paused
+        # half-way (a full machine) must not hold the next ones back for seconds.
+        self.costs: collections.deque[float] = collections.deque(maxlen=COST_SAMPLES)
+        self.gradients_costs: collections.deque[float] = collections.deque(maxlen=COST_SAMPLES)
         self.gradients: dict[str, Any] | None = None  # the latest gradient fields
         self.history: list[list] = []  # [step, layer 1's ‖∂L/∂h_t‖ at the kept steps]
 
@@ -531,6 +536,14 @@ class SnapshotSchedule:
         return waited >= self.every_s and worked >= self.cost / (
             MAX_SNAPSHOT_SHARE - GRADIENT_SHARE
         )
+
+    @property
+    def cost(self) -> float:
+        return min(self.costs, default=0.0)
+
+    @property
+    def gradients_cost(self) -> float:
+        return min(self.gradients_costs, default=0.0)
 
     def gradients_due(self) -> bool:
         """Whether the next snapshot computes gradients through time again."""
@@ -557,7 +570,7 @@ class SnapshotSchedule:
         self.last, self.last_busy = self.wall(), self.busy()
         if fresh:
             self.gradients_last, self.gradients_last_busy = self.last, self.last_busy
-            self.gradients_cost = self.last_busy - start
+            self.gradients_costs.append(self.last_busy - start)
         else:
-            self.cost = self.last_busy - start
+            self.costs.append(self.last_busy - start)
         return {**fields, **self.gradients, "gradient_history": list(self.history)}

@@ -35,6 +35,7 @@ from rnnlab import (
 from rnnlab.cells import CELLS, STEPS
 from rnnlab.config import ACTIVATION_NAMES, CELL_NAMES
 from rnnlab.probe import (
+    COST_SAMPLES,
     GRADIENT_SHARE,
     MAX_GRADIENT_HISTORY,
     MAX_SNAPSHOT_SHARE,
@@ -404,10 +405,21 @@ def test_snapshots_wait_longer_when_they_cost_more():
     clocks = FakeClocks()
     schedule = clocks.schedule(task, every_s=0.5)
     clocks.wall = clocks.busy = 10.0  # 10 s later, and the run computed all that time
-    schedule.cost = 0.1
+    schedule.costs.extend([0.1] * COST_SAMPLES)
     assert schedule.due()
-    schedule.cost = 1.0  # a snapshot this slow waits at least 1.0 / its share
+    schedule.costs.extend([1.0] * COST_SAMPLES)  # this slow waits at least 1.0 / its share
     assert 1.0 / GATES_SHARE > 10.0 and not schedule.due()
+
+
+def test_one_snapshot_paused_by_a_busy_machine_does_not_hold_back_the_next():
+    _, task = small_model("rnn", "tanh")
+    clocks = FakeClocks()
+    schedule = clocks.schedule(task, every_s=0.5)
+    clocks.wall, clocks.busy = 10.0, 2.0
+    schedule.costs.extend([0.01, 0.01, 0.5])  # the last one was paused half-way
+    assert schedule.cost == 0.01 and schedule.due()
+    schedule.costs.extend([0.5] * COST_SAMPLES)  # slow every time: it really costs that
+    assert not schedule.due()
 
 
 def test_snapshots_of_interleaved_runs_are_budgeted_on_their_own_time():
@@ -417,7 +429,7 @@ def test_snapshots_of_interleaved_runs_are_budgeted_on_their_own_time():
     clocks = FakeClocks()
     schedule = clocks.schedule(task, every_s=0.5)
     clocks.wall, clocks.busy = 10.0, 0.2
-    schedule.cost = 0.1
+    schedule.costs.append(0.1)
     assert not schedule.due()
     clocks.busy = 0.1 / GATES_SHARE
     assert schedule.due()
@@ -440,7 +452,7 @@ def test_gradients_are_computed_less_often_than_gates_but_first_and_last():
     assert sorted(set(fresh)) == [1, 6, 11, 16, 20]  # every 5 s, and at the end
     assert [step for step, _ in taken[-1]["gradient_history"]] == [1, 6, 11, 16, 20]
 
-    schedule.gradients_cost = 1.0  # costly gradients wait for 1.0 / GRADIENT_SHARE busy s
+    schedule.gradients_costs.extend([1.0] * COST_SAMPLES)  # wait 1.0 / GRADIENT_SHARE busy s
     clocks.wall += 10.0
     clocks.busy += 1.0 / GRADIENT_SHARE - 1.0
     assert schedule.due() and not schedule.gradients_due()
