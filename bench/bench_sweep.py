@@ -9,9 +9,10 @@ worker per core, Ray one CPU per core) and are started, and warmed up with a swe
 one short run per core, before they are timed; the sweeps then alternate, so background
 load hits both alike. Printed: runs per second of each (median over rounds), their
 ratio (Ray ÷ pool), whether the same seeds gave the same final losses, what starting
-each cost (Ray: the runtime, then the warm-up in fresh worker processes), and the load
-average before and after. The pool interleaves all of a sweep's runs (up to 16 per
-worker), Ray trains one per CPU at a time; across machines, Ray adds CPUs.
+each cost (Ray: the runtime, then the warm-up in fresh actors), and the load average
+before and after. Both run the same worker loop, interleaving a sweep's runs (up to 16
+per worker): the pool in local processes, Ray in one actor per CPU; across machines, Ray
+adds CPUs.
 """
 
 from __future__ import annotations

@@ -50,9 +50,9 @@ from .train import Evaluation, Event, Snapshot, Started, Step
 ROUND_S = 0.25
 MIN_SLICE_S, MAX_SLICE_S = 0.01, 0.05
 # A live run's snapshots go to the server no closer together than this; one that comes
-# sooner waits (a newer one replaces it), so every snapshot taken at the default
-# cadence of one a second is sent.
-SNAPSHOT_SEND_S = 0.9
+# sooner waits (a newer one replaces it), so every snapshot taken at the pool's cadence
+# (rnnlab.jobs SNAPSHOT_EVERY_S, 0.8 s) is sent.
+SNAPSHOT_SEND_S = 0.7
 
 
 @dataclass
