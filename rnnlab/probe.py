@@ -43,10 +43,10 @@ TOP_K = 3  # most likely next symbols a snapshot lists per step
 SATURATION_LOW, SATURATION_HIGH = 0.1, 0.9  # Karpathy, Johnson & Fei-Fei (2015)
 # Snapshots wait at least their own cost divided by this, so that however long the
 # sequences, they take at most about this share of a run's wall time.
-MAX_SNAPSHOT_SHARE = 0.05
+MAX_SNAPSHOT_SHARE = 0.045
 # The part of it for gradients through time, which snapshots compute only every
 # GRADIENT_EVERY_S at most, and how many of them a snapshot's history keeps.
-GRADIENT_SHARE = 0.01
+GRADIENT_SHARE = 0.005
 GRADIENT_EVERY_S = 5.0
 MAX_GRADIENT_HISTORY = 64
 COST_SAMPLES = 3  # a snapshot's cost is the least of this many of the latest
