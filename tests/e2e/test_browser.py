@@ -155,7 +155,10 @@ def test_a_shared_link_reproduces_a_run(server, new_page, screenshots):
     for tab in tabs:
         open_app(tab, server, query=query)
         assert tab.get_by_role("slider", name="Hidden size").get_attribute("aria-valuetext") == "6"
-        assert tab.locator(".st-key-train_steps input").input_value() == "120"
+        tab.wait_for_function(  # the number input may show its first value a moment longer
+            "() => document.querySelector('.st-key-train_steps input')?.value === '120'",
+            timeout=10_000,
+        )
         tab.locator(".st-key-train_start button").click()
     finals = []
     for tab in tabs:
