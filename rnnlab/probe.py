@@ -35,6 +35,7 @@ from torch import Tensor
 from .cells import CELLS, Steps, input_projection, previous
 from .models import RecurrentNet, is_fused
 from .tasks import Task
+from .values import finite_or_none
 
 PROBE_SEQUENCES = 8  # held-out sequences a snapshot looks at
 MAX_UNITS = 32  # hidden units a snapshot's heatmaps and per-unit figures keep per layer
@@ -279,7 +280,7 @@ def _plain(tensor: Tensor, decimals: int = 3) -> Any:
     values = tensor.detach().cpu().double().round(decimals=decimals)
     if torch.isfinite(values).all():
         return values.tolist()
-    return _finite_or_none(values.tolist())
+    return finite_or_none(values.tolist())
 
 
 def _significant(tensor: Tensor, digits: int = 4) -> list[float | None]:
@@ -288,12 +289,6 @@ def _significant(tensor: Tensor, digits: int = 4) -> list[float | None]:
         float(f"{value:.{digits}g}") if math.isfinite(value) else None
         for value in tensor.detach().cpu().double().tolist()
     ]
-
-
-def _finite_or_none(value: Any) -> Any:
-    if isinstance(value, list):
-        return [_finite_or_none(v) for v in value]
-    return value if math.isfinite(value) else None
 
 
 def _quantised(heatmaps: dict[str, Tensor], sigmoid: tuple[str, ...]) -> dict[str, Any]:
@@ -407,7 +402,7 @@ def snapshot(
     steps_device, units_device = steps.to(output.device), units.to(output.device)
     gate_saturation = saturation(result)
     fields = {
-        "probe_loss": _finite_or_none(round(loss, 6)),
+        "probe_loss": finite_or_none(round(loss, 6)),
         "kept": {
             "cell": model.cell,
             "sequence": 0,
@@ -428,7 +423,7 @@ def snapshot(
             for layer in layers
         ],
         "gate_means": [
-            {gate: _finite_or_none(round(layer[gate].mean().item(), 4)) for gate in per_gate}
+            {gate: finite_or_none(round(layer[gate].mean().item(), 4)) for gate in per_gate}
             for layer, per_gate in zip(layers, gate_saturation, strict=True)
         ],
         "state_norms": [
@@ -451,7 +446,7 @@ def snapshot(
     }
     if gradients:
         fields["spectral_radius"] = [
-            {name: _finite_or_none(round(value, 4)) for name, value in radii.items()}
+            {name: finite_or_none(round(value, 4)) for name, value in radii.items()}
             for radii in spectral_radius(model)
         ]
         fields["gradient_norms"] = [

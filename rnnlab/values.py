@@ -7,10 +7,10 @@ from typing import Any
 
 
 def finite_or_none(value: Any) -> Any:
-    """A number, or None where it is NaN or ±inf (JSON has neither); lists element-wise.
-
-    NumPy scalars become Python numbers on the way.
-    """
+    """A number, or None where it is NaN or ±inf (JSON has neither); lists and dicts
+    element by element. NumPy scalars become Python numbers on the way."""
+    if isinstance(value, dict):
+        return {k: finite_or_none(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [finite_or_none(v) for v in value]
     if value is None:

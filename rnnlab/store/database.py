@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import sqlite3
 import threading
@@ -190,14 +189,3 @@ def update_run(db: sqlite3.Connection, run_id: str, **changes: Any) -> None:
 
 def json_or_none(text: str | None) -> Any:
     return None if text is None else json.loads(text)
-
-
-def finite(value: Any) -> Any:
-    """NaN and infinities become None, everywhere in a JSON-like value."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [finite(v) for v in value]
-    return value

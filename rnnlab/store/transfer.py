@@ -10,7 +10,8 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from .database import StoreError, finite, insert
+from ..values import finite_or_none
+from .database import StoreError, insert
 from .queries import Queries
 from .schema import (
     ACTIVE_STATUSES,
@@ -44,7 +45,7 @@ class Transfer(Queries):
             "evaluations": {c: evaluations[c].tolist() for c in EVALUATION_COLUMNS},
             "snapshot": self.snapshot(run_id),
         }
-        return json.dumps(finite(document), allow_nan=False)
+        return json.dumps(finite_or_none(document), allow_nan=False)
 
     def _export_csv(self, run_id: str) -> str:
         self.get_run(run_id)

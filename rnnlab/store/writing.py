@@ -22,11 +22,11 @@ from collections.abc import Callable
 from typing import Any
 
 from ..config import RunConfig
+from ..values import finite_or_none
 from .database import (
     WRITE_PATIENCE_S,
     RunNotFound,
     StoreError,
-    finite,
     insert,
     retry_delay,
     update_run,
@@ -155,7 +155,7 @@ class Writing(Liveness):
         now = time.time()
         changes = dict(
             status="running",
-            info=json.dumps(finite(info)),
+            info=json.dumps(finite_or_none(info)),
             started_at=now,
             updated_at=now,
             pid=os.getpid(),
@@ -275,7 +275,7 @@ class Writing(Liveness):
         now = time.time()
         changes: dict[str, Any] = {"status": status, "finished_at": now, "updated_at": now}
         if summary is not None:
-            changes["summary"] = json.dumps(finite(summary))
+            changes["summary"] = json.dumps(finite_or_none(summary))
         if error is not None:
             changes["error"] = error
 
