@@ -5,6 +5,7 @@ forwards only Streamlit's own paths would: the pages then feed their live views
 themselves (ui/live.py), and Plotly's script comes from Streamlit's static serving.
 """
 
+import logging
 import os
 import shutil
 from contextlib import asynccontextmanager
@@ -15,6 +16,7 @@ import streamlit as st
 from rnnlab.jobs import get_manager
 from ui.routes import ROUTES, plotly_source
 
+log = logging.getLogger(__name__)
 STATIC = Path(__file__).with_name("static")  # served at app/static/ (.streamlit/config.toml)
 
 
@@ -26,10 +28,13 @@ def live_routes_enabled() -> bool:
 async def warm_pool(app):
     """Start the training workers with the server, before the first person presses Train;
     put Plotly's script where Streamlit's own static serving finds it."""
-    STATIC.mkdir(exist_ok=True)
     copy = STATIC / "plotly.min.js"
-    if not copy.exists() or copy.stat().st_size != plotly_source().stat().st_size:
-        shutil.copyfile(plotly_source(), copy)
+    try:
+        STATIC.mkdir(exist_ok=True)
+        if not copy.exists() or copy.stat().st_size != plotly_source().stat().st_size:
+            shutil.copyfile(plotly_source(), copy)
+    except OSError as error:  # a read-only checkout: only a proxied page misses it
+        log.warning("cannot put Plotly's script in %s (%s)", copy, error)
     get_manager()
     yield
 
