@@ -1091,11 +1091,11 @@ class RaceView extends RunsView {
     this.order.forEach((id, index) => {
       const run = this.runs.get(id), axis = index === 0 ? "" : String(index + 1);
       traces.push({ x: [...run.steps], y: [...run.losses], mode: "lines", xaxis: "x" + axis, yaxis: "y" + axis,
-        name: this.title(run.row), line: { color: COLOURS[index % COLOURS.length], width: 1.5 } });
+        name: escapeHtml(this.title(run.row)), line: { color: COLOURS[index % COLOURS.length], width: 1.5 } });
       layout["xaxis" + axis] = { range: [0, run.row.steps], ...(index ? { matches: "x" } : {}) };
       layout["yaxis" + axis] = { type: this.logY ? "log" : "linear", exponentformat: "power", autorange: true,
         ...(index ? { matches: "y" } : {}) };
-      annotations.push({ text: this.title(run.row), showarrow: false, font: { size: 11 },
+      annotations.push({ text: escapeHtml(this.title(run.row)), showarrow: false, font: { size: 11 },
         xref: "x" + axis + " domain", yref: "y" + axis + " domain", x: 0.5, y: 1.0,
         xanchor: "center", yanchor: "bottom" });
     });
@@ -1192,7 +1192,9 @@ class RoomView extends RunsView {
     const labels = this.labels;
     const traces = this.order.map((id) => {
       const run = this.runs.get(id);
-      return { x: [...run.steps], y: [...run.losses], mode: "lines", name: `${this.name(run.row)} · ${run.row.cell}`,
+      return { x: [...run.steps], y: [...run.losses], mode: "lines",
+        // A name someone typed: shown as text, never as Plotly's markup (links, styles).
+        name: escapeHtml(`${this.name(run.row)} · ${run.row.cell}`),
         line: { color: run.colour, width: 1.5, dash: ROOM_DASH[run.row.cell] || "solid" } };
     });
     this.Plotly.react(this.chart, traces, {
