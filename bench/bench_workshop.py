@@ -1169,10 +1169,11 @@ def watching_summary(sessions: list[Session], window: dict, page: str) -> dict:
     viewer_s = sum(_overlap(s.watch_from, s.watch_until or closed, opened, closed) for s in room)
     pictures = {}
     for s in room if page in ("train", "inside") else []:
+        start = max(opened, s.watch_from)  # a session may reach its page after the window opens
         end = min(closed, *(t for t in (s.ended_at, s.watch_until) if t is not None))
-        steps = {step for at, step in s.pictures.get("gates", []) if opened <= at <= end}
-        if end - opened >= 5:
-            pictures[s.label] = len(steps) / (end - opened)
+        steps = {step for at, step in s.pictures.get("gates", []) if start <= at <= end}
+        if end - start >= 5:
+            pictures[s.label] = len(steps) / (end - start)
     worst = min(pictures, key=pictures.get) if pictures else None
     return {
         "seconds": seconds,
