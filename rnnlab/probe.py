@@ -492,8 +492,10 @@ class SnapshotSchedule:
     for a whole snapshot, gradients included, after every step, whatever it costs.
 
     `busy` tells the seconds the run has spent computing so far, `wall` the time (both
-    default to the wall clock). A worker that interleaves many runs gives each its own
-    busy clock, so that thirty runs sharing a core do not each take 5 % of the core.
+    default to the wall clock), and `cpu` the processor time that measures what a
+    snapshot costs (the process's: one the operating system paused on a full machine
+    costs no more for it). A worker that interleaves many runs gives each its own busy
+    clock, so that thirty runs sharing a core do not each take 5 % of the core.
     The first snapshot and a final one always have fresh gradients; the others carry
     the latest, with the step they were computed at (the spectral radii too).
     """
@@ -507,17 +509,17 @@ class SnapshotSchedule:
         gradient_every_s: float = GRADIENT_EVERY_S,
         busy: Callable[[], float] = time.perf_counter,
         wall: Callable[[], float] = time.perf_counter,
+        cpu: Callable[[], float] = time.process_time,
     ):
         if not every_s >= 0:
             raise ValueError(f"snapshot_every_s must be at least 0 or None, got {every_s!r}")
-        self.task, self.every_s, self.busy, self.wall = task, every_s, busy, wall
+        self.task, self.every_s, self.busy, self.wall, self.cpu = task, every_s, busy, wall, cpu
         self.gradient_every_s = 0.0 if every_s == 0 else max(every_s, gradient_every_s)
         self.x, self.y = probe_batch(task, device=device)
         self.last = self.gradients_last = wall()
         self.last_busy = self.gradients_last_busy = busy()
-        # Busy seconds of the recent snapshots without gradients, and with them. The
-        # least of the last few is their cost: one that the operating system paused
-        # half-way (a full machine) must not hold the next ones back for seconds.
+        # Processor seconds of the recent snapshots without gradients, and with them; the
+        # least of the last few is their cost (a stray slow one holds nothing back).
         self.costs: collections.deque[float] = collections.deque(maxlen=COST_SAMPLES)
         self.gradients_costs: collections.deque[float] = collections.deque(maxlen=COST_SAMPLES)
         self.gradients: dict[str, Any] | None = None  # the latest gradient fields
@@ -552,7 +554,7 @@ class SnapshotSchedule:
         """snapshot() of the model on the probe batch at training step `step`, with fresh
         gradients when they are due (or `final`), timed for the next due()."""
         fresh = final or self.gradients_due()
-        start = self.busy()
+        start = self.cpu()
         fields = snapshot(model, self.task, self.x, self.y, gradients=fresh)
         if fresh:
             self.gradients = {"gradient_step": step} | {
@@ -565,7 +567,7 @@ class SnapshotSchedule:
         self.last, self.last_busy = self.wall(), self.busy()
         if fresh:
             self.gradients_last, self.gradients_last_busy = self.last, self.last_busy
-            self.gradients_costs.append(self.last_busy - start)
+            self.gradients_costs.append(self.cpu() - start)
         else:
-            self.costs.append(self.last_busy - start)
+            self.costs.append(self.cpu() - start)
         return {**fields, **self.gradients, "gradient_history": list(self.history)}

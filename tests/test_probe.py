@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import sys
 
 import pytest
 import torch
@@ -420,6 +421,30 @@ def test_one_snapshot_paused_by_a_busy_machine_does_not_hold_back_the_next():
     assert schedule.cost == 0.01 and schedule.due()
     schedule.costs.extend([0.5] * COST_SAMPLES)  # slow every time: it really costs that
     assert not schedule.due()
+
+
+def test_a_snapshot_costs_its_processor_time_not_the_time_it_was_paused():
+    """On a full machine the operating system may pause a run in mid-snapshot: the wall
+    and busy clocks run on, the processor time does not, and that is the cost."""
+    model, task = small_model("rnn", "tanh")
+    clocks, cpu = FakeClocks(), [0.0]
+
+    def paused_snapshot(*args, **kwargs):
+        clocks.busy += 0.5  # paused for half a second inside the snapshot
+        cpu[0] += 0.002  # of which it computed 2 ms
+        return snapshot(*args, **kwargs)
+
+    schedule = clocks.schedule(task, every_s=1.0, cpu=lambda: cpu[0])
+    schedule.gradients = {"gradient_step": 0}  # gradients not due: a gates-only snapshot
+    schedule.gradients_last = schedule.gradients_last_busy = 0.0
+    schedule.gradient_every_s = 1e9
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sys.modules["rnnlab.probe"], "snapshot", paused_snapshot)
+        schedule.take(model, 1)
+    assert schedule.cost == pytest.approx(0.002)
+    clocks.wall += 1.0
+    clocks.busy += 0.002 / GATES_SHARE
+    assert schedule.due()  # not 0.5 s / its share of the run's time later
 
 
 def test_snapshots_of_interleaved_runs_are_budgeted_on_their_own_time():
