@@ -495,7 +495,7 @@ class SnapshotSchedule:
     default to the wall clock), and `cpu` the processor time that measures what a
     snapshot costs (the process's: one the operating system paused on a full machine
     costs no more for it). A worker that interleaves many runs gives each its own busy
-    clock, so that thirty runs sharing a core do not each take 5 % of the core.
+    clock, so that thirty runs sharing a core do not each take 4.5 % of the core.
     The first snapshot and a final one always have fresh gradients; the others carry
     the latest, with the step they were computed at (the spectral radii too).
     """

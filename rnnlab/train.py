@@ -200,7 +200,7 @@ def train(
     """Train the model `config` describes; yield events as it goes (see module doc).
 
     snapshot_every_s: seconds between Snapshot events (stretched if snapshots would take
-    more than about 5 % of the run's own computing time, however many runs share the
+    more than about 4.5 % of the run's own computing time, however many runs share the
     core); 0 for one after every step, math.inf for only the final one, None for none.
     """
     busy = _BusyClock()

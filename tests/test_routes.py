@@ -262,6 +262,24 @@ def test_a_run_that_left_memory_is_answered_from_the_store_once(client, manager,
     assert reads == [run_id]  # read once, then answered from memory
 
 
+def test_a_race_run_that_left_memory_keeps_its_curve_and_a_deleted_run_is_gone(client, manager):
+    run_id = manager.submit(tiny(steps=3000), owner="ana", sweep_id="f00d")
+    manager.wait(run_id, timeout=120)
+    with manager._lock:  # forgotten, as the oldest finished runs are
+        del manager._jobs[run_id]
+    (row,) = client.get("/api/sweeps/f00d").json()["runs"]
+    steps = row["points"]["step"]
+    assert len(steps) > 1000 and steps[-1] == 3000 == row["seen"]  # thinned once, not twice
+    (later,) = client.get(f"/api/sweeps/f00d?since={run_id}:2990").json()["runs"]
+    assert later["points"]["step"] == [s for s in steps if s > 2990]
+
+    assert client.get(f"/api/runs/{run_id}/gates").status == 200
+    manager.delete_run(run_id)
+    assert client.get(f"/api/runs/{run_id}").status == 404
+    assert client.get(f"/api/runs/{run_id}/gates").status == 404
+    assert client.get("/api/sweeps/f00d").json() == {"runs": []}
+
+
 def test_a_race_is_served_from_memory_with_its_settings(client, manager):
     sweep_id = "5ea1"
     configs = [tiny(steps=25, cell=cell) for cell in ("rnn", "gru")]

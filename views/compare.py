@@ -117,7 +117,7 @@ if len(chosen):
         deleted = 0
         for run_id in own_ids:
             with contextlib.suppress(RunNotFound):  # already deleted, from another tab
-                store.delete_run(run_id)
+                manager().delete_run(run_id)
                 deleted += 1
         st.session_state["compare_toast"] = ngettext(
             "Deleted {n} run.", "Deleted {n} runs.", deleted

@@ -126,15 +126,34 @@ def row_settings(config: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def row_points(steps: list[int], losses: list, total: int, ended: bool) -> list[int]:
-    """Which of a curve's new points a row keeps: the steps that are multiples of
-    total / ROW_POINTS, and an ended run's last one; so a run drawn from several answers
-    is the same as one drawn from one."""
-    stride = max(1, math.ceil(total / ROW_POINTS))
-    kept = [i for i, step in enumerate(steps) if step % stride == 0]
-    if ended and steps and (not kept or kept[-1] != len(steps) - 1):
-        kept.append(len(steps) - 1)
-    return kept
+def row(
+    progress: Progress,
+    steps: list[int],
+    losses: list[float | None],
+    since: int,
+    name: str | None,
+    *,
+    with_config: bool,
+    stride: int = 1,
+) -> dict[str, Any]:
+    """A run as a row of the room or a race: progress, settings, name, and the points of
+    its curve after step `since` whose steps are multiples of `stride` (and an ended
+    run's last one), so that a run drawn from several answers is the same as one drawn
+    from one; `seen` is the step to ask from next."""
+    kept = [i for i, step in enumerate(steps) if step > since and step % stride == 0]
+    last = len(steps) - 1
+    if not progress.active and steps and steps[last] > since and (not kept or kept[-1] != last):
+        kept.append(last)
+    config = progress.config
+    return {
+        **progress.state(),
+        **row_settings(config),
+        **({"config": config} if with_config else {}),
+        "name": name,
+        "final_loss": (progress.summary or {}).get("final_loss"),
+        "points": {"step": [steps[i] for i in kept], "loss": [losses[i] for i in kept]},
+        "seen": steps[kept[-1]] if kept else since,
+    }
 
 
 @dataclass(eq=False)
@@ -272,19 +291,15 @@ class LiveRun:
     def row(
         self, since: int, queue_position: int | None, name: str | None, *, with_config: bool
     ) -> dict[str, Any]:
-        """The run as a row of the room or a race: progress, settings, name, and the new
-        points of its curve (see row_points); `seen` is the step to ask from next."""
-        progress = self.progress(queue_position, with_snapshot=False)
+        """The run as a row of the room or a race (see row()), its curve on a grid of
+        about ROW_POINTS steps."""
         steps, losses = self.points(since)
-        kept = row_points(steps, losses, self.config.steps, not progress.active)
-        config = self.config.to_dict()
-        summary = self.summary or {}
-        return {
-            **progress.state(),
-            **row_settings(config),
-            **({"config": config} if with_config else {}),
-            "name": self.label or name,
-            "final_loss": summary.get("final_loss"),
-            "points": {"step": [steps[i] for i in kept], "loss": [losses[i] for i in kept]},
-            "seen": steps[kept[-1]] if kept else since,
-        }
+        return row(
+            self.progress(queue_position, with_snapshot=False),
+            steps,
+            losses,
+            since,
+            self.label or name,
+            with_config=with_config,
+            stride=max(1, math.ceil(self.config.steps / ROW_POINTS)),
+        )

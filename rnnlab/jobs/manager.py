@@ -187,6 +187,15 @@ class JobManager(Watched):
         """The names owners go by now."""
         return self.admission.names()
 
+    def delete_run(self, run_id: str) -> None:
+        """Delete a finished run from the store (RunStore.delete_run) and forget what this
+        process kept of it, so that no page or route shows it again."""
+        self.store.delete_run(run_id)
+        with self._lock:
+            if (job := self._jobs.get(run_id)) is not None and not job.active:
+                del self._jobs[run_id]
+        self.stored.forget(run_id)
+
     def heartbeat(self, owner: str) -> None:
         """Say that `owner` is still there. Once an owner has been seen, absence for
         orphan_after_s cancels its jobs."""

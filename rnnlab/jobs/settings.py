@@ -22,18 +22,24 @@ MAX_START_FAILURES = 3
 EXECUTORS = ("local", "ray")
 
 
-def positive_int_from_env(name: str) -> int | None:
-    """The whole number >= 1 in environment variable `name`, None if unset; else ValueError."""
+def _from_env(name: str, parse: type, kind: str, valid, wanted: str):
+    """Environment variable `name` as a `parse` value, None if unset; ValueError saying
+    what is wrong (a value that is not `kind`, or one that is not `wanted`)."""
     configured = os.environ.get(name, "").strip()
     if not configured:
         return None
     try:
-        value = int(configured)
+        value = parse(configured)
     except ValueError:
-        raise ValueError(f"{name} must be a whole number, got {configured!r}") from None
-    if value < 1:
-        raise ValueError(f"{name} must be at least 1, got {value}")
+        raise ValueError(f"{name} must be {kind}, got {configured!r}") from None
+    if not valid(value):
+        raise ValueError(f"{name} must be {wanted}, got {configured!r}")
     return value
+
+
+def positive_int_from_env(name: str) -> int | None:
+    """The whole number >= 1 in environment variable `name`, None if unset; else ValueError."""
+    return _from_env(name, int, "a whole number", lambda v: v >= 1, "at least 1")
 
 
 def default_workers(cores: int | None = None) -> int:
@@ -51,13 +57,11 @@ def default_executor() -> str:
 
 def default_orphan_after_s() -> float:
     """RNNLAB_ORPHAN_AFTER_S if set, else DEFAULT_ORPHAN_AFTER_S."""
-    configured = os.environ.get("RNNLAB_ORPHAN_AFTER_S", "").strip()
-    if not configured:
-        return DEFAULT_ORPHAN_AFTER_S
-    try:
-        value = float(configured)
-    except ValueError:
-        raise ValueError(f"RNNLAB_ORPHAN_AFTER_S must be a number, got {configured!r}") from None
-    if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"RNNLAB_ORPHAN_AFTER_S must be a positive number, got {configured!r}")
-    return value
+    configured = _from_env(
+        "RNNLAB_ORPHAN_AFTER_S",
+        float,
+        "a number",
+        lambda v: math.isfinite(v) and v > 0,
+        "a positive number",
+    )
+    return DEFAULT_ORPHAN_AFTER_S if configured is None else configured

@@ -3,7 +3,6 @@ store: read once, then kept for the latest few asked (a finished run does not ch
 
 from __future__ import annotations
 
-import bisect
 import collections
 import json
 import math
@@ -13,7 +12,7 @@ from typing import Any
 from ..probe import layer_view
 from ..store import RunStore
 from ..values import finite_or_none
-from .feed import Progress, row_points, row_settings
+from .feed import Progress, row
 
 # A curve answered from the store keeps at most this many points (every k-th, and the last).
 STORED_POINTS = 1500
@@ -50,10 +49,6 @@ class StoredRuns:
                 self._answers.popitem(last=False)
         return answer
 
-    def progress(self, run_id: str) -> Progress | None:
-        answer = self._answer(run_id)
-        return None if answer is None else answer["progress"]
-
     def live(self, run_id: str) -> dict[str, Any] | None:
         """The whole finished curve (at most STORED_POINTS points), as LiveRun.live."""
         answer = self._answer(run_id)
@@ -83,25 +78,14 @@ class StoredRuns:
     def row(
         self, run_id: str, since: int, name: str | None, *, with_config: bool
     ) -> dict[str, Any] | None:
-        """A finished run as a row of the room or a race, with its (thinned) curve after
-        step `since`, as LiveRun.row."""
+        """A finished run as a row of a race (rnnlab.jobs.feed.row): every point of its
+        stored curve (at most STORED_POINTS) after step `since`."""
         live = self.live(run_id)
         if live is None:
             return None
         progress = self._answer(run_id)["progress"]
-        start = bisect.bisect_right(live["points"]["step"], since)
-        steps, losses = live["points"]["step"][start:], live["points"]["loss"][start:]
-        kept = row_points(steps, losses, progress.steps, True)
-        config = progress.config
-        return {
-            **progress.state(),
-            **row_settings(config),
-            **({"config": config} if with_config else {}),
-            "name": name,
-            "final_loss": (progress.summary or {}).get("final_loss"),
-            "points": {"step": [steps[i] for i in kept], "loss": [losses[i] for i in kept]},
-            "seen": steps[kept[-1]] if kept else since,
-        }
+        points = live["points"]
+        return row(progress, points["step"], points["loss"], since, name, with_config=with_config)
 
     def _snapshot(self, answer: dict[str, Any]) -> dict[str, Any] | None:
         if "snapshot" not in answer:

@@ -115,7 +115,8 @@ def test_a_race_fills_in_live_without_a_rerun_and_ends_with_its_grid(server, new
         "() => document.querySelector('[data-rnnlab-race-done]').dataset.rnnlabRaceDone"
     )
     assert points == sorted(points)
-    assert page.evaluate(RERUNS_JS) == 0 or done == "3", "the race page reran while training"
+    ended = 1 if done == "3" else 0  # the one rerun that shows the result
+    assert page.evaluate(RERUNS_JS) <= ended, "the race page reran while training"
 
     page.get_by_text("3 of 3 runs finished").wait_for(timeout=RUN_TIMEOUT_MS)
     grid = page.locator(".rnnlab-race-grid.js-plotly-plot")
