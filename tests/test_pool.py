@@ -21,6 +21,7 @@ from helpers import ENDLESS, FakeClock, running, tiny, until
 
 from rnnlab.config import RunConfig
 from rnnlab.jobs import JobError
+from rnnlab.jobs import manager as manager_module
 from rnnlab.train import train
 
 
@@ -447,3 +448,26 @@ def test_an_owner_still_present_after_its_run_ends_may_train_again(make_manager)
     assert manager.wait(again, timeout=120).status == "completed"
     manager.cancel(other)
     assert manager.wait(other, timeout=120).status == "stopped"
+
+
+def test_workers_that_cannot_start_fail_the_waiting_runs_with_a_message(
+    make_manager, store, monkeypatch
+):
+    """The fork server killed for memory (a small container) must not leave runs queued
+    for ever: each failed start counts, and once the pool gives up the runs say why."""
+
+    def no_worker(context, store_path, torch_threads):
+        def start(number):
+            raise EOFError("unexpected EOF")  # what a dead fork server gives
+
+        return start
+
+    monkeypatch.setattr(manager_module, "make_local_worker", no_worker)
+    manager = make_manager(workers=1)
+    run_id = manager.submit(tiny(), owner="ana")
+    final = manager.wait(run_id, timeout=60)
+    assert final.status == "failed" and "cannot start" in final.error
+    assert "EOFError" in final.error
+    assert until(lambda: store.get_run(run_id).status == "failed", what="the store")
+    with pytest.raises(JobError, match="cannot start"):
+        manager.submit(tiny(), owner="ana")

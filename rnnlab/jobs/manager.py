@@ -326,18 +326,18 @@ class JobManager(Watched):
                 self._retire(job)
                 self._dispatch()
 
-    def lost(self, worker: Any, how: str, giving_up: bool) -> None:
-        """A worker died: fail its runs, saying so (and every waiting run, if no worker is
-        left and none can start)."""
+    def lost(self, jobs: dict, how: str, *, ready: bool, giving_up: bool) -> None:
+        """A worker died or could not start: fail its runs (`jobs`), saying so, and every
+        waiting run if no worker is left and none can start."""
         message = (
             f"the training worker process stopped unexpectedly ({how}; out of memory?). "
             "Other runs were not affected; press Train to run it again."
         )
-        if giving_up and not worker.ready:
+        if giving_up and not ready:
             message = f"the training workers cannot start ({how}); the server log says why"
         with self._lock:
-            orphaned = list(worker.jobs.values())
-            worker.jobs.clear()
+            orphaned = list(jobs.values())
+            jobs.clear()
             if not self.pool.workers and giving_up:
                 orphaned += self._queue
                 self._queue.clear()
@@ -346,7 +346,7 @@ class JobManager(Watched):
             self._dispatch()
         if orphaned:
             failed = [job.run_id for job in orphaned]
-            log.error("worker %s died (%s); failed runs %s", worker.process.pid, how, failed)
+            log.error("a worker died (%s); failed runs %s", how, failed)
         for job in orphaned:
             try:
                 self.store.fail(job.run_id, message)

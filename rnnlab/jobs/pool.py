@@ -105,11 +105,12 @@ def process_context() -> Any:
 class PoolEvents(Protocol):
     """What the pool tells its owner (the job manager), from the update thread."""
 
-    def started(self) -> None: ...  # the first workers are up: hand them work
+    def started(self) -> None: ...  # a worker is up: hand it work
 
     def update(self, worker: Any, update: Update) -> None: ...
 
-    def lost(self, worker: Any, how: str, giving_up: bool) -> None: ...  # its runs failed
+    # A worker died (its runs failed), or one could not start (no runs: `jobs` is empty).
+    def lost(self, jobs: dict, how: str, *, ready: bool, giving_up: bool) -> None: ...
 
     def tick(self) -> None: ...  # every ORPHAN_CHECK_S
 
@@ -181,14 +182,7 @@ class WorkerPool:
 
     def _read_updates(self) -> None:
         """The update thread: workers' reports in, dead workers replaced, ticks."""
-        started = [self._start_worker() for _ in range(self.size)]  # seconds, the first time
-        with self.lock:
-            self.workers += started
-            closed = self.closed
-        if closed:  # shut down while the workers were starting
-            for worker in started:
-                worker.send(("close",))
-        self.events.started()
+        self._start_missing()  # seconds, the first time
         next_tick = 0.0
         while True:
             with self.lock:
@@ -208,6 +202,7 @@ class WorkerPool:
                     self._lose(worker)
             if time.monotonic() >= next_tick:
                 next_tick = time.monotonic() + ORPHAN_CHECK_S
+                self._start_missing()
                 self.events.tick()
 
     def _receive(self, worker: Any) -> bool:
@@ -227,7 +222,8 @@ class WorkerPool:
         return True
 
     def _lose(self, worker: Any) -> None:
-        """A worker died: replace it (unless workers keep dying at start), fail its runs."""
+        """A worker died: fail its runs and replace it (unless workers keep dying at
+        start)."""
         worker.process.join(5)
         how = worker.how_it_ended()
         if not worker.ready:
@@ -235,9 +231,35 @@ class WorkerPool:
         with self.lock:
             worker.lost = True
             self.workers.remove(worker)
-            if not self.closed and not self.failing:
-                self.workers.append(self._start_worker())
-        self.events.lost(worker, how, self.failing)
+        self.events.lost(worker.jobs, how, ready=worker.ready, giving_up=self.failing)
+        self._start_missing()
+
+    def _start_missing(self) -> None:
+        """Start workers until there are `size` of them, unless the pool is closed or
+        workers keep failing to start (the fork server killed for memory, say): each
+        failure counts, and the manager hears of it. Then the manager hands out work."""
+        started = []
+        while not self.closed and not self.failing:
+            with self.lock:
+                if len(self.workers) + len(started) >= self.size:
+                    break
+            try:
+                started.append(self._start_worker())
+            except Exception as error:
+                log.exception("a training worker could not start")
+                self.start_failures += 1
+                how = f"{type(error).__name__}: {error}"
+                self.events.lost({}, how, ready=False, giving_up=self.failing)
+                break  # try again at the next tick
+        if not started:
+            return
+        with self.lock:
+            self.workers += started
+            closed = self.closed
+        if closed:  # shut down while they were starting
+            for worker in started:
+                worker.send(("close",))
+        self.events.started()
 
 
 def make_local_worker(
