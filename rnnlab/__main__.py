@@ -35,7 +35,7 @@ from .store import EXPORT_FORMATS, STATUSES, RunRecord, RunStore, StoreError, op
 from .sweep import SWEEPABLE, Grid, LocalExecutor, RayExecutor, RunResult, SweepResult, run_sweep
 from .tasks import make_task
 from .train import Evaluation, Finished, Step, resolve_device
-from .weights import weights_file_bytes
+from .weights import WeightsError, weights_file_bytes
 
 MAX_WORKERS = 64
 INTERRUPTED = 130  # the exit status of a command stopped by Ctrl-C (128 + SIGINT)
@@ -410,7 +410,10 @@ def _export_weights(store: RunStore, run_id: str, output: str | None) -> int:
     """Write a run's trained weights as a .pt file (rnnlab.load_model reads it)."""
     if output is None:
         fail("--format pt writes a binary file; give -o FILE")
-    data = weights_file_bytes(store, run_id)
+    try:
+        data = weights_file_bytes(store, run_id)
+    except WeightsError as error:
+        fail(f"run {run_id}'s stored weights cannot be exported: {error}")
     if data is None:
         run = store.get_run(run_id)
         fail(f"run {run_id} has no weights ({run.status}); only runs that finished keep them")
