@@ -28,10 +28,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from .worker import Worker, warm_up
-
 RAY_MISSING = (
     "Ray is not installed; install it with: pip install 'rnnlab[ray]' (or pip install ray)"
 )
@@ -177,12 +173,18 @@ class PoolWorkerActor:
     commands, `messages` streams the replies."""
 
     def __init__(self, torch_threads: int) -> None:
+        import torch  # in the actor's process; the server that starts it has no torch
+
+        from .worker import warm_up
+
         torch.set_num_threads(torch_threads)
         warm_up()
         self.connection = ActorConnection()
         threading.Thread(target=self._serve, name="rnnlab-worker", daemon=True).start()
 
     def _serve(self) -> None:
+        from .worker import Worker
+
         try:
             Worker(self.connection, None).serve()
         finally:

@@ -1,18 +1,21 @@
 """A training worker process: it trains many runs at once, each for a short slice in turn.
 
 The job manager (rnnlab.jobs) starts a few of these and hands each run to one of them.
-A run is a train() generator; the worker advances each of its active runs for a slice
-of time in turn (round robin, see ROUND_S), so thirty runs on two cores all start at
-once and share the CPU evenly instead of twenty-eight waiting behind two. It records
+A run is a train() generator; the worker advances its active runs for a slice of time
+each (see ROUND_S), so thirty runs on two cores all start at once instead of
+twenty-eight waiting behind two. The time is shared by owner, not by run: the next
+slice goes to the owner that has had the least of this worker's time, to its runs in
+turn, so a session racing thirty runs gets no more of the processor than one training
+one, and a run whose steps are long pays for them in turns it waits. It records
 every event in the run store itself and sends the server one compact Update per slice:
 the new steps and evaluations, and the latest snapshot (no two closer than
 SNAPSHOT_SEND_S) as the JSON the engine encoded once, with each layer's view and any new
 gradient history beside it, so the server copies bytes instead of decoding them.
 
-Commands, server to worker:   ("start", run_id, config_dict, snapshot_every_s)
+Commands, server to worker:   ("start", run_id, config_dict, snapshot_every_s, owner)
                               ("cancel", run_id, reason or None, status)
                               ("close",)
-Replies, worker to server:    ("ready", pid)
+Replies, worker to server:    ("ready", pid, calibration or None)
                               ("update", Update)
 
 A worker exits when told to close or when its connection to the server breaks (the
@@ -26,23 +29,25 @@ snapshot, and the server records the runs from the updates (`recorded_events`).
 from __future__ import annotations
 
 import collections
+import ctypes
+import ctypes.util
+import gc
 import json
 import math
 import os
 import signal
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
-from typing import Any
 
 import torch
 
 from .config import RunConfig
+from .jobs.sizing import Calibration, step_terms
 from .probe import layer_view
 from .recording import RecordedRun, record_failure
 from .store import RunStore
-from .train import Evaluation, Event, Snapshot, Started, Step
+from .train import Event, Snapshot, train
+from .updates import Update
 
 # How long one run trains before the next one's turn: a round over every run takes about
 # ROUND_S (each run's chart then moves a few times a second), but a slice is never
@@ -55,53 +60,15 @@ MIN_SLICE_S, MAX_SLICE_S = 0.01, 0.05
 SNAPSHOT_SEND_S = 0.7
 
 
-@dataclass
-class Update:
-    """What one slice of one run produced, as the server needs it (plain values only)."""
-
-    run_id: str
-    started: dict[str, Any] | None = None  # the Started event, without its config
-    steps: list[tuple[int, float, float, float]] = field(default_factory=list)
-    evaluations: list[tuple[int, float, float, bool, float]] = field(default_factory=list)
-    snapshot_step: int | None = None
-    snapshot_json: bytes | None = None  # the whole Snapshot event: its to_json()
-    views_json: list[bytes] | None = None  # per layer: JSON of probe.layer_view
-    # JSON of {"gradient_step", "steps", "history"} when the snapshot's gradients are
-    # newer than the last ones sent for the run, and that gradient_step.
-    gradients_json: bytes | None = None
-    gradient_step: int | None = None
-    finished: dict[str, Any] | None = None  # {"status", "summary", "error"}
-    # Only from a worker that records nothing: events of kinds the fields above do not
-    # carry (a run's trained weights, say), for the server to record as they are.
-    events: list[Event] = field(default_factory=list)
-
-
-def recorded_events(
-    update: Update, config: RunConfig, *, with_snapshot: bool = True
-) -> Iterator[Event]:
-    """The events an update reports, as a run store takes them, for a server that records
-    the runs of a worker that does not (its end is `update.finished`). The snapshot, whose
-    decoding costs milliseconds, only `with_snapshot`."""
-    if update.started is not None:
-        info = {k: v for k, v in update.started.items() if k != "kind"}
-        yield Started(config=config.to_dict(), **info)
-    for step in update.steps:
-        yield Step(*step)
-    for evaluation in update.evaluations:
-        yield Evaluation(*evaluation)
-    if with_snapshot and update.snapshot_json is not None:
-        snapshot = json.loads(update.snapshot_json)
-        snapshot.pop("kind", None)
-        yield Snapshot(**snapshot)
-    yield from update.events
-
-
 class _ActiveRun(RecordedRun):
     """A run this worker trains: its recorded event stream, and what of its snapshots
     was sent when."""
 
-    def __init__(self, store: RunStore, run_id: str, config: RunConfig, snapshot_every_s):
+    def __init__(
+        self, store: RunStore, run_id: str, config: RunConfig, snapshot_every_s, owner: str
+    ):
         super().__init__(store, run_id, config, snapshot_every_s=snapshot_every_s)
+        self.owner = owner
         self.stepped = False
         self.snapshot_sent_at = -math.inf
         self.waiting_snapshot: Snapshot | None = None  # taken too soon after the last sent
@@ -133,12 +100,15 @@ class Worker:
         self.server_records = store is None
         self.store = store if store is not None else _NotRecorded()
         self.runs: dict[str, _ActiveRun] = {}
-        self.turns: collections.deque[str] = collections.deque()
+        # owner -> its runs here, the next to train first; and the worker's seconds each
+        # owner has had (a newcomer starts level with the least served, not at zero).
+        self.turns: dict[str, collections.deque[str]] = {}
+        self.served: dict[str, float] = {}
         self.open = True  # False once told to close: finish the runs held, then exit
         self.connected = True
 
     def serve(self) -> None:
-        self.send_message(("ready", os.getpid()))
+        self.send_message(("ready", os.getpid(), CALIBRATION))
         while self.open or self.runs:
             if self.connected:
                 self.read_commands(wait=None if not self.runs else 0)
@@ -160,9 +130,10 @@ class Worker:
     def handle(self, command: tuple) -> None:
         kind = command[0]
         if kind == "start":
-            _, run_id, config, snapshot_every_s = command
+            _, run_id, config, snapshot_every_s, owner = command
             try:
-                run = _ActiveRun(self.store, run_id, RunConfig(**config), snapshot_every_s)
+                config = RunConfig(**config)
+                run = _ActiveRun(self.store, run_id, config, snapshot_every_s, owner)
             except Exception as error:
                 message = record_failure(self.store, run_id, error)
                 self.send(
@@ -170,7 +141,10 @@ class Worker:
                 )
                 return
             self.runs[run_id] = run
-            self.turns.append(run_id)
+            if owner not in self.turns:
+                self.served[owner] = min(self.served.values(), default=0.0)
+                self.turns[owner] = collections.deque()
+            self.turns[owner].append(run_id)
         elif kind == "cancel":
             _, run_id, reason, status = command
             run = self.runs.get(run_id)
@@ -182,13 +156,17 @@ class Worker:
                 self.connected = False
 
     def turn(self) -> None:
-        """Train the next run for one slice (or until its first step) and report it."""
-        run = self.runs[self.turns[0]]
-        self.turns.rotate(-1)
+        """Train the next run of the least served owner for one slice (or until its
+        first step), charge the owner the time it took, and report it."""
+        owner = min(self.turns, key=self.served.__getitem__)
+        runs = self.turns[owner]
+        run = self.runs[runs[0]]
+        runs.rotate(-1)
         update = Update(run.run_id)
         self.send_waiting_snapshot(run, update)
-        share = min(MAX_SLICE_S, max(MIN_SLICE_S, ROUND_S / len(self.turns)))
-        deadline = time.perf_counter() + share
+        share = min(MAX_SLICE_S, max(MIN_SLICE_S, ROUND_S / len(self.runs)))
+        began, cpu_began = time.perf_counter(), time.process_time()
+        deadline = began + share
         try:
             for event in run:
                 if self.record(run, event, update) or time.perf_counter() >= deadline:
@@ -196,6 +174,9 @@ class Worker:
         except Exception:  # recorded as failed by the run itself
             self.forget(run.run_id)
             update.finished = run.outcome
+        if owner in self.served:
+            self.served[owner] += time.perf_counter() - began
+        update.cpu_s = time.process_time() - cpu_began
         self.send(update)
 
     def record(self, run: _ActiveRun, event: Event, update: Update) -> bool:
@@ -254,8 +235,17 @@ class Worker:
             update.gradient_step = event.gradient_step
 
     def forget(self, run_id: str) -> None:
-        if self.runs.pop(run_id, None) is not None:
-            self.turns.remove(run_id)
+        """Drop a run that ended, and give its memory back to the system."""
+        run = self.runs.pop(run_id, None)
+        if run is None:
+            return
+        runs = self.turns[run.owner]
+        runs.remove(run_id)
+        if not runs:
+            del self.turns[run.owner], self.served[run.owner]
+        del run
+        gc.collect()
+        _release_free_memory()
 
     def send(self, update: Update) -> None:
         self.send_message(("update", update))
@@ -269,6 +259,22 @@ class Worker:
             self.connected = self.open = False
             for run in self.runs.values():
                 run.stop("the server shut down", "interrupted")
+
+
+def _glibc() -> ctypes.CDLL | None:
+    name = ctypes.util.find_library("c")
+    library = ctypes.CDLL(name) if name else None
+    return library if library is not None and hasattr(library, "malloc_trim") else None
+
+
+_LIBC = _glibc()
+
+
+def _release_free_memory() -> None:
+    """Return freed heap pages to the system (glibc keeps them otherwise): a worker that
+    trained a large run then holds only what its remaining runs use."""
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
 
 
 def warm_up() -> None:
@@ -292,10 +298,61 @@ def main(connection: Connection, store_path: str, torch_threads: int = 1) -> Non
     Worker(connection, RunStore(store_path)).serve()
 
 
+def _step_seconds(config: RunConfig) -> float:
+    """The fastest of a few real training steps of `config`, after the first."""
+    times, last = [], None
+    for event in train(config, snapshot_every_s=None):
+        if event.kind == "step":
+            now = time.perf_counter()
+            if last is not None:
+                times.append(now - last)
+            last = now
+    return min(times)
+
+
+# Runs whose steps each weigh on one term of the step-time model (rnnlab.jobs.sizing):
+# time steps, matrix products, parameters, elementwise gate work, and all of them.
+CALIBRATION_RUNS = (
+    dict(hidden_size=4, seq_len=200, batch_size=1),
+    dict(hidden_size=128, seq_len=25, batch_size=64),
+    dict(hidden_size=512, num_layers=2, seq_len=2, batch_size=1),
+    dict(hidden_size=32, seq_len=100, batch_size=256),
+    dict(hidden_size=256, num_layers=2, seq_len=50, batch_size=32),
+)
+
+
+def calibrate() -> Calibration:
+    """This machine's step-time model, fitted to real steps of CALIBRATION_RUNS (each
+    run's relative error weighs the same; a term that fits below zero is left out)."""
+    configs = [RunConfig(task="adding", steps=3, **run) for run in CALIBRATION_RUNS]
+    seconds = torch.tensor([_step_seconds(config) for config in configs], dtype=torch.float64)
+    terms = torch.tensor([step_terms(config) for config in configs], dtype=torch.float64)
+    used = list(range(terms.shape[1]))
+    while True:
+        scaled = terms[:, used] / seconds[:, None]  # rows in relative error
+        fitted = torch.linalg.lstsq(scaled, torch.ones_like(seconds)).solution
+        if (fitted >= 0).all():
+            break
+        used.pop(int(fitted.argmin()))
+    coefficients = [0.0] * terms.shape[1]
+    for term, value in zip(used, fitted.tolist(), strict=True):
+        coefficients[term] = value
+    return Calibration(*coefficients)
+
+
+# This machine's calibration: measured once, by the fork server that every local worker
+# is forked from (preload), and reported by each worker when it is ready.
+CALIBRATION: Calibration | None = None
+
+
 def preload() -> None:
-    """Import what the first optimizer pulls in lazily (seconds), without computing.
+    """Import what the first optimizer pulls in lazily (seconds), and time this machine.
 
     The job manager's fork server imports this module once; each worker forked from it
-    starts with these modules loaded, in tens of milliseconds instead of seconds.
+    starts with these modules loaded, in tens of milliseconds instead of seconds, and
+    with the machine's calibration.
     """
+    global CALIBRATION
     torch.optim.Adam([torch.zeros(1, requires_grad=True)])
+    torch.set_num_threads(1)
+    CALIBRATION = calibrate()

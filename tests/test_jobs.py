@@ -69,8 +69,6 @@ def test_fifty_jobs_from_ten_threads_all_land_in_the_store(make_manager, store, 
         assert store.evaluations(run_id)["step"].iloc[-1] == steps
         assert store.snapshot(run_id) is not None
     assert positions, "the watcher saw no queue"
-    for seen in positions.values():
-        assert seen == sorted(seen, reverse=True)  # a job only moves up the queue
     assert manager.queue() == []
 
 
@@ -107,7 +105,7 @@ def test_an_owner_cannot_fill_the_queue(make_manager):
         manager.submit(tiny(seed=2), owner="ana")
     assert "cancel one" in str(refused.value)
     other = manager.submit(tiny(), owner="ben")  # others are not affected
-    assert manager.progress(other).queue_position == 3
+    assert manager.progress(other).queue_position == 2  # owners take turns: ana, ben, ana
     manager.cancel(waiting[0], owner="ana")
     manager.submit(tiny(seed=3), owner="ana")  # room again
     manager.cancel(blocker)

@@ -11,7 +11,8 @@ from rnnlab import worker as worker_module
 from rnnlab.config import RunConfig
 from rnnlab.probe import layer_view
 from rnnlab.train import Snapshot, train
-from rnnlab.worker import SNAPSHOT_SEND_S, Update, Worker, recorded_events
+from rnnlab.updates import Update, recorded_events
+from rnnlab.worker import SNAPSHOT_SEND_S, Worker
 
 
 @pytest.fixture(scope="module")

@@ -1,10 +1,12 @@
-"""Room rules: how many runs an owner may have waiting, who is still there, who they are.
+"""Room rules: how many runs an owner may have, who is still there, who they are.
 
 An owner is a browser session (or a script). It may have at most
-`max_queued_per_owner` runs waiting; once it has been seen (a heartbeat, or `presence`
-saying so) and is then absent for `orphan_after_s` (a closed tab), it loses its runs
-and cannot submit more until it is seen again. Each owner may go by a name, which the
-room shows on its runs.
+`max_queued_per_owner` runs waiting and `max_running_per_owner` training (a Race's runs
+count like any other), and one client address may hold at most
+`max_owners_per_address` owners with runs; once an owner has been seen (a heartbeat,
+or `presence` saying so) and is then absent for `orphan_after_s` (a closed tab), it
+loses its runs and cannot submit more until it is seen again. Each owner may go by a
+name, which the room shows on its runs.
 """
 
 from __future__ import annotations
@@ -13,7 +15,11 @@ import collections
 import threading
 from collections.abc import Callable, Iterable
 
-from .settings import DEFAULT_MAX_QUEUED_PER_OWNER
+from .settings import (
+    DEFAULT_MAX_OWNERS_PER_ADDRESS,
+    DEFAULT_MAX_QUEUED_PER_OWNER,
+    DEFAULT_MAX_RUNNING_PER_OWNER,
+)
 
 # Names remembered, the least recently set forgotten first.
 MAX_NAMED_OWNERS = 2000
@@ -36,12 +42,16 @@ class Admission:
         lock: threading.Lock,
         *,
         max_queued_per_owner: int | None = DEFAULT_MAX_QUEUED_PER_OWNER,
+        max_running_per_owner: int | None = DEFAULT_MAX_RUNNING_PER_OWNER,
+        max_owners_per_address: int | None = DEFAULT_MAX_OWNERS_PER_ADDRESS,
         orphan_after_s: float | None = None,
         presence: Callable[[str], bool | None] | None = None,
         clock: Callable[[], float],
     ):
         self.lock = lock
         self.max_queued_per_owner = max_queued_per_owner
+        self.max_running_per_owner = max_running_per_owner
+        self.max_owners_per_address = max_owners_per_address
         self.orphan_after_s = orphan_after_s
         self.presence = presence
         self.clock = clock
@@ -49,12 +59,22 @@ class Admission:
         self._heartbeats: dict[str, float] = {}
         self._gone: set[str] = set()
         self._names: collections.OrderedDict[str, str] = collections.OrderedDict()
+        self._located: dict[str, str] = {}  # owner -> its client address, if known
+        self._addresses: dict[str, set[str]] = {}  # client address -> owners with runs
+
+    def locate(self, owner: str, address: str) -> None:
+        """`owner` connects from client `address`. Lock held."""
+        self._located[owner] = address
+        while len(self._located) > MAX_NAMED_OWNERS:
+            del self._located[next(iter(self._located))]
 
     def reserve(self, owner: str, waiting: int) -> None:
         """Hold a place for one more waiting run of `owner`, who has `waiting` in the
         queue; QueueFull or JobError if it may not. Lock held."""
         if owner in self._gone:
             raise JobError("this session was closed, so its runs were stopped")
+        if owner in self._located:
+            self._admit_address(owner, self._located[owner])
         waiting += self._reserved[owner]
         cap = self.max_queued_per_owner
         if cap is not None and waiting >= cap:
@@ -63,6 +83,22 @@ class Admission:
                 "wait for one to start, or cancel one."
             )
         self._reserved[owner] += 1
+
+    def _admit_address(self, owner: str, address: str) -> None:
+        owners = self._addresses.setdefault(address, set())
+        cap = self.max_owners_per_address
+        if owner not in owners and cap is not None and len(owners) >= cap:
+            raise JobError(
+                f"{len(owners)} sessions from your network address already have runs "
+                f"(at most {cap}); close a tab you no longer use, or try again later."
+            )
+        owners.add(owner)
+
+    def may_start(self, owner: str, running: int) -> bool:
+        """Whether one more run of `owner`, who has `running` training, may start now.
+        Lock held."""
+        cap = self.max_running_per_owner
+        return cap is None or running < cap
 
     def release(self, owner: str) -> None:
         """The reserved run is queued (or was not created). Lock held."""
@@ -113,4 +149,9 @@ class Admission:
             for owner in silent:
                 del self._heartbeats[owner]
                 self._gone.add(owner)
+                self._located.pop(owner, None)
+                for address, owners in list(self._addresses.items()):
+                    owners.discard(owner)
+                    if not owners:
+                        del self._addresses[address]
         return silent

@@ -8,11 +8,15 @@
     manager.cancel(run_id, owner=session_id)
     manager.queue()                                     # what runs and what waits, in order
 
-Training happens in `workers` processes (`RNNLAB_WORKERS`, default one per core; see
-rnnlab.jobs.pool and rnnlab.worker). Every worker interleaves its runs, a slice of time
-each, so up to `max_running` runs (`RNNLAB_MAX_RUNNING`, default 16 per worker) train at
-once and all of them start within a second; beyond that, runs wait in one
-first-in-first-out queue whose positions pages show. The server keeps each live run's
+Training happens in `workers` processes (`RNNLAB_WORKERS`, default one per processor
+the container allows, fewer if its memory cannot hold them; see rnnlab.jobs.resources,
+rnnlab.jobs.pool and rnnlab.worker). Every worker interleaves its runs, sharing its time
+equally between their owners, so up to `max_running` runs (`RNNLAB_MAX_RUNNING`,
+default 24 per worker) train at once and all of them start within a second; beyond
+that, or beyond the memory a worker has for runs, runs wait in one queue, fair between
+owners (rnnlab.jobs.scheduling), whose positions pages show. A run whose step would take
+more than a second on this machine, or whose memory no worker has, is refused with a
+message naming the setting to lower (rnnlab.jobs.sizing). The server keeps each live run's
 curve, latest evaluation and latest encoded snapshot in memory (rnnlab.jobs.feed), fed
 by the pool's update thread; pages and routes read from there, and read a run that has
 left memory from the store once.
@@ -22,9 +26,10 @@ With `RNNLAB_EXECUTOR=ray` the workers are Ray actors instead, on the cluster at
 `RNNLAB_WORKERS` says otherwise; they run the same worker loop, and since they share no
 disk with the server, the server records their runs from their updates (rnnlab.cluster).
 
-Room rules (rnnlab.jobs.admission): caps on waiting runs per owner, and the runs of an
-owner that has gone are stopped. A worker that dies (killed, out of memory) fails only
-its own runs, with a message that says so, and is replaced.
+Room rules (rnnlab.jobs.admission): caps on waiting and training runs per owner and on
+owners per client address, and the runs of an owner that has gone are stopped. A worker
+that dies (killed, out of memory) fails only its own runs, with a message that says so,
+and is replaced.
 """
 
 from __future__ import annotations
@@ -38,14 +43,14 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from ..cluster import cluster_cpus as count_cluster_cpus
-from ..cluster import connect
 from ..config import RunConfig
 from ..store import ACTIVE_STATUSES, RunStore, open_store
-from ..worker import Update, recorded_events
+from ..updates import Update, recorded_events
+from . import resources, sizing
 from .admission import Admission, JobError
 from .feed import LiveRun
 from .pool import WorkerPool, make_local_worker, make_ray_worker, process_context
+from .scheduling import Scheduler, fair_order
 from .settings import (
     DEFAULT_MAX_QUEUED_PER_OWNER,
     EXECUTORS,
@@ -53,8 +58,9 @@ from .settings import (
     RUNS_PER_WORKER,
     SNAPSHOT_EVERY_S,
     default_executor,
+    default_max_running_per_owner,
     default_orphan_after_s,
-    default_workers,
+    memory_plan,
     positive_int_from_env,
 )
 from .stored import StoredRuns
@@ -81,6 +87,7 @@ class JobManager(Watched):
         workers: int | None = None,
         store: RunStore | None = None,
         max_queued_per_owner: int | None = DEFAULT_MAX_QUEUED_PER_OWNER,
+        max_running_per_owner: int | None | object = _FROM_ENVIRONMENT,
         orphan_after_s: float | None | object = _FROM_ENVIRONMENT,
         max_running: int | None = None,
         torch_threads: int = 1,
@@ -92,25 +99,37 @@ class JobManager(Watched):
         self.executor = executor if executor is not None else default_executor()
         if self.executor not in EXECUTORS:
             raise ValueError(f"executor must be local or ray, got {self.executor!r}")
-        cluster_cpus = None
+        cluster_cpus, machine = None, resources.detect()
         if self.executor == "ray":  # workers in Ray actors; see rnnlab.cluster
+            from ..cluster import cluster_cpus as count_cluster_cpus
+            from ..cluster import connect
+
             connect(ray_address or os.environ.get("RNNLAB_RAY_ADDRESS") or None)
             cluster_cpus = count_cluster_cpus()
-        self.workers = workers if workers is not None else default_workers(cluster_cpus)
+        plan = memory_plan(machine, cluster_cpus, local=self.executor == "local")
+        self.workers = workers if workers is not None else plan.workers
         if self.workers < 1:
             raise ValueError(f"workers must be at least 1, got {self.workers}")
+        self.resources = machine
+        self.scheduler = Scheduler(plan.memory_per_worker(self.workers))
         self.store = store if store is not None else open_store()
         self.max_running = (
             max_running
             or positive_int_from_env("RNNLAB_MAX_RUNNING")
             or RUNS_PER_WORKER * self.workers
         )
+        self.runs_per_worker = -(-self.max_running // self.workers)
         self.torch_threads = torch_threads
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)  # a job was queued or finished
         self.admission = Admission(
             self._lock,
             max_queued_per_owner=max_queued_per_owner,
+            max_running_per_owner=(
+                default_max_running_per_owner()
+                if max_running_per_owner is _FROM_ENVIRONMENT
+                else max_running_per_owner
+            ),
             orphan_after_s=(
                 default_orphan_after_s() if orphan_after_s is _FROM_ENVIRONMENT else orphan_after_s
             ),
@@ -145,16 +164,21 @@ class JobManager(Watched):
         snapshot_every_s is passed to train() (math.inf: only the final snapshot).
         `label` is the name the owner goes by (the room shows it; memory only).
         Raises QueueFull when the owner already has max_queued_per_owner jobs waiting, and
-        JobError after shutdown() or once the owner has been dropped as absent.
+        JobError when the run is too large for this server, after shutdown(), or once the
+        owner has been dropped as absent.
         """
         if not isinstance(config, RunConfig):
             raise TypeError(f"submit() takes a RunConfig, not {type(config).__name__}")
+        refusal = sizing.too_large(config, self.pool.calibration, self.scheduler.memory_per_worker)
+        if refusal is not None:
+            raise JobError(refusal[0].upper() + refusal[1:] + ".")
         with self._lock:
             if self._closed:
                 raise JobError("the training pool is shutting down; try again in a moment")
             if self.pool.failing:
                 raise JobError("the training workers cannot start; the server log says why")
-            self.admission.reserve(owner, sum(job.owner == owner for job in self._queue))
+            waiting = sum(job.owner == owner for job in self._queue)
+            self.admission.reserve(owner, waiting)
         try:
             run_id = self.store.create_run(config, owner=owner, sweep_id=sweep_id)
         finally:
@@ -173,11 +197,20 @@ class JobManager(Watched):
                 self._jobs[run_id] = job
                 if sweep_id is not None:
                     self._sweeps.setdefault(sweep_id, []).append(run_id)
+                self.scheduler.memory[run_id] = sizing.estimate(
+                    config, self.pool.calibration
+                ).memory_bytes
                 self._queue.append(job)
                 self._dispatch()
                 return run_id
         self.store.finish(run_id, "interrupted", error="the server shut down")
         raise JobError("the training pool is shutting down; try again in a moment")
+
+    def locate(self, owner: str, address: str) -> None:
+        """`owner` connects from client `address` (a page says, where it can tell):
+        one address may hold only so many owners with runs."""
+        with self._lock:
+            self.admission.locate(owner, address)
 
     def name(self, owner: str, name: str) -> None:
         """The name `owner` goes by in the room, for runs it submits without a label."""
@@ -254,15 +287,29 @@ class JobManager(Watched):
         return self._closed
 
     def _dispatch(self) -> None:
-        """Hand waiting jobs to the least busy workers while there is room. Lock held."""
+        """Start waiting jobs while workers have room (rnnlab.jobs.scheduling), then put
+        the queue in the order the rest will start. Lock held."""
+        running = collections.Counter(
+            job.owner for worker in self.pool.workers for job in worker.jobs.values()
+        )
         while self._queue and self.pool.running() < self.max_running:
-            worker = self.pool.least_busy()
-            if worker is None:
+            chosen = self.scheduler.next_start(
+                self._queue,
+                self.pool.workers,
+                self.runs_per_worker,
+                self.admission.may_start,
+                running,
+            )
+            if chosen is None:
                 break
-            job = self._queue.popleft()
+            job, worker = chosen
+            self._queue.remove(job)
+            running[job.owner] += 1
             job.status, job.worker = "running", worker
             worker.jobs[job.run_id] = job
-            worker.send(("start", job.run_id, job.config.to_dict(), job.snapshot_every_s))
+            config = job.config.to_dict()
+            worker.send(("start", job.run_id, config, job.snapshot_every_s, job.owner))
+        self._queue = collections.deque(fair_order(self._queue, running))
         self._changed.notify_all()
 
     def _stop(self, job: LiveRun, reason: str | None, *, status: str = "stopped") -> bool:
@@ -297,6 +344,7 @@ class JobManager(Watched):
 
     def _retire(self, job: LiveRun) -> None:
         """Mark a job done, drop its snapshot, forget the oldest finished jobs. Lock held."""
+        self.scheduler.forget(job.run_id)
         job.forget_snapshot()
         job.done.set()
         self._finished.append(job.run_id)

@@ -18,10 +18,9 @@ from collections.abc import Callable
 from multiprocessing.connection import wait
 from typing import Any, Protocol
 
-from ..cluster import RayWorker
-from ..worker import Update
-from ..worker import main as worker_main
+from ..updates import Update
 from .settings import MAX_START_FAILURES, ORPHAN_CHECK_S
+from .sizing import UNMEASURED, Calibration
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +34,7 @@ class WorkerProcess:
     def __init__(self, context: Any, store_path: str, torch_threads: int, number: int):
         self.connection, child = context.Pipe()
         self.process = context.Process(
-            target=worker_main,
+            target=_worker_main,
             args=(child, store_path, torch_threads),
             name=f"rnnlab-worker-{number}",
             daemon=True,
@@ -59,6 +58,14 @@ class WorkerProcess:
     def how_it_ended(self) -> str:
         code = self.process.exitcode
         return f"killed by signal {-code}" if code is not None and code < 0 else f"exit {code}"
+
+
+def _worker_main(*args: Any) -> None:
+    """A worker process's entry point. rnnlab.worker imports torch, which the server
+    never does: only the processes that train hold it (the fork server already has)."""
+    from ..worker import main
+
+    main(*args)
 
 
 _starting = threading.local()
@@ -129,6 +136,7 @@ class WorkerPool:
         self.workers: list[Any] = []  # started by the update thread
         self.closed = False
         self.start_failures = 0
+        self.calibration: Calibration = UNMEASURED  # this machine's, once a worker says
         self._started = 0
         self._thread = threading.Thread(target=self._read_updates, name="rnnlab-updates")
         self._thread.daemon = True
@@ -209,12 +217,15 @@ class WorkerPool:
         """Read every waiting message of a worker; False once its connection is broken."""
         try:
             while worker.connection.poll():
-                kind, payload = worker.connection.recv()
+                kind, *payload = worker.connection.recv()
                 if kind == "update":
-                    self.events.update(worker, payload)
+                    self.events.update(worker, *payload)
                 elif kind == "ready":
                     worker.ready = True
                     self.start_failures = 0
+                    _, calibration = payload
+                    if calibration is not None:
+                        self.calibration = calibration
         except (EOFError, OSError):
             return False
         except Exception:
@@ -268,5 +279,7 @@ def make_local_worker(
     return lambda number: WorkerProcess(context, store_path, torch_threads, number)
 
 
-def make_ray_worker(torch_threads: int, cpus: float) -> Callable[[int], RayWorker]:
+def make_ray_worker(torch_threads: int, cpus: float) -> Callable[[int], Any]:
+    from ..cluster import RayWorker  # Ray, only for a pool that uses it
+
     return lambda number: RayWorker(torch_threads, number, cpus=cpus)

@@ -1,0 +1,91 @@
+"""Which waiting run starts next, and on which worker: fair to people, not to runs, and
+never past the memory the server has.
+
+The queue is kept in the order runs would start: the owner with the fewest runs
+training goes first (first come, first served between equals), so a session that
+queued thirty runs does not hold back the next person's one, and pages show true
+positions. A run starts when its owner is under its running cap and a worker has room
+for its estimated memory (rnnlab.jobs.sizing); otherwise it waits, visibly, while runs
+behind it that do fit may start. Workers are chosen by how many owners they serve,
+then by how many runs: each worker shares its time equally between owners
+(rnnlab.worker), so spreading owners spreads the room.
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from .feed import LiveRun
+
+
+def fair_order(waiting: Iterable[LiveRun], running: collections.Counter) -> list[LiveRun]:
+    """`waiting` in the order the scheduler would start them, given how many runs each
+    owner has `running`: each next one from the owner with the fewest, as if it had
+    started."""
+    by_owner: dict[str, collections.deque[LiveRun]] = {}
+    for job in waiting:
+        by_owner.setdefault(job.owner, collections.deque()).append(job)
+    counts = collections.Counter({owner: running[owner] for owner in by_owner})
+    arrival = {owner: index for index, owner in enumerate(by_owner)}
+    order = []
+    while by_owner:
+        owner = min(by_owner, key=lambda o: (counts[o], arrival[o]))
+        order.append(by_owner[owner].popleft())
+        counts[owner] += 1
+        if not by_owner[owner]:
+            del by_owner[owner]
+    return order
+
+
+class Scheduler:
+    """The memory each worker has for runs, what its runs are estimated to hold, and the
+    choice of the next run and its worker. Every method is called with the job
+    manager's lock held."""
+
+    def __init__(self, memory_per_worker: int | None):
+        self.memory_per_worker = memory_per_worker  # None: no limit
+        self.memory: dict[str, int] = {}  # run id -> estimated bytes, while it is active
+
+    def held(self, worker: Any) -> int:
+        return sum(self.memory.get(run_id, 0) for run_id in worker.jobs)
+
+    def fits(self, worker: Any, run_id: str) -> bool:
+        if self.memory_per_worker is None:
+            return True
+        return self.held(worker) + self.memory.get(run_id, 0) <= self.memory_per_worker
+
+    def worker_for(self, workers: list[Any], run_id: str, per_worker: int) -> Any | None:
+        """The live worker serving the fewest owners (then runs) with room for the run."""
+        candidates = [
+            w for w in workers if not w.lost and len(w.jobs) < per_worker and self.fits(w, run_id)
+        ]
+        if not candidates:
+            return None
+        return min(candidates, key=lambda w: (len(_owners(w)), len(w.jobs)))
+
+    def next_start(
+        self,
+        queue: Iterable[LiveRun],
+        workers: list[Any],
+        per_worker: int,
+        may_start: Callable[[str, int], bool],
+        running: collections.Counter,
+    ) -> tuple[LiveRun, Any] | None:
+        """The first waiting run (in fair order) whose owner may start one more and for
+        which a worker has room, with that worker; None if none can start now."""
+        for job in queue:
+            if not may_start(job.owner, running[job.owner]):
+                continue
+            worker = self.worker_for(workers, job.run_id, per_worker)
+            if worker is not None:
+                return job, worker
+        return None
+
+    def forget(self, run_id: str) -> None:
+        self.memory.pop(run_id, None)
+
+
+def _owners(worker: Any) -> set[str]:
+    return {job.owner for job in worker.jobs.values()}
