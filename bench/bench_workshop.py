@@ -6,6 +6,7 @@ watch one page of the dashboard.
     python bench/bench_workshop.py --page race              # 3 of them start a race; all watch
     python bench/bench_workshop.py --sessions 6 --steps 3000   # a small room, long runs
     python bench/bench_workshop.py --json                   # the figures as one JSON document
+    python bench/bench_workshop.py --memory-limit 690M      # Community Cloud's smallest container
 
 Starts one real `streamlit run app.py` (tests/e2e/harness.py) with a private RNNLAB_HOME.
 `--browsers` sessions are real Chromium tabs (their own browser contexts); the others
@@ -35,6 +36,10 @@ On train every session follows its run to the end; on the other pages the room s
 once the late visitor has its first point. Everything stops by itself within about
 --time-limit seconds (default 330); only 127.0.0.1 is contacted. Sessions open once the
 server's training workers exist; --cold opens them as soon as the server answers.
+--memory-limit runs the server and everything it starts (not the bench's own
+clients) in a new memory control group with that limit, as a container would (cgroup
+v1, which these machines accept; needs root), and reports the group's peak usage and
+how many processes the kernel killed for memory.
 Progress goes to stderr, the report to stdout; the figures also go to
 artifacts/bench-workshop.json and the server's log to artifacts/bench-workshop-server.log.
 """
@@ -44,6 +49,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import signal
@@ -75,6 +81,10 @@ from harness import (  # noqa: E402
 )
 
 from rnnlab.config import TASK_NAMES  # noqa: E402
+from rnnlab.jobs import resources  # noqa: E402
+from rnnlab.jobs.settings import memory_plan  # noqa: E402
+
+MEMORY_LIMIT: list[int | None] = [None]  # --memory-limit, once parsed
 
 ADDING_QUERY = "task=adding&cell=lstm&seq_len=100&hidden_size=64&batch_size=64&steps=200"
 QUERIES = {"hello": "", "adding": ADDING_QUERY}
@@ -836,10 +846,51 @@ def tree_cpu_seconds(root: int) -> dict[int, float]:
     return {pid: s for pid in process_tree(root) if (s := cpu_seconds(pid)) is not None}
 
 
-def expected_workers() -> int:
-    """The pool's size as rnnlab.jobs.default_workers() computes it."""
-    configured = os.environ.get("RNNLAB_WORKERS", "").strip()
-    return int(configured) if configured.isdigit() and int(configured) > 0 else os.cpu_count() or 1
+CGROUP_MEMORY = Path("/sys/fs/cgroup/memory")
+
+
+def expected_workers(memory_limit: int | None = None) -> int:
+    """The pool's size as the server's job manager plans it (rnnlab.jobs.settings)."""
+    machine = resources.detect()
+    if memory_limit is not None:
+        machine = dataclasses.replace(machine, memory_bytes=min(memory_limit, machine.memory_bytes))
+    return memory_plan(machine, None, local=True).workers
+
+
+def size_bytes(text: str) -> int:
+    """"690M", "1G", "700000000" as bytes (K, M, G: powers of 1024; MB: 10**6)."""
+    units = {"K": 2**10, "M": 2**20, "G": 2**30, "KB": 10**3, "MB": 10**6, "GB": 10**9}
+    text = text.strip().upper()
+    for suffix in sorted(units, key=len, reverse=True):
+        if text.endswith(suffix):
+            return int(float(text[: -len(suffix)]) * units[suffix])
+    return int(text)
+
+
+class MemoryGroup:
+    """A v1 memory control group for the server: its limit, peak and kills."""
+
+    def __init__(self, limit: int):
+        self.path = CGROUP_MEMORY / f"rnnlab-bench-{os.getpid()}"
+        self.path.mkdir()
+        (self.path / "memory.limit_in_bytes").write_text(str(limit))
+        self.limit = limit
+
+    def read(self, name: str) -> str:
+        return (self.path / name).read_text()
+
+    def figures(self) -> dict:
+        control = dict(line.split() for line in self.read("memory.oom_control").splitlines())
+        return {
+            "limit_bytes": self.limit,
+            "peak_bytes": int(self.read("memory.max_usage_in_bytes")),
+            "oom_kills": int(control.get("oom_kill", 0)),
+            "limit_hits": int(self.read("memory.failcnt")),
+        }
+
+    def remove(self) -> None:
+        with contextlib.suppress(OSError):
+            self.path.rmdir()
 
 
 def wait_for_pool(root: int, timeout_s: float) -> float | None:
@@ -849,7 +900,7 @@ def wait_for_pool(root: int, timeout_s: float) -> float | None:
     meets the pool still starting.
     """
     started = time.monotonic()
-    wanted = expected_workers()
+    wanted = expected_workers(MEMORY_LIMIT[0])
     while time.monotonic() - started < timeout_s:
         tree = process_tree(root)
         children = {pid for pid in tree if (proc_stat(pid) or (0, 0))[0] == root}
@@ -1467,6 +1518,13 @@ def print_report(summary: dict, args, mix: list[str]) -> None:
             f"clicks, peak {peak[0] / 2**20:.0f} MiB while running ({peak[2]} processes); "
             f"PSS {before[1] / 2**20:.0f} -> peak {peak[1] / 2**20:.0f} MiB"
         )
+    if facts.get("memory_cgroup"):
+        group = facts["memory_cgroup"]
+        out(
+            f"memory cgroup: limit {group['limit_bytes'] / 2**20:.0f} MiB, peak "
+            f"{group['peak_bytes'] / 2**20:.0f} MiB, processes killed for memory "
+            f"{group['oom_kills']}, times at the limit {group['limit_hits']}"
+        )
     own = summary["own_runs"]
     out(
         f"own runs: {'yes' if own['ok'] else 'NO'} — {own['sessions_with_run']} sessions "
@@ -1534,6 +1592,11 @@ def main() -> int:
     )
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     parser.add_argument(
+        "--memory-limit",
+        type=size_bytes,
+        help="run the server in a memory cgroup of this size (690M, 1G; needs root)",
+    )
+    parser.add_argument(
         "--time-limit", type=float, default=330.0, help="seconds after which everything stops"
     )
     parser.add_argument(
@@ -1563,11 +1626,20 @@ def main() -> int:
     facts: dict = {"uptime_start": uptime()}
     say(f"load at start: {facts['uptime_start']}")
     sessions = plan(args, mix)
-    server = memory = None
+    server = memory = group = None
     runs = None
+    MEMORY_LIMIT[0] = args.memory_limit
     with tempfile.TemporaryDirectory(prefix="rnnlab-workshop-") as home:
         try:
-            server = start_server(Path(home), SERVER_LOG, timeout_s=min(90.0, args.time_limit / 3))
+            if args.memory_limit:
+                group = MemoryGroup(args.memory_limit)
+                say(f"server in memory cgroup {group.path} ({args.memory_limit / 2**20:.0f} MiB)")
+            server = start_server(
+                Path(home),
+                SERVER_LOG,
+                timeout_s=min(90.0, args.time_limit / 3),
+                cgroup=group.path if group else None,
+            )
             memory = MemoryWatch(server.pid)
             say(f"server pid {server.pid} at {server.url} (log {SERVER_LOG})")
             if not args.cold:
@@ -1592,6 +1664,8 @@ def main() -> int:
                     facts["leftover_processes"] = end_leftovers(memory)
                 facts["server_stop_s"] = time.monotonic() - stopping
                 facts["server_exit_code"] = server.process.returncode
+                if group is not None:
+                    facts["memory_cgroup"] = group.figures()
                 log = server.log.read_text(errors="replace") if server.log.exists() else ""
                 trouble = any(
                     s.error or s.problems or (s.click_started and s.first_point_s is None)
@@ -1599,6 +1673,8 @@ def main() -> int:
                 )
                 if trouble or "Traceback" in log:
                     facts["server_log_excerpt"] = log_excerpt(log)
+    if group is not None:
+        group.remove()
     facts["uptime_end"] = uptime()
     facts["wall_s"] = time.monotonic() - started
     summary = summarise(sessions, facts, runs, mix, args.page)

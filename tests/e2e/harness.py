@@ -159,10 +159,16 @@ class Server:
 
 
 def start_server(
-    home: Path, log: Path, *, timeout_s: float = 120.0, env: dict[str, str] | None = None
+    home: Path,
+    log: Path,
+    *,
+    timeout_s: float = 120.0,
+    env: dict[str, str] | None = None,
+    cgroup: Path | None = None,
 ) -> Server:
     """Start the app on a free port with RNNLAB_HOME=home (and `env` added to the
-    environment); return once it is healthy."""
+    environment), inside the control group directory `cgroup` if given (so that it and
+    every process it starts live within that group's limits); return once it is healthy."""
     home.mkdir(parents=True, exist_ok=True)
     log.parent.mkdir(parents=True, exist_ok=True)
     port = free_port()
@@ -187,7 +193,12 @@ def start_server(
     env = {**os.environ, **(env or {}), "RNNLAB_HOME": str(home), "PYTHONUNBUFFERED": "1"}
     with open(log, "wb") as output:
         process = subprocess.Popen(
-            command, cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT
+            command,
+            cwd=ROOT,
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            preexec_fn=None if cgroup is None else lambda: _join_cgroup(cgroup),
         )
     server = Server(process=process, url=f"http://127.0.0.1:{port}", home=home, log=log)
     deadline = time.monotonic() + timeout_s
@@ -203,6 +214,11 @@ def start_server(
         time.sleep(0.25)
     server.stop()
     raise RuntimeError(f"streamlit not healthy after {timeout_s} s:\n{server.log_tail()}")
+
+
+def _join_cgroup(group: Path) -> None:
+    """In the child before it runs the server: move this process into `group`."""
+    (group / "cgroup.procs").write_text(str(os.getpid()))
 
 
 def launch_browser(playwright):
