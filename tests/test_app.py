@@ -987,3 +987,21 @@ def test_a_finished_run_offers_its_weights_and_they_reproduce_its_loss(home):
     model, config = load_model(data)
     loss, _metric = evaluate(model, config)
     assert loss == pytest.approx(wait_for(run_id).summary["final_loss"], abs=1e-6)
+
+
+def test_a_crafted_share_link_shows_its_values_as_text_not_markup():
+    from test_room import read_markdown
+
+    crafted = "` [CLAIM PRIZE](https://example.com/prize) ![t](https://example.com/t.png)`"
+    hidden = "x`\n\n![t](https://example.com/t.png)"
+    at = open_app(query={"cell": crafted, "hide": hidden, "hidden_size": "9999<b>"})
+    notes = [read_markdown(note) for note in texts(at.warning)]  # fails at any markup
+    codes = {
+        text.split("=")[0]: text for pieces in notes for kind, text in pieces if kind == "code"
+    }
+    assert codes["cell"] == f"cell={crafted[:40]}"
+    assert codes["hide"] == f"hide={hidden.replace(chr(10), ' ')}"
+    assert codes["hidden_size"] == "hidden_size=9999<b>"
+    (cell,) = [pieces for pieces in notes if ("code", codes["cell"]) in pieces]
+    assert crafted in " ".join(text for _kind, text in cell), "the error quotes it whole"
+    assert at.radio(key="train_cell").value == RunConfig().cell

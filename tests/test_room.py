@@ -3,11 +3,16 @@ the Room page in English and Korean."""
 
 from __future__ import annotations
 
+import html
 import re
+import string
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
+from hypothesis import given
+from hypothesis.strategies import text as hypothesis_text
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -24,6 +29,8 @@ import ui.answers as answers  # noqa: E402
 import ui.routes as routes  # noqa: E402
 from rnnlab import jobs  # noqa: E402
 from rnnlab.jobs.feed import ROW_POINTS  # noqa: E402
+from ui import charts  # noqa: E402
+from ui.text import markdown_format, plain, plotly_text  # noqa: E402
 
 HANGUL = re.compile("[\uac00-\ud7a3]")
 
@@ -186,3 +193,141 @@ def test_runs_started_on_train_carry_the_sidebar_name(fresh_engine):
     at.switch_page("views/room.py").run()
     made_up = at.session_state["room_name_made_up"]
     assert f"**{made_up}**" in " ".join(m.value for m in at.markdown)
+
+
+# Nothing from a stranger is markup ------------------------------------------------------
+
+# Strings a visitor can type or put in a link, each meant to become markup somewhere.
+CRAFTED = [
+    "` [CLAIM PRIZE](https://example.com/prize) ![t](https://example.com/t.png)`",
+    '<a href="https://example.com">x</a>',
+    '<span style="font-size:99px">BIG</span>',
+    "**bold** _it_ ~~gone~~ ~one~ $x^2$ $$y$$ # h | t | &lt;b&gt; &#60;",
+    "line\n\n# heading\n- item\n> quote\r\n1. one\u2028---",
+    "- item",
+    "12) item",
+    "www.example.com me@example.com <https://example.com> :material/warning: :streamlit:",
+    "``double`` ` lone \\` [a]: https://example.com [x][a] [^1] <!-- c -->",
+    " spaced `",
+    "__init__ snake_case _x_ x_ ",
+]
+LINE_BREAK = re.compile(r"\r\n|[\r\n\v\f\x1c-\x1e\x85\u2028\u2029]")
+WORD_JOINER = "\u2060"
+# Where, unescaped outside code, markdown (or Streamlit's reading of the text) begins.
+MARKUP = set("[]<>*~$|#&\n\r")
+
+
+def one_line(text: str) -> str:
+    return LINE_BREAK.sub(" ", text)
+
+
+def read_markdown(source: str) -> list[tuple[str, str]]:
+    """A one-line markdown string read as CommonMark reads escapes and code spans:
+    [("text", ...), ("code", ...)], word joiners dropped. Fails at anything else that
+    would be markup: a character of MARKUP or an underscore not inside a word, a backtick
+    run that closes no span, a :, @ or www. left for Streamlit to make a link or icon of."""
+    pieces: list[tuple[str, str]] = []
+    text: list[str] = []
+    index = 0
+
+    def flush() -> None:
+        if text:
+            pieces.append(("text", "".join(text).replace(WORD_JOINER, "")))
+            text.clear()
+
+    while index < len(source):
+        character = source[index]
+        following = source[index + 1 : index + 2]
+        if character == "\\" and following and following in string.punctuation:
+            text.append(following)
+            index += 2
+            continue
+        if character == "`":
+            run = len(source[index:]) - len(source[index:].lstrip("`"))
+            closing = re.compile(rf"(?<!`)`{{{run}}}(?!`)").search(source, index + run)
+            assert closing, f"a backtick run that closes nothing at {index}: {source!r}"
+            content = one_line(source[index + run : closing.start()])
+            if content[:1] == content[-1:] == " " and content.strip(" "):
+                content = content[1:-1]
+            flush()
+            pieces.append(("code", content.replace(WORD_JOINER, "")))
+            index = closing.end()
+            continue
+        before, after = source[index - 1 : index], following
+        assert character not in MARKUP, f"markup {character!r} at {index}: {source!r}"
+        if character == "_":
+            assert (before + after).isalnum() and len(before + after) == 2, source
+        if character in ":@" and after.strip():
+            assert after == WORD_JOINER, f"{character!r} at {index} left as it is: {source!r}"
+        if source[index : index + 4].lower() == "www.":
+            raise AssertionError(f"www. at {index} left as it is: {source!r}")
+        text.append(character)
+        index += 1
+    flush()
+    return pieces
+
+
+@pytest.mark.parametrize("crafted", CRAFTED)
+def test_plain_shows_a_crafted_string_as_its_text(crafted):
+    assert read_markdown(plain(crafted)) == [("text", one_line(crafted))]
+
+
+@given(hypothesis_text())
+def test_plain_shows_any_string_as_its_text(anything):
+    assert read_markdown(plain(anything)) == ([("text", one_line(anything))] if anything else [])
+
+
+NOTE = "Ignored `{name}={value}` from the link: {error}."
+
+
+@pytest.mark.parametrize("crafted", CRAFTED)
+def test_a_value_in_a_templates_code_span_stays_in_it(crafted):
+    note = markdown_format(NOTE, name="cell", value=crafted, error=repr(crafted))
+    assert read_markdown(note) == [
+        ("text", "Ignored "),
+        ("code", one_line(f"cell={crafted}")),
+        ("text", f" from the link: {one_line(repr(crafted))}."),
+    ]
+    value_alone = markdown_format("`{value}`", value=crafted)
+    assert read_markdown(value_alone) == [("code", one_line(crafted))]
+
+
+@given(hypothesis_text(), hypothesis_text())
+def test_any_values_in_a_template_show_as_their_text(value, error):
+    note = markdown_format(NOTE, name="cell", value=value, error=error)
+    expected = [("text", "Ignored "), ("code", one_line(f"cell={value}"))]
+    assert read_markdown(note) == [*expected, ("text", f" from the link: {one_line(error)}.")]
+    learnt = markdown_format(
+        _KOREAN_HIDE_NOTE, name=value, known="hidden_size, num_layers"
+    )  # the Korean catalogue's template, two spans and a value after them
+    spans = [content for kind, content in read_markdown(learnt) if kind == "code"]
+    assert spans == [one_line(f"hide={value}"), one_line(value) or " "]
+
+
+_KOREAN_HIDE_NOTE = "`hide={name}`: `{name}`이라는 설정은 없습니다. 있는 설정: {known}."
+
+
+@pytest.mark.parametrize("crafted", [*CRAFTED, "a&amp;b &quot; 'q' \"d\" <br>"])
+def test_plotly_text_leaves_plotly_no_markup(crafted):
+    label = plotly_text(crafted)
+    assert not set(label) & set("<>\"'")
+    # Plotly decodes &amp; &lt; &gt; and numeric entities only (not &quot;).
+    assert re.sub(r"&(amp|lt|gt|#\d+);", "", label).count("&") == 0, label
+    assert html.unescape(label) == crafted
+
+
+def test_compare_charts_name_runs_as_text():
+    frame = pd.DataFrame({"step": [1, 2], "loss": [1.0, 0.5]})
+    overlay = charts.overlay_figure({CRAFTED[1]: frame, CRAFTED[2]: frame})
+    assert [trace.name for trace in overlay.data] == [
+        plotly_text(CRAFTED[1]),
+        plotly_text(CRAFTED[2]),
+    ]
+    runs = pd.DataFrame({"cell": ["rnn", "lstm"], "final_loss": [0.1, 0.2]})
+    parallel = charts.parallel_coordinates(
+        runs, ["cell", "final_loss"], "final_loss", labels={"cell": CRAFTED[1]}
+    )
+    axis = parallel.data[0].dimensions[0]
+    assert axis.label == plotly_text(CRAFTED[1])
+    assert list(axis.ticktext) == ["lstm", "rnn"], "tick texts are shown as they are"
+

@@ -1,8 +1,9 @@
 """Plotly figures of what is not live: runs compared, the Learn page's diagrams.
 
 Plain data in, a Figure out (no Streamlit calls here); titles and axis labels are in the
-session's language (ui.i18n), chosen when built. Every live or finished run's pictures
-are drawn in the browser by ui/live.js."""
+session's language (ui.i18n), chosen when built. Labels that come from data (a run's
+label, a column's values) go in as text, never as Plotly's markup (ui.text.plotly_text).
+Every live or finished run's pictures are drawn in the browser by ui/live.js."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from .i18n import _
+from .text import plotly_text
 
 COLOURS = ["#4C78A8", "#F58518", "#54A24B", "#E45756", "#72B7B2", "#B279A2", "#FF9DA6"]
 MAX_POINTS = 1500
@@ -49,12 +51,12 @@ def overlay_figure(
         figure.add_scatter(
             x=frame["step"].tolist(),
             y=frame[y].tolist(),
-            name=label,
+            name=plotly_text(label),
             mode="lines",
             line=dict(color=COLOURS[index % len(COLOURS)]),
         )
     figure.update_xaxes(title=_("step"))
-    figure.update_yaxes(title=title or y, type="log")
+    figure.update_yaxes(title=plotly_text(title or y), type="log")
     return _layout(figure, height=380)
 
 
@@ -65,12 +67,13 @@ def parallel_coordinates(
     *,
     labels: dict[str, str] | None = None,
 ) -> go.Figure:
-    """Hyperparameters against the result, one line per run (axes titled by `labels`)."""
+    """Hyperparameters against the result, one line per run (axes titled by `labels`).
+    Plotly reads markup in an axis's title but shows its tick texts as they are."""
     labels = labels or {}
     axes = []
     for name in dimensions:
         column = frame[name]
-        label = labels.get(name, name)
+        label = plotly_text(labels.get(name, name))
         if not pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column):
             categories = sorted(column.astype(str).unique())
             codes = column.astype(str).map({c: i for i, c in enumerate(categories)})

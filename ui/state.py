@@ -16,6 +16,7 @@ from rnnlab.config import ConfigError, RunConfig, field_spec
 from rnnlab.jobs import get_manager
 
 from .i18n import _
+from .text import markdown_format
 
 DEFAULTS = RunConfig()
 DEFAULT_STRINGS = DEFAULTS.to_strings()
@@ -65,8 +66,10 @@ class Lesson:
     def notes(self) -> list[str]:
         known = ", ".join(CONTROLS)
         return [
-            _("`hide={name}`: there is no control named `{name}`; known: {known}.").format(
-                name=name, known=known
+            markdown_format(
+                _("`hide={name}`: there is no control named `{name}`; known: {known}."),
+                name=name,
+                known=known,
             )
             for name in self.unknown
         ]
@@ -119,9 +122,7 @@ def lesson_from_query(query: dict[str, str]) -> Lesson:
     link's own settings (checked as settings_from_url checks them) give their values."""
     names = [name.strip() for name in query.get(HIDE, "").split(",") if name.strip()]
     hidden = tuple(name for name in CONTROLS if name in names)
-    unknown = tuple(
-        dict.fromkeys(name.replace("`", "")[:40] for name in names if name not in CONTROLS)
-    )
+    unknown = tuple(dict.fromkeys(name[:40] for name in names if name not in CONTROLS))
     values = {}
     for name in hidden:
         if name == "preset":
@@ -150,7 +151,8 @@ def settings_from_url(prefix: str) -> list[str]:
     """Load settings from the query string into the widgets, once per session and page.
 
     Values are checked one by one: a value out of range is clamped, an unknown choice or
-    garbage is ignored; each gets a note for the page to show. Returns the notes.
+    garbage is ignored; each gets a note for the page to show. Returns the notes, as
+    markdown in which the link's values show as text.
     """
     flag = f"{prefix}_url_loaded"
     if st.session_state.get(flag):
@@ -194,21 +196,21 @@ def _checked_value(
     except ConfigError as error:
         if "range" not in spec:
             note = _("Ignored `{name}={value}` from the link: {error}.")
-            return None, note.format(name=name, value=raw[:40], error=str(error)[:200])
+            return None, markdown_format(note, name=name, value=raw[:40], error=str(error)[:200])
     try:
         number = float(raw)
     except ValueError:
         number = math.nan
     if not math.isfinite(number):
         note = _("Ignored `{name}={value}` from the link: not a number.")
-        return None, note.format(name=name, value=raw[:40])
+        return None, markdown_format(note, name=name, value=raw[:40])
     lo, hi = spec["range"]
     clamped = min(max(number, lo), hi)
     if spec["type"] == "int":
         clamped = int(round(clamped))
     note = _("`{name}={value}` from the link is outside {low}..{high}; using {used}.")
-    return clamped, note.format(
-        name=name, value=raw[:40], low=f"{lo:g}", high=f"{hi:g}", used=f"{clamped:g}"
+    return clamped, markdown_format(
+        note, name=name, value=raw[:40], low=f"{lo:g}", high=f"{hi:g}", used=f"{clamped:g}"
     )
 
 

@@ -31,6 +31,7 @@ from .state import (
     widget_key,
     write_url,
 )
+from .text import markdown_format, plain
 
 TASK_LABELS = {
     "hello": N_("hello — next character of a word"),
@@ -211,7 +212,9 @@ def config_form(*, key: str, show_presets: bool = True) -> tuple[RunConfig | Non
     device = fixed.values["device"] if "device" in fixed.hidden else st.session_state[k("device")]
     if device not in devices:
         notes.append(
-            _("Device `{device}` is not available here; using auto.").format(device=device)
+            markdown_format(
+                _("Device `{device}` is not available here; using auto."), device=device
+            )
         )
         device = st.session_state[k("device")] = "auto"
     if "device" in fixed.hidden:
@@ -223,7 +226,7 @@ def config_form(*, key: str, show_presets: bool = True) -> tuple[RunConfig | Non
     try:
         config = DEFAULTS.replace(**values)
     except ConfigError as error:
-        sidebar.error(str(error))
+        sidebar.error(plain(error))
         return None, notes
     write_url(config)
     return config, notes
@@ -249,11 +252,13 @@ def _uploaded_text(key: str) -> tuple[str, str | None]:
         decoded = decode_text(data)
     except ConfigError as error:
         note = _("Upload `{file}` not used: {error}. Using the bundled text.")
-        return "", note.format(file=upload.name, error=error)
-    read_as = _("`{file}`: {characters} characters, read as {encoding}.")
+        return "", markdown_format(note, file=upload.name, error=error)
     st.sidebar.caption(
-        read_as.format(
-            file=upload.name, characters=f"{len(decoded.text):,}", encoding=decoded.encoding
+        markdown_format(
+            _("`{file}`: {characters} characters, read as {encoding}."),
+            file=upload.name,
+            characters=f"{len(decoded.text):,}",
+            encoding=decoded.encoding,
         )
     )
     folder = rnnlab_home() / "uploads"
@@ -312,7 +317,7 @@ def shapes_line(config: RunConfig) -> None:
     try:
         task = task_for(config)
     except ConfigError as error:
-        st.error(str(error))
+        st.error(plain(error))
         return
     batch = config.sequences_per_step()
     T, H = config.time_steps(), config.hidden_size

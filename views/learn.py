@@ -8,6 +8,7 @@ from rnnlab.models import count_parameters
 from rnnlab.tasks import HelloTask
 from ui import charts
 from ui.i18n import N_, _, ngettext
+from ui.text import code_span, markdown_format
 from ui.widgets import load_preset
 
 
@@ -47,8 +48,10 @@ else:
     st.markdown(
         " ".join(
             [
-                _("Vocabulary **{vocab}** → `input_dim = {input_dim}`.").format(
-                    vocab=", ".join(task.vocab), input_dim=task.input_dim
+                markdown_format(
+                    _("Vocabulary **{vocab}** → `input_dim = {input_dim}`."),
+                    vocab=", ".join(task.vocab),
+                    input_dim=task.input_dim,
                 ),
                 ngettext(
                     "Predicting the next character gives {n} input→target pair: {pairs}.",
@@ -56,7 +59,9 @@ else:
                     pairs,
                 ).format(
                     n=pairs,
-                    pairs=", ".join(f"`{a}→{b}`" for a, b in zip(word, word[1:], strict=False)),
+                    pairs=", ".join(
+                        code_span(f"{a}→{b}") for a, b in zip(word, word[1:], strict=False)
+                    ),
                 ),
                 _(
                     "What the network trains on has the shape `(batch_size, sequence_length, "
@@ -71,10 +76,13 @@ else:
     ]
     if ambiguous:
         st.info(
-            _(
-                "After `{char}` the next character is not always the same: only the "
-                "memory of the earlier characters (the hidden state) can decide."
-            ).format(char=ambiguous[0])
+            markdown_format(
+                _(
+                    "After `{char}` the next character is not always the same: only the "
+                    "memory of the earlier characters (the hidden state) can decide."
+                ),
+                char=ambiguous[0],
+            )
         )
 try_preset(N_("Hello, RNN"), key="learn_try_hello")
 

@@ -5,6 +5,7 @@ import streamlit as st
 from ui.i18n import _
 from ui.live import fed_notice, room_view
 from ui.room import room_name
+from ui.text import markdown_format
 
 st.title(_("The room's runs"))
 st.caption(
@@ -15,7 +16,9 @@ st.caption(
     )
 )
 st.markdown(
-    _("Your runs appear as **{name}**; change the name in the sidebar.").format(name=room_name())
+    markdown_format(
+        _("Your runs appear as **{name}**; change the name in the sidebar."), name=room_name()
+    )
 )
 fed_notice()
 room_view(key="room", page="room")

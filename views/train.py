@@ -7,6 +7,7 @@ from ui.i18n import _
 from ui.live import preload_live_view, run_panel
 from ui.room import room_name
 from ui.state import manager, owner
+from ui.text import plain
 from ui.widgets import NO_PRESET, config_form, preset_note, shapes_line, share_link
 
 config, notes = config_form(key="train")
@@ -28,7 +29,7 @@ if config is not None:
         try:
             st.session_state.train_run = manager().submit(config, owner=owner(), label=room_name())
         except (JobError, ValueError) as error:
-            st.error(str(error))
+            st.error(plain(error))
     with share_column:
         share_link(config)
 
