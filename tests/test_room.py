@@ -29,6 +29,7 @@ import ui.answers as answers  # noqa: E402
 import ui.routes as routes  # noqa: E402
 from rnnlab import jobs  # noqa: E402
 from rnnlab.jobs.feed import ROW_POINTS  # noqa: E402
+from rnnlab.jobs.names import INSTRUCTOR_MARK, clean_name  # noqa: E402
 from ui import charts  # noqa: E402
 from ui.text import markdown_format, plain, plotly_text  # noqa: E402
 
@@ -331,3 +332,50 @@ def test_compare_charts_name_runs_as_text():
     assert axis.label == plotly_text(CRAFTED[1])
     assert list(axis.ticktext) == ["lstm", "rnn"], "tick texts are shown as they are"
 
+
+def room_page_name(at: AppTest) -> str:
+    """The name the Room page says this session's runs appear under, as it reads."""
+    said = next(m.value for m in at.markdown if "appear as" in m.value)
+    return "".join(text for _kind, text in read_markdown(said.split("**")[1]))
+
+
+def test_a_name_taken_or_alike_gets_a_suffix_and_shows_as_text(fresh_engine):
+    sessions = []
+    for typed in ["Ann", "ａｎｎ", CRAFTED[0]]:
+        at = AppTest.from_file(str(ROOT / "dashboard.py"), default_timeout=60)
+        at.run()
+        at.sidebar.text_input(key="room_name").set_value(typed).run()
+        at.switch_page("views/room.py").run()
+        assert not at.exception, [e.message for e in at.exception]
+        sessions.append(at)
+    first, second, crafted = sessions
+    assert room_page_name(first) == first.session_state["room_name"] == "Ann"
+    assert room_page_name(second) == second.session_state["room_name"] == "ａｎｎ (2)"
+    assert room_page_name(crafted) == crafted.session_state["room_name"] == clean_name(CRAFTED[0])
+
+
+def test_the_instructor_opens_the_app_with_the_key_and_is_marked(fresh_engine, monkeypatch):
+    monkeypatch.setenv("RNNLAB_INSTRUCTOR_KEY", "the key")
+
+    def session(*, key: str | None, name: str) -> AppTest:
+        at = AppTest.from_file(str(ROOT / "dashboard.py"), default_timeout=60)
+        if key is not None:
+            at.query_params["instructor"] = key
+        at.run()
+        assert "instructor" not in at.query_params, "the key stays in the address"
+        at.sidebar.text_input(key="room_name").set_value(name).run()
+        at.switch_page("views/room.py").run()
+        assert not at.exception, [e.message for e in at.exception]
+        return at
+
+    teacher = session(key="the key", name="Prof")
+    assert room_page_name(teacher) == f"Prof {INSTRUCTOR_MARK}"
+    for key, name in [("the kez", "prof"), (None, f"PROF {INSTRUCTOR_MARK}"), ("", "Ｐrof")]:
+        student = session(key=key, name=name)
+        assert room_page_name(student).endswith(")") and INSTRUCTOR_MARK not in room_page_name(
+            student
+        ), name
+    # Without the key set, nobody is the instructor, whatever the link says.
+    monkeypatch.delenv("RNNLAB_INSTRUCTOR_KEY")
+    assert room_page_name(session(key="", name="Dean")) == "Dean"
+    assert room_page_name(session(key="the key", name="Dean 2")) == "Dean 2"

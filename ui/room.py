@@ -1,18 +1,28 @@
 """The names people go by in the room.
 
 Each browser session goes by a friendly name ("Blue Otter"), made up on its first visit
-and changed in the sidebar; the job manager keeps it (JobManager.name) and the runs the
-session starts carry it, on the Room page and in a race.
+and changed in the sidebar. No two sessions go by names alike: the room's names
+(rnnlab.jobs.names) give a name already taken a suffix, and this module shows the name
+given. The job manager keeps it too (JobManager.name), and the runs the session starts
+carry it, on the Room page and in a race.
+
+The instructor: where RNNLAB_INSTRUCTOR_KEY is set (in the environment or Streamlit's
+secrets), a session opened with ?instructor=<that key> is the instructor's. Its name is
+marked (INSTRUCTOR_MARK) and reserved while it is connected; the key leaves the address.
 """
 
 from __future__ import annotations
 
+import hmac
+import os
 import random
 
 import streamlit as st
 
+from rnnlab.jobs.names import MAX_NAME, clean_name, name_key
+
 from .i18n import N_, _
-from .state import manager, owner
+from .state import manager, owner, room_names
 
 COLOURS = (
     N_("Blue"),
@@ -46,27 +56,53 @@ ANIMALS = (
     N_("Crane"),
     N_("Bear"),
 )
-MAX_NAME = 40  # characters of a name
+INSTRUCTOR_KEY = "RNNLAB_INSTRUCTOR_KEY"
+INSTRUCTOR_PARAM = "instructor"
 
 
 def _made_up_name() -> str:
     """A colour and an animal no session on this server goes by yet (if one is left)."""
-    taken = manager().names()
+    taken = {name_key(name) for name in room_names().names()}
     names = [
         _("{colour} {animal}").format(colour=_(colour), animal=_(animal))
         for colour in COLOURS
         for animal in ANIMALS
     ]
-    free = [name for name in names if name not in taken]
+    free = [name for name in names if name_key(name) not in taken]
     return random.choice(free or names)
 
 
+def instructor_key() -> str | None:
+    """RNNLAB_INSTRUCTOR_KEY from the environment, else from Streamlit's secrets; None
+    where neither sets it (then nobody is the instructor)."""
+    key = os.environ.get(INSTRUCTOR_KEY, "").strip()
+    if not key and st.secrets.load_if_toml_exists():
+        key = str(st.secrets.get(INSTRUCTOR_KEY, "")).strip()
+    return key or None
+
+
+def is_instructor() -> bool:
+    """Whether this session is the instructor's: opened with ?instructor=<the key>. The
+    parameter is taken out of the address at once, right or wrong, so that no share link
+    or screenshot of the address bar carries it."""
+    if INSTRUCTOR_PARAM in st.query_params:
+        offered = st.query_params[INSTRUCTOR_PARAM]
+        del st.query_params[INSTRUCTOR_PARAM]
+        key = instructor_key()
+        if key is not None and hmac.compare_digest(offered.encode(), key.encode()):
+            st.session_state.instructor = True
+    return bool(st.session_state.get("instructor"))
+
+
 def room_name() -> str:
-    """This session's name in the room: made up on first use, changed in the sidebar."""
+    """This session's name in the room, as given: made up on first use, changed in the
+    sidebar, with a suffix if another session holds one alike."""
     if "room_name_made_up" not in st.session_state:
         st.session_state.room_name_made_up = _made_up_name()
-    name = st.session_state.get("room_name_chosen") or st.session_state.room_name_made_up
-    manager().name(owner(), name)
+    wanted = st.session_state.get("room_name_chosen") or st.session_state.room_name_made_up
+    session = owner()
+    name = room_names().claim(session, wanted, instructor=is_instructor())
+    manager().name(session, name)  # for the runs it starts without a label (a race's)
     return name
 
 
@@ -75,8 +111,7 @@ def name_picker() -> None:
     is kept apart from the box, which Streamlit forgets on a page that does not draw it.)"""
 
     def chosen() -> None:
-        typed = " ".join(str(st.session_state.room_name).split())[:MAX_NAME]
-        st.session_state.room_name_chosen = typed
+        st.session_state.room_name_chosen = clean_name(st.session_state.room_name)
 
     st.session_state.room_name = room_name()
     st.sidebar.text_input(

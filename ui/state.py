@@ -14,6 +14,7 @@ from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from rnnlab.config import ConfigError, RunConfig, field_spec
 from rnnlab.jobs import get_manager
+from rnnlab.jobs.names import RoomNames
 
 from .i18n import _
 from .text import markdown_format
@@ -115,6 +116,13 @@ def manager():
     pool = get_manager()
     pool.admission.presence = session_present
     return pool
+
+
+@st.cache_resource(show_spinner=False)
+def room_names() -> RoomNames:
+    """The names sessions go by in the room, one per session still connected, no two alike
+    (rnnlab.jobs.names)."""
+    return RoomNames(presence=session_present)
 
 
 def lesson_from_query(query: dict[str, str]) -> Lesson:
