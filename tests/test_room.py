@@ -3,6 +3,7 @@ the Room page in English and Korean."""
 
 from __future__ import annotations
 
+import collections
 import html
 import re
 import string
@@ -29,7 +30,7 @@ import ui.answers as answers  # noqa: E402
 import ui.routes as routes  # noqa: E402
 from rnnlab import jobs  # noqa: E402
 from rnnlab.jobs.feed import ROW_POINTS  # noqa: E402
-from rnnlab.jobs.names import INSTRUCTOR_MARK, clean_name  # noqa: E402
+from rnnlab.jobs.names import INSTRUCTOR_MARK, RoomNames, clean_name  # noqa: E402
 from ui import charts  # noqa: E402
 from ui.text import markdown_format, plain, plotly_text  # noqa: E402
 
@@ -379,3 +380,31 @@ def test_the_instructor_opens_the_app_with_the_key_and_is_marked(fresh_engine, m
     monkeypatch.delenv("RNNLAB_INSTRUCTOR_KEY")
     assert room_page_name(session(key="", name="Dean")) == "Dean"
     assert room_page_name(session(key="the key", name="Dean 2")) == "Dean 2"
+
+
+def test_a_closed_tabs_name_is_free_though_the_pool_asked_about_it_first(monkeypatch):
+    from ui import state
+
+    class Runtime:  # Streamlit's, with session s1 connected and s2 closed
+        @staticmethod
+        def exists() -> bool:
+            return True
+
+        @classmethod
+        def instance(cls):
+            return cls
+
+        @staticmethod
+        def is_active_session(session_id: str) -> bool:
+            return session_id == "s1"
+
+    monkeypatch.setattr(state, "Runtime", Runtime)
+    monkeypatch.setattr(state, "_session_ids", {"ana": "s1", "ben": "s2"})
+    monkeypatch.setattr(state, "_gone_owners", collections.OrderedDict())
+    names = RoomNames(presence=state.session_present)
+    names.claim("ana", "Ann")
+    names.claim("ben", "Ben")
+    assert state.session_present("ben") is False  # the pool's question, every half second
+    assert names.claim("cy", "BEN") == "BEN", "the closed tab's name is free"
+    assert names.claim("dee", "ann") == "ann (2)"
+    assert state.session_present("nobody") is None

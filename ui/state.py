@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import math
 import uuid
@@ -80,6 +81,10 @@ NO_LESSON = Lesson()
 
 
 _session_ids: dict[str, str] = {}  # owner -> Streamlit session id, for every live session
+# Owners whose session was found gone, so that every later question gets False, not None:
+# the pool asks first, the room's names later. The oldest are forgotten beyond MAX_GONE.
+_gone_owners: collections.OrderedDict[str, None] = collections.OrderedDict()
+MAX_GONE = 10_000
 
 
 def owner() -> str:
@@ -90,18 +95,24 @@ def owner() -> str:
     context = get_script_run_ctx()
     if context is not None:
         _session_ids[name] = context.session_id
+        _gone_owners.pop(name, None)  # a session that reconnected
     manager().heartbeat(name)  # seen now; afterwards, the pool asks session_present()
     return name
 
 
 def session_present(name: str) -> bool | None:
     """Whether the owner's browser session is still connected; None if this cannot tell."""
+    if name in _gone_owners:
+        return False
     session_id = _session_ids.get(name)
     if session_id is None or not Runtime.exists():
         return None
     present = Runtime.instance().is_active_session(session_id)
     if not present:
         _session_ids.pop(name, None)
+        _gone_owners[name] = None
+        while len(_gone_owners) > MAX_GONE:
+            _gone_owners.popitem(last=False)
     return present
 
 
