@@ -4,9 +4,10 @@ The job manager (rnnlab.jobs) starts a few of these and hands each run to one of
 A run is a train() generator; the worker advances its active runs for a slice of time
 each (see ROUND_S), so thirty runs on two cores all start at once instead of
 twenty-eight waiting behind two. The time is shared by owner, not by run: the next
-slice goes to the owner that has had the least of this worker's time, to its runs in
-turn, so a session racing thirty runs gets no more of the processor than one training
-one, and a run whose steps are long pays for them in turns it waits. It records
+slice goes to the owner that has had the least of this worker's time (counted as many
+times over as the owner has workers), to its runs in turn, so a session racing thirty
+runs gets no more of the processors than one training one, and a run whose steps are
+long pays for them in turns it waits. It records
 every event in the run store itself and sends the server one compact Update per slice:
 the new steps and evaluations, and the latest snapshot (no two closer than
 SNAPSHOT_SEND_S) as the JSON the engine encoded once, with each layer's view and any new
@@ -14,6 +15,7 @@ gradient history beside it, so the server copies bytes instead of decoding them.
 
 Commands, server to worker:   ("start", run_id, config_dict, snapshot_every_s, owner)
                               ("cancel", run_id, reason or None, status)
+                              ("spread", owner, workers the owner trains on; 0: none)
                               ("close",)
 Replies, worker to server:    ("ready", pid, calibration or None)
                               ("update", Update)
@@ -104,6 +106,7 @@ class Worker:
         # owner has had (a newcomer starts level with the least served, not at zero).
         self.turns: dict[str, collections.deque[str]] = {}
         self.served: dict[str, float] = {}
+        self.spread: dict[str, int] = {}  # owners on several workers pay for each of them
         self.open = True  # False once told to close: finish the runs held, then exit
         self.connected = True
 
@@ -150,6 +153,12 @@ class Worker:
             run = self.runs.get(run_id)
             if run is not None:
                 run.stop(reason, status)
+        elif kind == "spread":
+            _, owner, workers = command
+            if workers:
+                self.spread[owner] = workers
+            else:
+                self.spread.pop(owner, None)
         elif kind == "close":
             self.open = False
             if not self.runs:
@@ -175,7 +184,7 @@ class Worker:
             self.forget(run.run_id)
             update.finished = run.outcome
         if owner in self.served:
-            self.served[owner] += time.perf_counter() - began
+            self.served[owner] += (time.perf_counter() - began) * self.spread.get(owner, 1)
         update.cpu_s = time.process_time() - cpu_began
         self.send(update)
 

@@ -28,6 +28,13 @@ def job(owner: str, run_id: str):
     return types.SimpleNamespace(owner=owner, run_id=run_id)
 
 
+class FakeWorker:
+    """What the scheduler reads of a worker: its runs, and whether it died."""
+
+    def __init__(self, jobs: dict):
+        self.jobs, self.lost = jobs, False
+
+
 def test_the_queue_takes_owners_in_turn_fewest_running_first():
     waiting = [job("race", f"r{i}") for i in range(5)] + [job("ana", "a1"), job("ben", "b1")]
     order = fair_order(waiting, collections.Counter({"race": 3}))
@@ -38,16 +45,17 @@ def test_the_queue_takes_owners_in_turn_fewest_running_first():
 
 def test_a_run_waits_for_memory_and_later_runs_that_fit_go_first():
     scheduler = Scheduler(memory_per_worker=100)
-    worker = types.SimpleNamespace(lost=False, jobs={"old": job("x", "old")})
+    worker = FakeWorker({"old": job("x", "old")})
     scheduler.memory.update(old=70, big=50, small=20)
     queue = [job("ana", "big"), job("ben", "small")]
     chosen = scheduler.next_start(queue, [worker], 24, lambda o, n: True, collections.Counter())
     assert chosen == (queue[1], worker)  # big does not fit beside old; small does
     scheduler.forget("old")
     del worker.jobs["old"]
-    assert scheduler.next_start(queue, [worker], 24, lambda o, n: True, collections.Counter())[
-        0
-    ] is queue[0]
+    assert (
+        scheduler.next_start(queue, [worker], 24, lambda o, n: True, collections.Counter())[0]
+        is queue[0]
+    )
 
 
 def test_an_owner_at_its_running_cap_waits_while_others_start(make_manager):
@@ -69,7 +77,7 @@ def test_a_worker_shares_its_time_between_owners_not_runs(tmp_path):
     worker = Worker(connection=None, store=store)
     worker.send = lambda update: None
     config = ENDLESS.to_dict()
-    for i in range(5):
+    for _ in range(5):
         run_id = store.create_run(ENDLESS, owner="race")
         worker.handle(("start", run_id, config, None, "race"))
     alone = store.create_run(ENDLESS, owner="ana")
@@ -171,7 +179,7 @@ def test_limits_come_from_cgroup_v1(tmp_path):
     found = resources.detect(root=tmp_path, proc_cgroup=proc)
     assert found.memory_bytes == 700_000_000 and found.memory_source == "cgroup v1"
     assert found.cpus == min(1.5, found.cpus) and resources.whole_cpus(found) <= 2
-    assert resources.whole_cpus(resources.Resources(1, 'x', 1.5)) == 2  # half a CPU more
+    assert resources.whole_cpus(resources.Resources(1, "x", 1.5)) == 2  # half a CPU more
 
 
 def test_limits_come_from_cgroup_v2(tmp_path):
@@ -197,3 +205,36 @@ def test_the_smallest_community_cloud_container_gets_one_worker_and_room_for_run
     large = resources.Resources(memory_bytes=24 * 2**30, memory_source="machine", cpus=2.0)
     assert memory_plan(large, None, local=True).workers == 2
     assert MemoryPlan(2, 2**30, 0, limited=False).memory_per_worker(2) is None
+
+
+def test_an_owner_on_two_workers_is_charged_twice_on_each():
+    scheduler = Scheduler(memory_per_worker=None)
+    a = FakeWorker({"r1": job("race", "r1"), "s1": job("ana", "s1")})
+    b = FakeWorker({"r2": job("race", "r2")})
+    changes = {(id(w), o): k for w, o, k in scheduler.spreads([a, b])}
+    assert changes == {(id(a), "race"): 2, (id(a), "ana"): 1, (id(b), "race"): 2}
+    assert scheduler.spreads([a, b]) == []  # nothing changed, nothing to tell
+    del b.jobs["r2"]
+    assert {(id(w), o, k) for w, o, k in scheduler.spreads([a, b])} == {
+        (id(a), "race", 1),
+        (id(b), "race", 0),
+    }
+
+
+def test_a_worker_charges_a_spread_owner_for_every_worker(tmp_path):
+    store = RunStore(tmp_path / "runs.db")
+    worker = Worker(connection=None, store=store)
+    worker.send = lambda update: None
+    for owner in ("race", "ana"):
+        worker.handle(
+            ("start", store.create_run(ENDLESS, owner=owner), ENDLESS.to_dict(), None, owner)
+        )
+    worker.handle(("spread", "race", 2))
+    turns = collections.Counter()
+    for _ in range(200):
+        turns[min(worker.turns, key=worker.served.__getitem__)] += 1
+        worker.turn()
+    assert 1.6 < turns["ana"] / turns["race"] < 2.5, turns  # half the turns: half the time
+    for run in list(worker.runs.values()):
+        run.stop("test over", "stopped")
+    store.close()

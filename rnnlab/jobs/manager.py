@@ -141,6 +141,7 @@ class JobManager(Watched):
         self._jobs: dict[str, LiveRun] = {}
         self._finished: collections.deque[str] = collections.deque()
         self._sweeps: dict[str, list[str]] = {}  # sweep id -> its runs, in submission order
+        self.cpu_seconds: collections.Counter[str] = collections.Counter()  # owner -> its runs'
         self._closed = False
         if self.executor == "ray":
             cpus = min(1.0, cluster_cpus / self.workers)  # more workers than CPUs share
@@ -310,6 +311,8 @@ class JobManager(Watched):
             config = job.config.to_dict()
             worker.send(("start", job.run_id, config, job.snapshot_every_s, job.owner))
         self._queue = collections.deque(fair_order(self._queue, running))
+        for worker, owner, spread in self.scheduler.spreads(self.pool.workers):
+            worker.send(("spread", owner, spread))
         self._changed.notify_all()
 
     def _stop(self, job: LiveRun, reason: str | None, *, status: str = "stopped") -> bool:
@@ -363,6 +366,7 @@ class JobManager(Watched):
         if job is None:
             return
         job.apply(update)
+        self.cpu_seconds[job.owner] += update.cpu_s
         if worker.server_records:
             self._record(job, update)
         finished = update.finished

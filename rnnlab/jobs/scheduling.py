@@ -6,9 +6,9 @@ training goes first (first come, first served between equals), so a session that
 queued thirty runs does not hold back the next person's one, and pages show true
 positions. A run starts when its owner is under its running cap and a worker has room
 for its estimated memory (rnnlab.jobs.sizing); otherwise it waits, visibly, while runs
-behind it that do fit may start. Workers are chosen by how many owners they serve,
-then by how many runs: each worker shares its time equally between owners
-(rnnlab.worker), so spreading owners spreads the room.
+behind it that do fit may start. Each worker shares its time equally between the
+owners it serves (rnnlab.worker), so workers are chosen by how many owners they would
+serve, then by how many runs, and told how many workers each owner trains on.
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ class Scheduler:
     def __init__(self, memory_per_worker: int | None):
         self.memory_per_worker = memory_per_worker  # None: no limit
         self.memory: dict[str, int] = {}  # run id -> estimated bytes, while it is active
+        self._sent: dict[tuple[Any, str], int] = {}  # (worker, owner) -> spread it was told
 
     def held(self, worker: Any) -> int:
         return sum(self.memory.get(run_id, 0) for run_id in worker.jobs)
@@ -56,14 +57,19 @@ class Scheduler:
             return True
         return self.held(worker) + self.memory.get(run_id, 0) <= self.memory_per_worker
 
-    def worker_for(self, workers: list[Any], run_id: str, per_worker: int) -> Any | None:
-        """The live worker serving the fewest owners (then runs) with room for the run."""
+    def worker_for(
+        self, workers: list[Any], owner: str, run_id: str, per_worker: int
+    ) -> Any | None:
+        """The live worker with room for the run that would serve the fewest owners with
+        it (then: holds the fewest runs). An owner alone spreads over every worker; in a
+        full room its runs gather where it already trains, so that its share of the
+        processors stays one owner's."""
         candidates = [
             w for w in workers if not w.lost and len(w.jobs) < per_worker and self.fits(w, run_id)
         ]
         if not candidates:
             return None
-        return min(candidates, key=lambda w: (len(_owners(w)), len(w.jobs)))
+        return min(candidates, key=lambda w: (len(_owners(w) | {owner}), len(w.jobs)))
 
     def next_start(
         self,
@@ -78,13 +84,29 @@ class Scheduler:
         for job in queue:
             if not may_start(job.owner, running[job.owner]):
                 continue
-            worker = self.worker_for(workers, job.run_id, per_worker)
+            worker = self.worker_for(workers, job.owner, job.run_id, per_worker)
             if worker is not None:
                 return job, worker
         return None
 
     def forget(self, run_id: str) -> None:
         self.memory.pop(run_id, None)
+
+    def spreads(self, workers: list[Any]) -> list[tuple[Any, str, int]]:
+        """(worker, owner, how many workers the owner trains on) for every pair whose
+        number changed since the last call (0: the owner left that worker). A worker
+        charges an owner its time times that number, so an owner spread over two
+        workers gets half its turns on each: one owner's share in all."""
+        now = {}
+        for worker in workers:
+            for owner in _owners(worker):
+                now[worker, owner] = 0
+        spread = collections.Counter(owner for _, owner in now)
+        now = {pair: spread[pair[1]] for pair in now}
+        changes = [(w, o, k) for (w, o), k in now.items() if self._sent.get((w, o)) != k]
+        changes += [(w, o, 0) for (w, o) in self._sent if (w, o) not in now and not w.lost]
+        self._sent = now
+        return changes
 
 
 def _owners(worker: Any) -> set[str]:
