@@ -101,9 +101,7 @@ def room_name() -> str:
         st.session_state.room_name_made_up = _made_up_name()
     wanted = st.session_state.get("room_name_chosen") or st.session_state.room_name_made_up
     session = owner()
-    name = room_names().claim(session, wanted, instructor=is_instructor())
-    manager().name(session, name)  # for the runs it starts without a label (a race's)
-    return name
+    return manager().name(session, wanted, instructor=is_instructor())
 
 
 def name_picker() -> None:

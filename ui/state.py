@@ -97,6 +97,10 @@ def owner() -> str:
         _session_ids[name] = context.session_id
         _gone_owners.pop(name, None)  # a session that reconnected
     manager().heartbeat(name)  # seen now; afterwards, the pool asks session_present()
+    if "address" not in st.session_state:
+        st.session_state.address = st.context.ip_address  # None on localhost
+        if st.session_state.address is not None:
+            manager().locate(name, st.session_state.address)  # sessions per address are capped
     return name
 
 
@@ -129,11 +133,10 @@ def manager():
     return pool
 
 
-@st.cache_resource(show_spinner=False)
 def room_names() -> RoomNames:
     """The names sessions go by in the room, one per session still connected, no two alike
-    (rnnlab.jobs.names)."""
-    return RoomNames(presence=session_present)
+    (rnnlab.jobs.names), as the job manager keeps them."""
+    return manager().admission.names
 
 
 def lesson_from_query(query: dict[str, str]) -> Lesson:

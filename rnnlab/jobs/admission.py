@@ -15,6 +15,7 @@ import collections
 import threading
 from collections.abc import Callable, Iterable
 
+from .names import RoomNames
 from .settings import (
     DEFAULT_MAX_OWNERS_PER_ADDRESS,
     DEFAULT_MAX_QUEUED_PER_OWNER,
@@ -53,14 +54,23 @@ class Admission:
         self.max_running_per_owner = max_running_per_owner
         self.max_owners_per_address = max_owners_per_address
         self.orphan_after_s = orphan_after_s
-        self.presence = presence
+        self._presence = presence
         self.clock = clock
         self._reserved: collections.Counter[str] = collections.Counter()
         self._heartbeats: dict[str, float] = {}
         self._gone: set[str] = set()
-        self._names: collections.OrderedDict[str, str] = collections.OrderedDict()
+        self.names = RoomNames(presence=presence)
         self._located: dict[str, str] = {}  # owner -> its client address, if known
         self._addresses: dict[str, set[str]] = {}  # client address -> owners with runs
+
+    @property
+    def presence(self) -> Callable[[str], bool | None] | None:
+        return self._presence
+
+    @presence.setter
+    def presence(self, presence: Callable[[str], bool | None] | None) -> None:
+        """Set once the server can tell (ui.state): rooms names heed it too."""
+        self._presence = self.names.presence = presence
 
     def locate(self, owner: str, address: str) -> None:
         """`owner` connects from client `address`. Lock held."""
@@ -111,20 +121,8 @@ class Admission:
         self._heartbeats[owner] = self.clock()
         self._gone.discard(owner)
 
-    def name(self, owner: str, name: str) -> None:
-        """What `owner` goes by from now on."""
-        with self.lock:
-            self._names.pop(owner, None)
-            self._names[owner] = name
-            while len(self._names) > MAX_NAMED_OWNERS:
-                self._names.popitem(last=False)
-
     def name_of(self, owner: str) -> str | None:
-        return self._names.get(owner)
-
-    def names(self) -> set[str]:
-        with self.lock:
-            return set(self._names.values())
+        return self.names.name_of(owner)
 
     def absent(self, active_owners: Callable[[], Iterable[str]]) -> list[str]:
         """Owners absent for orphan_after_s, now marked gone (their runs are the caller's
@@ -150,6 +148,7 @@ class Admission:
                 del self._heartbeats[owner]
                 self._gone.add(owner)
                 self._located.pop(owner, None)
+                self.names.forget([owner])
                 for address, owners in list(self._addresses.items()):
                     owners.discard(owner)
                     if not owners:

@@ -213,13 +213,11 @@ class JobManager(Watched):
         with self._lock:
             self.admission.locate(owner, address)
 
-    def name(self, owner: str, name: str) -> None:
-        """The name `owner` goes by in the room, for runs it submits without a label."""
-        self.admission.name(owner, name)
-
-    def names(self) -> set[str]:
-        """The names owners go by now."""
-        return self.admission.names()
+    def name(self, owner: str, name: str, *, instructor: bool = False) -> str:
+        """Give `owner` the name it asks for in the room, or the nearest free one (a
+        suffix when another present owner has it or a look-alike; rnnlab.jobs.names),
+        for runs it submits without a label; returns the name given."""
+        return self.admission.names.claim(owner, name, instructor=instructor)
 
     def delete_run(self, run_id: str) -> None:
         """Delete a finished run from the store (RunStore.delete_run) and forget what this
