@@ -41,15 +41,14 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
 
 from ..config import RunConfig
 from ..store import ACTIVE_STATUSES, RunStore, open_store
-from ..updates import Update, recorded_events
 from . import resources, sizing
 from .admission import Admission, JobError
 from .feed import LiveRun
 from .pool import WorkerPool, make_local_worker, make_ray_worker, process_context
+from .reports import Reports
 from .scheduling import Scheduler, fair_order
 from .settings import (
     DEFAULT_MAX_QUEUED_PER_OWNER,
@@ -71,7 +70,7 @@ log = logging.getLogger(__name__)
 _FROM_ENVIRONMENT = object()  # orphan_after_s's default: RNNLAB_ORPHAN_AFTER_S, else 60 s
 
 
-class JobManager(Watched):
+class JobManager(Watched, Reports):
     """A pool of training worker processes, a FIFO queue beyond its capacity; thread-safe.
 
     Every public method may be called from any thread (a Streamlit script thread, its
@@ -352,88 +351,6 @@ class JobManager(Watched):
         while len(self._finished) > KEEP_FINISHED:
             self._jobs.pop(self._finished.popleft(), None)
         self._changed.notify_all()
-
-    # The pool's events (rnnlab.jobs.pool.PoolEvents), from its update thread.
-
-    def started(self) -> None:
-        with self._lock:
-            self._dispatch()
-
-    def update(self, worker: Any, update: Update) -> None:
-        job = worker.jobs.get(update.run_id)
-        if job is None:
-            return
-        job.apply(update)
-        self.cpu_seconds[job.owner] += update.cpu_s
-        if worker.server_records:
-            self._record(job, update)
-        finished = update.finished
-        if finished is not None:
-            with self._lock:
-                job.summary, job.error = finished["summary"], finished["error"]
-                job.status = finished["status"]
-                worker.jobs.pop(job.run_id, None)
-                self._retire(job)
-                self._dispatch()
-
-    def lost(self, jobs: dict, how: str, *, ready: bool, giving_up: bool) -> None:
-        """A worker died or could not start: fail its runs (`jobs`), saying so, and every
-        waiting run if no worker is left and none can start."""
-        message = (
-            f"the training worker process stopped unexpectedly ({how}; out of memory?). "
-            "Other runs were not affected; press Train to run it again."
-        )
-        if giving_up and not ready:
-            message = f"the training workers cannot start ({how}); the server log says why"
-        with self._lock:
-            orphaned = list(jobs.values())
-            jobs.clear()
-            if not self.pool.workers and giving_up:
-                orphaned += self._queue
-                self._queue.clear()
-            for job in orphaned:
-                job.status, job.error = "failed", message
-            self._dispatch()
-        if orphaned:
-            failed = [job.run_id for job in orphaned]
-            log.error("a worker died (%s); failed runs %s", how, failed)
-        for job in orphaned:
-            try:
-                self.store.fail(job.run_id, message)
-            except Exception:
-                log.exception("could not record run %s as failed", job.run_id)
-        with self._lock:  # only now: whoever waits for these runs finds the store written
-            for job in orphaned:
-                self._retire(job)
-
-    def tick(self) -> None:
-        """Cancel the jobs of owners that have been absent for orphan_after_s."""
-        absent = set(
-            self.admission.absent(lambda: {job.owner for job in self._jobs.values() if job.active})
-        )
-        if not absent:
-            return
-        reason = "its owner stopped watching (page closed)"
-        with self._lock:
-            jobs = [job for job in self._jobs.values() if job.owner in absent and job.active]
-            dequeued = [job for job in jobs if self._stop(job, reason)]
-        self._record_dequeued(dequeued)
-
-    def _record(self, job: LiveRun, update: Update) -> None:
-        """Write what a worker that records nothing reported (a Ray actor's) to the store;
-        a run whose events cannot be written is stopped as failed, saying why."""
-        finished = update.finished
-        try:
-            for event in recorded_events(update, job.config, with_snapshot=finished is not None):
-                self.store.add(job.run_id, event)
-            if finished is not None:
-                status, summary, error = finished["status"], finished["summary"], finished["error"]
-                self.store.finish(job.run_id, status, summary, error=error)
-        except Exception as error:
-            log.exception("could not record run %s", job.run_id)
-            if finished is None:
-                with self._lock:
-                    self._stop(job, f"it could not be recorded: {error}", status="failed")
 
 
 _manager: JobManager | None = None
