@@ -21,17 +21,16 @@ evaluation that looks solved is repeated in full, and that evaluation is the one
 
 from __future__ import annotations
 
-import json
 import math
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import torch
 
 from .config import ConfigError, RunConfig
+from .events import Evaluation, Event, Finished, Snapshot, Started, Step, Weights
 from .models import build_model
 from .probe import SnapshotSchedule
 from .tasks import Task, make_task
@@ -68,108 +67,6 @@ def available_devices() -> list[str]:
         )
         if present
     ]
-
-
-@dataclass(frozen=True)
-class Event:
-    def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, **asdict(self)}
-
-
-@dataclass(frozen=True)
-class Started(Event):
-    kind = "started"
-    config: dict[str, Any]
-    device: str
-    parameters: int
-    input_shape: tuple[int, int, int]  # (batch, seq_len, input_dim)
-    metric_name: str
-    baseline: float
-    baseline_label: str
-    metric_baseline: float
-    solved_rule: str
-
-
-@dataclass(frozen=True)
-class Step(Event):
-    kind = "step"
-    step: int
-    loss: float
-    grad_norm: float
-    elapsed_s: float
-
-
-@dataclass(frozen=True)
-class Evaluation(Event):
-    kind = "eval"
-    step: int
-    loss: float
-    metric: float
-    solved: bool
-    elapsed_s: float
-
-
-@dataclass(frozen=True)
-class Finished(Event):
-    kind = "finished"
-    summary: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Weights(Event):
-    """The trained network as the bytes of an rnnlab .pt file (see rnnlab.weights):
-    rnnlab.load_model(event.data) gives the model back."""
-
-    kind = "weights"
-    step: int
-    data: bytes = field(repr=False)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The bytes' size, not the bytes: events' dicts are for JSON and for people."""
-        return {"kind": self.kind, "step": self.step, "size_bytes": len(self.data)}
-
-
-@dataclass(frozen=True)
-class Snapshot(Event):
-    """Gates, states and gradients through time on a fixed probe batch at `step`.
-
-    Computed by rnnlab.probe.snapshot (which documents every field), with long runs and
-    wide layers cut to the steps and units listed in `kept`; each heatmap is one byte
-    per value (rnnlab.probe.heatmap reads it back). Gradients are computed less often
-    than gates: the gradient fields and spectral_radius are those of training step
-    `gradient_step`.
-    """
-
-    kind = "snapshot"
-    step: int
-    elapsed_s: float
-    probe_loss: float | None  # the task's loss on the probe batch
-    kept: dict[str, Any]  # cell, sequence, steps and units the heatmaps and curves keep
-    layers: list[dict[str, Any]]  # per layer: gate/state name -> {lo, hi, bytes}, sequence 0
-    gate_means: list[dict[str, float | None]]  # per layer: sigmoid gate -> mean
-    state_norms: list[list[float | None]]  # per layer: mean ‖h_t‖ per kept step
-    gradient_norms: list[list[float | None]]  # per layer: ‖∂L/∂h_t‖ per kept step
-    gradient_contributions: list[list[float | None]]  # ‖step t's share of ∂L/∂W_hh‖
-    saturation: list[dict[str, dict[str, Any]]]  # per layer and gate: left/right fractions
-    spectral_radius: list[dict[str, float | None]]  # per layer: W_hh block -> radius
-    predictions: dict[str, Any]  # top-k next symbols, or predicted vs true values
-    gradient_step: int  # the training step the gradient fields are from
-    gradient_history: list[list]  # [step, layer 1's gradient_norms] so far, thinned to 64
-
-    def to_dict(self) -> dict[str, Any]:
-        """Shallow: the fields are already plain values, and deep-copying them is slow."""
-        return {"kind": self.kind, **{name: getattr(self, name) for name in _SNAPSHOT_FIELDS}}
-
-    def to_json(self) -> bytes:
-        """to_dict() as JSON, encoded once: the worker sends and the store keeps these."""
-        cached = self.__dict__.get("_json")
-        if cached is None:
-            cached = json.dumps(self.to_dict(), separators=(",", ":"), allow_nan=False).encode()
-            object.__setattr__(self, "_json", cached)
-        return cached
-
-
-_SNAPSHOT_FIELDS = tuple(f.name for f in fields(Snapshot))
 
 
 class _BusyClock:
