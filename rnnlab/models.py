@@ -10,7 +10,7 @@ runs the time loop inside one autograd Function with a hand-written backward pas
 autograd would otherwise record ~10 nodes per time step, and that bookkeeping, not the
 arithmetic, dominates a small recurrent step. The weight gradients are then one matrix
 product over all steps instead of one per step. The loop itself, forward and backward,
-is `rnnlab.cells`, which the probe runs too.
+is `rnnlab.steps`, which the probe runs too.
 """
 
 from __future__ import annotations
@@ -21,9 +21,13 @@ import torch
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
-from .cells import CELLS, input_projection, previous
+from .cells import CELLS
 from .config import RunConfig
+from .steps import STEPS, input_projection, previous
 from .tasks import Task, make_task
+
+# PyTorch's module for each cell, with tanh (nn.RNN also takes relu): the fast path.
+FUSED: dict[str, type[nn.RNNBase]] = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 
 
 def is_fused(cell: str, activation: str) -> bool:
@@ -43,7 +47,7 @@ class RecurrentScan(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, xw: Tensor, w_hh: Tensor, b_hh: Tensor, cell: str, activation: str):
-        steps = CELLS[cell].steps.scan(activation, xw, w_hh, b_hh)
+        steps = STEPS[cell].scan(activation, xw, w_hh, b_hh)
         ctx.cell, ctx.activation = cell, activation
         ctx.save_for_backward(w_hh, *steps.buffers())
         return steps.hs_all
@@ -52,7 +56,7 @@ class RecurrentScan(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, dhs: Tensor):
         w_hh, *buffers = ctx.saved_tensors
-        steps = CELLS[ctx.cell].steps(ctx.activation, w_hh, *buffers)
+        steps = STEPS[ctx.cell](ctx.activation, w_hh, *buffers)
         steps.backward(dhs)  # leaves ∂L/∂xw in steps.dxw_all, ∂L/∂(W_hh h + b_hh) in dgh_all
         T, B, H = steps.hs_all.shape
         h_prev = previous(steps.hs_all).reshape(T * B, H)
@@ -121,8 +125,9 @@ def make_recurrent(
     if not is_fused(cell, activation):
         return Recurrent(cell, activation, input_size, hidden_size, num_layers, device=device)
     options = {"nonlinearity": activation} if cell == "rnn" else {}
-    module = CELLS[cell].fused
-    return module(input_size, hidden_size, num_layers, batch_first=True, device=device, **options)
+    return FUSED[cell](
+        input_size, hidden_size, num_layers, batch_first=True, device=device, **options
+    )
 
 
 class RecurrentNet(nn.Module):

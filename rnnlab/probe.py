@@ -1,7 +1,7 @@
 """Look inside a recurrent network: gates, states and gradients through time.
 
 `probe(model, x)` runs every layer again from the model's weights with the training
-path's own time loop (`rnnlab.cells`, PyTorch's equations and gate orders with the
+path's own time loop (`rnnlab.steps`, PyTorch's equations and gate orders with the
 cell's own activation), keeping every gate at every step. The fused modules keep their
 gates to themselves, so running the layers again is the only way to see them; the tests
 hold the probe's h to the model's own output.
@@ -32,8 +32,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .cells import CELLS, Steps, input_projection, previous
+from .cells import CELLS
 from .models import RecurrentNet, is_fused
+from .steps import STEPS, Steps, input_projection, previous
 from .tasks import Task
 from .values import finite_or_none
 
@@ -87,7 +88,7 @@ def _scan(model: RecurrentNet, x: Tensor) -> list[Steps]:
     for layer in range(model.rnn.num_layers):
         w_ih, w_hh, b_ih, b_hh = _weights(model, layer)
         xw = input_projection(layer_input, w_ih, b_ih)  # (T, B, G·H)
-        layers.append(CELLS[model.cell].steps.scan(model.activation, xw, w_hh, b_hh))
+        layers.append(STEPS[model.cell].scan(model.activation, xw, w_hh, b_hh))
         layer_input = layers[-1].hs_all  # (T, B, H)
     return layers
 

@@ -4,8 +4,10 @@ import pytest
 import torch
 from torch import nn
 
+from rnnlab.cells import CELLS
 from rnnlab.config import RunConfig
-from rnnlab.models import Recurrent, RecurrentScan, build_model, is_fused
+from rnnlab.models import FUSED, Recurrent, RecurrentScan, build_model, is_fused
+from rnnlab.steps import STEPS
 from rnnlab.tasks import make_task
 
 REFERENCES = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
@@ -88,6 +90,10 @@ def test_initialisation_schemes():
     forget = build_model(RunConfig(cell="lstm", hidden_size=hidden, init="forget_bias"))
     total_bias = (forget.rnn.bias_ih_l0 + forget.rnn.bias_hh_l0).detach()
     assert torch.equal(total_bias[hidden : 2 * hidden], torch.ones(hidden))  # i, f, g, o
+
+
+def test_every_cell_has_its_time_loop_and_fused_module():
+    assert set(STEPS) == set(FUSED) == set(CELLS)
 
 
 @pytest.mark.parametrize("task_name", ["hello", "adding", "copy", "sine", "text"])

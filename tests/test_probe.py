@@ -33,7 +33,7 @@ from rnnlab import (
     spectral_radius,
     train,
 )
-from rnnlab.cells import CELLS, STEPS
+from rnnlab.cells import CELLS
 from rnnlab.config import ACTIVATION_NAMES, CELL_NAMES
 from rnnlab.probe import (
     COST_SAMPLES,
@@ -46,6 +46,7 @@ from rnnlab.probe import (
     probe_batch,
     snapshot,
 )
+from rnnlab.steps import STEPS
 
 COMBINATIONS = [(cell, activation) for cell in CELL_NAMES for activation in ACTIVATION_NAMES]
 FUSED = [("rnn", "tanh"), ("rnn", "relu"), ("lstm", "tanh"), ("gru", "tanh")]
