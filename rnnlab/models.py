@@ -205,8 +205,3 @@ def build_model(config: RunConfig, task: Task | None = None) -> RecurrentNet:
     if model.fused:
         model.rnn.flatten_parameters()
     return model
-
-
-def count_parameters(config: RunConfig, task: Task) -> int:
-    """Trainable parameters of the model `config` describes, without allocating it."""
-    return sum(p.numel() for p in _network(config, task).parameters())

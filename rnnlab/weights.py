@@ -48,7 +48,8 @@ import torch
 
 from .config import ConfigError, RunConfig
 from .models import RecurrentNet
-from .tasks import MAX_VOCAB, Task, make_task
+from .tasks import Task, make_task
+from .text import MAX_VOCAB
 
 FORMAT = 1
 ZIP_MAGIC = b"PK\x03\x04"  # torch.save writes a zip archive

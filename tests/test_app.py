@@ -26,7 +26,7 @@ from torch import nn
 from rnnlab import jobs
 from rnnlab.config import ACTIVATION_NAMES, CELL_NAMES, TASK_NAMES, RunConfig, field_spec
 from rnnlab.presets import PRESETS
-from rnnlab.tasks import MAX_TEXT_BYTES
+from rnnlab.text import MAX_TEXT_BYTES
 from ui import answers
 
 pytest.importorskip("streamlit")

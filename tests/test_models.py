@@ -7,6 +7,7 @@ from torch import nn
 from rnnlab.cells import CELLS
 from rnnlab.config import RunConfig
 from rnnlab.models import FUSED, Recurrent, RecurrentScan, build_model, is_fused
+from rnnlab.specs import count_parameters, task_spec
 from rnnlab.steps import STEPS
 from rnnlab.tasks import make_task
 
@@ -94,6 +95,33 @@ def test_initialisation_schemes():
 
 def test_every_cell_has_its_time_loop_and_fused_module():
     assert set(STEPS) == set(FUSED) == set(CELLS)
+
+
+# Every task, and the hello task with 2, 4 and 11 input channels (its word's letters).
+SIZED_TASKS = [
+    {"task": "hello", "word": "ab"},
+    {"task": "hello", "word": "hello"},
+    {"task": "hello", "word": "abcdefghijk"},
+    {"task": "text"},
+    {"task": "adding"},
+    {"task": "copy"},
+    {"task": "sine"},
+]
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+@pytest.mark.parametrize("settings", SIZED_TASKS, ids=lambda s: "-".join(s.values()))
+def test_the_parameter_count_without_torch_is_the_models(cell, settings):
+    base = RunConfig(cell=cell, seq_len=12, **settings)
+    task = make_task(base)
+    spec = task_spec(base)
+    for activation, num_layers, hidden_size in itertools.product(
+        ["tanh", "sigmoid"], [1, 2, 4], [1, 7]
+    ):
+        config = base.replace(activation=activation, num_layers=num_layers, hidden_size=hidden_size)
+        model = build_model(config, task)
+        counted = sum(p.numel() for p in model.parameters())
+        assert count_parameters(config, spec) == counted, (activation, num_layers, hidden_size)
 
 
 @pytest.mark.parametrize("task_name", ["hello", "adding", "copy", "sine", "text"])

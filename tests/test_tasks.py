@@ -1,22 +1,15 @@
 import math
 import random
+import re
 
 import pytest
 import torch
 import torch.nn.functional as F
 
 from rnnlab.config import ConfigError, RunConfig
-from rnnlab.tasks import (
-    AddingTask,
-    CopyTask,
-    HelloTask,
-    SineTask,
-    TextTask,
-    bundled_text,
-    decode_text,
-    make_task,
-    read_text_file,
-)
+from rnnlab.specs import task_spec
+from rnnlab.tasks import AddingTask, CopyTask, HelloTask, SineTask, TextTask, make_task
+from rnnlab.text import bundled_text, decode_text, read_text_file
 
 
 def generator(seed: int = 0) -> torch.Generator:
@@ -224,3 +217,64 @@ def test_every_task_is_seeded_and_shaped(name):
     held_x, held_y = task.held_out()
     assert held_x is task.held_out()[0]
     assert math.isfinite(task.baseline) and task.baseline > 0
+
+
+# What a spec states, and so the dashboard's server shows, without PyTorch.
+STATED = (
+    "name",
+    "input_dim",
+    "output_dim",
+    "seq_len",
+    "predicts_every_step",
+    "metric_name",
+    "higher_is_better",
+    "baseline_label",
+    "solved_rule",
+)
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        RunConfig(task="hello"),
+        RunConfig(task="hello", word="abracadabra"),
+        RunConfig(task="text", seq_len=50),
+        RunConfig(task="adding", seq_len=7),
+        RunConfig(task="copy", seq_len=30),
+        RunConfig(task="sine", seq_len=40),
+    ],
+    ids=lambda config: f"{config.task}-{config.word}-{config.seq_len}",
+)
+def test_a_task_spec_states_what_the_task_does(config):
+    spec, task = task_spec(config), make_task(config)
+    assert {name: getattr(spec, name) for name in STATED} == {
+        name: getattr(task, name) for name in STATED
+    }
+    assert getattr(spec, "vocab", None) == getattr(task, "vocab", None)
+    if config.task == "sine":  # measured on the held-out sequences: only the task knows it
+        assert spec.baseline is None and spec.metric_baseline is None
+    else:
+        assert (spec.baseline, spec.metric_baseline) == pytest.approx(
+            (task.baseline, task.metric_baseline)
+        )
+
+
+def test_the_text_baseline_is_the_entropy_of_the_training_characters():
+    task = make_task(RunConfig(task="text", seq_len=50))
+    counts = torch.bincount(task.train_data).double()
+    p = counts[counts > 0] / counts.sum()
+    assert task.baseline == pytest.approx(-(p * p.log()).sum().item())  # nats per char
+
+
+def test_a_task_spec_refuses_what_the_task_refuses(tmp_path):
+    short = tmp_path / "short.txt"
+    short.write_text("abc" * 10, encoding="utf-8")
+    for config in (
+        RunConfig(task="adding", seq_len=1),
+        RunConfig(task="sine", seq_len=1),
+        RunConfig(task="text", text_file=str(short), seq_len=50),
+    ):
+        with pytest.raises(ConfigError) as refused:
+            make_task(config)
+        with pytest.raises(ConfigError, match=re.escape(str(refused.value))):
+            task_spec(config)

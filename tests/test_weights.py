@@ -22,7 +22,8 @@ from rnnlab.config import RunConfig
 from rnnlab.models import RecurrentNet, build_model
 from rnnlab.recording import RecordedRun
 from rnnlab.store import RunStore
-from rnnlab.tasks import MAX_VOCAB, TextTask
+from rnnlab.tasks import TextTask
+from rnnlab.text import MAX_VOCAB
 from rnnlab.train import Finished, Weights, train
 from rnnlab.weights import (
     MAX_FILE_BYTES,

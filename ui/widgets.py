@@ -12,10 +12,10 @@ import pandas as pd
 import streamlit as st
 
 from rnnlab.config import ConfigError, RunConfig, field_spec
-from rnnlab.models import count_parameters
 from rnnlab.presets import PRESETS
+from rnnlab.specs import TaskSpec, count_parameters, task_spec
 from rnnlab.store import RunStore, rnnlab_home
-from rnnlab.tasks import MAX_TEXT_BYTES, decode_text, make_task
+from rnnlab.text import MAX_TEXT_BYTES, decode_text
 from rnnlab.train import available_devices
 
 from .i18n import N_, _, translator
@@ -73,12 +73,13 @@ UPLOADS_MAX_BYTES = 100 * 2**20
 
 
 @st.cache_resource(show_spinner=False, max_entries=32)
-def cached_task(task: str, seq_len: int, word: str, text_file: str):
+def cached_task(task: str, seq_len: int, word: str, text_file: str) -> TaskSpec:
     """Tasks are cheap to describe but the text task reads its file: keep them."""
-    return make_task(RunConfig(task=task, seq_len=seq_len, word=word, text_file=text_file))
+    return task_spec(RunConfig(task=task, seq_len=seq_len, word=word, text_file=text_file))
 
 
-def task_for(config: RunConfig):
+def task_for(config: RunConfig) -> TaskSpec:
+    """What the page shows of the task `config` names: its sizes, metric and baseline."""
     return cached_task(config.task, config.seq_len, config.word, config.text_file)
 
 

@@ -1,11 +1,11 @@
 """Learn: the study note's points as small interactive views, each linked to a preset."""
 
+import numpy as np
 import pandas as pd
 import streamlit as st
 
 from rnnlab.config import GATE_CHUNKS, RunConfig
-from rnnlab.models import count_parameters
-from rnnlab.tasks import HelloTask
+from rnnlab.specs import HelloSpec, count_parameters
 from ui import charts
 from ui.i18n import N_, _, ngettext
 from ui.text import code_span, markdown_format
@@ -36,10 +36,10 @@ word = st.text_input(_("Type a word"), value="hello", max_chars=40, key="learn_w
 if len(word) < 2:
     st.warning(_("Type at least two characters."))
 else:
-    task = HelloTask(word)
-    x, y = task.sample(1, None)
+    task = HelloSpec(word)
+    one_hot = np.eye(task.input_dim, dtype=int)[task.indices(word[:-1])]  # (T, input_dim)
     table = pd.DataFrame(
-        x[0].int().numpy(),
+        one_hot,
         columns=task.vocab,
         index=[f"X_{t} = {c}" for t, c in enumerate(word[:-1])],
     )
@@ -105,7 +105,7 @@ st.caption(
 st.header(_("3 · Shapes and parameter counts"))
 hidden = st.slider(_("Hidden size"), 1, 256, 32, key="learn_hidden")
 rows = []
-task = HelloTask("hello")
+task = HelloSpec("hello")
 for name, gates in GATE_CHUNKS.items():
     config = RunConfig(task="hello", cell=name, hidden_size=hidden, num_layers=layers)
     rows.append(
