@@ -59,6 +59,8 @@ def resolve_device(name: str) -> torch.device:
 
 
 def available_devices() -> list[str]:
+    """The devices this process's PyTorch can train on (rnnlab.devices tells the
+    dashboard's server, which has no PyTorch, what the machine shows)."""
     return ["auto", "cpu"] + [
         name
         for name, present in (

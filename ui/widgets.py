@@ -12,11 +12,11 @@ import pandas as pd
 import streamlit as st
 
 from rnnlab.config import ConfigError, RunConfig, field_spec
+from rnnlab.devices import available_devices
 from rnnlab.presets import PRESETS
 from rnnlab.specs import TaskSpec, count_parameters, task_spec
 from rnnlab.store import RunStore, rnnlab_home
 from rnnlab.text import MAX_TEXT_BYTES, decode_text
-from rnnlab.train import available_devices
 
 from .i18n import N_, _, translator
 from .state import (
