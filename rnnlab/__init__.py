@@ -5,71 +5,89 @@
 ...     print(event.to_dict())
 >>> model, config = load_model("rnnlab-1a2b3c4d5e6f.pt")  # a run's weights, downloaded
 >>> loss, metric = evaluate(model, config)                  # its final_loss again
+
+Each name is imported from its module when first used (PEP 562), so that what needs no
+PyTorch (RunConfig, the store, the events; the dashboard's server) does not import it.
 """
 
-from .config import ConfigError, RunConfig
-from .jobs import JobError, JobManager, Progress, QueueFull, get_manager
-from .models import Recurrent, RecurrentNet, build_model
-from .probe import Probe, gradients_through_time, probe, saturation, spectral_radius
-from .store import RunNotFound, RunRecord, RunStore, StoreError, open_store
-from .sweep import Executor, Grid, LocalExecutor, RunResult, SweepResult, run_sweep, sweep_table
-from .tasks import TASKS, Task, make_task
-from .train import (
-    Evaluation,
-    Finished,
-    Snapshot,
-    Started,
-    Step,
-    Weights,
-    available_devices,
-    run,
-    train,
-)
-from .weights import WeightsError, evaluate, load_model, read_weights, weights_file_bytes
+import importlib
+import sys
+import types
+from typing import Any
 
-__all__ = [
-    "ConfigError",
-    "Evaluation",
-    "Executor",
-    "Finished",
-    "Grid",
-    "JobError",
-    "JobManager",
-    "LocalExecutor",
-    "Probe",
-    "Progress",
-    "QueueFull",
-    "Recurrent",
-    "RecurrentNet",
-    "RunConfig",
-    "RunNotFound",
-    "RunRecord",
-    "RunResult",
-    "RunStore",
-    "Snapshot",
-    "Started",
-    "Step",
-    "StoreError",
-    "SweepResult",
-    "TASKS",
-    "Task",
-    "Weights",
-    "WeightsError",
-    "available_devices",
-    "build_model",
-    "evaluate",
-    "get_manager",
-    "gradients_through_time",
-    "load_model",
-    "make_task",
-    "open_store",
-    "probe",
-    "read_weights",
-    "run",
-    "run_sweep",
-    "saturation",
-    "spectral_radius",
-    "sweep_table",
-    "train",
-    "weights_file_bytes",
-]
+_MODULES = {  # each public name -> the module of rnnlab that defines it
+    "ConfigError": "config",
+    "RunConfig": "config",
+    "Evaluation": "events",
+    "Finished": "events",
+    "Snapshot": "events",
+    "Started": "events",
+    "Step": "events",
+    "Weights": "events",
+    "JobError": "jobs",
+    "JobManager": "jobs",
+    "Progress": "jobs",
+    "QueueFull": "jobs",
+    "get_manager": "jobs",
+    "Recurrent": "models",
+    "RecurrentNet": "models",
+    "build_model": "models",
+    "Probe": "probe",
+    "gradients_through_time": "probe",
+    "probe": "probe",
+    "saturation": "probe",
+    "spectral_radius": "probe",
+    "RunNotFound": "store",
+    "RunRecord": "store",
+    "RunStore": "store",
+    "StoreError": "store",
+    "open_store": "store",
+    "Executor": "sweep",
+    "Grid": "sweep",
+    "LocalExecutor": "sweep",
+    "RunResult": "sweep",
+    "SweepResult": "sweep",
+    "run_sweep": "sweep",
+    "sweep_table": "sweep",
+    "TASKS": "tasks",
+    "Task": "tasks",
+    "make_task": "tasks",
+    "available_devices": "train",
+    "run": "train",
+    "train": "train",
+    "WeightsError": "weights",
+    "evaluate": "weights",
+    "load_model": "weights",
+    "read_weights": "weights",
+    "weights_file_bytes": "weights",
+}
+# Functions named as their modules are: rnnlab.train and rnnlab.probe are the functions.
+_FUNCTIONS_NAMED_AS_MODULES = {name for name, module in _MODULES.items() if name == module}
+
+__all__ = sorted(_MODULES)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _MODULES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_MODULES[name]}"), name)
+    globals()[name] = value  # found here from now on, without this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return list(__all__)
+
+
+class _Package(types.ModuleType):
+    """The import system binds each submodule on its package as it loads it; for
+    `train` and `probe` that would hide the functions, so those bindings are skipped
+    (`import rnnlab.train` still finds the module in sys.modules)."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _FUNCTIONS_NAMED_AS_MODULES and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
