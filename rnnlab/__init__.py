@@ -18,6 +18,7 @@ from typing import Any
 _MODULES = {  # each public name -> the module of rnnlab that defines it
     "ConfigError": "config",
     "RunConfig": "config",
+    "weights_file_bytes": "downloads",
     "Evaluation": "events",
     "Finished": "events",
     "Snapshot": "events",
@@ -59,7 +60,6 @@ _MODULES = {  # each public name -> the module of rnnlab that defines it
     "evaluate": "weights",
     "load_model": "weights",
     "read_weights": "weights",
-    "weights_file_bytes": "weights",
 }
 # Functions named as their modules are: rnnlab.train and rnnlab.probe are the functions.
 _FUNCTIONS_NAMED_AS_MODULES = {name for name, module in _MODULES.items() if name == module}

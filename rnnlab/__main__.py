@@ -29,13 +29,14 @@ import pandas as pd
 
 from .cluster import ClusterError
 from .config import ConfigError, RunConfig
+from .downloads import weights_file_bytes
 from .jobs import JobManager
 from .recording import RecordedRun
 from .store import EXPORT_FORMATS, STATUSES, RunRecord, RunStore, StoreError, open_store
 from .sweep import SWEEPABLE, Grid, LocalExecutor, RayExecutor, RunResult, SweepResult, run_sweep
 from .tasks import make_task
 from .train import Evaluation, Finished, Step, resolve_device
-from .weights import WeightsError, weights_file_bytes
+from .weights import WeightsError
 
 MAX_WORKERS = 64
 INTERRUPTED = 130  # the exit status of a command stopped by Ctrl-C (128 + SIGINT)

@@ -130,32 +130,19 @@ def evaluate(model: torch.nn.Module, config: RunConfig) -> tuple[float, float]:
         model.train(training)
 
 
-def weights_file_bytes(store: Any, run_id: str) -> bytes | None:
-    """A run's weights as a .pt file to download (with its id and summary, and no path of
-    the server's), or None if the run kept none (not finished, failed, or from before
-    weights were kept)."""
-    data = store.weights(run_id)
-    if data is None:
-        return None
+def exported_weights(data: bytes, run_id: str, summary: dict[str, Any] | None) -> bytes:
+    """A run's stored weights file as it is handed out (rnnlab.downloads): checked, with
+    the run's id and summary, and no path of the server's."""
     document = read_weights(data)
-    run = store.get_run(run_id)
-    summary = run.summary
     if summary and isinstance(summary.get("config"), Mapping):
         summary = {**summary, "config": _without_server_paths(summary["config"])}
     return _save(
         {
             **document,
             "config": _without_server_paths(document["config"]),
-            "run_id": run.id,
+            "run_id": run_id,
             "summary": summary,
         }
-    )
-
-
-def weights_file_name(run_id: str, config: Mapping[str, Any]) -> str:
-    """A file name that says which run the weights are from: rnnlab-<id>-adding-lstm-h64.pt."""
-    return (
-        f"rnnlab-{run_id}-{config.get('task')}-{config.get('cell')}-h{config.get('hidden_size')}.pt"
     )
 
 

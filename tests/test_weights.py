@@ -19,18 +19,14 @@ import rnnlab
 from rnnlab import WeightsError, evaluate, load_model, read_weights, weights_file_bytes
 from rnnlab.__main__ import main
 from rnnlab.config import RunConfig
+from rnnlab.downloads import weights_file_name
 from rnnlab.models import RecurrentNet, build_model
 from rnnlab.recording import RecordedRun
 from rnnlab.store import RunStore
 from rnnlab.tasks import TextTask
 from rnnlab.text import MAX_VOCAB
 from rnnlab.train import Finished, Weights, train
-from rnnlab.weights import (
-    MAX_FILE_BYTES,
-    MAX_UNPACKED_BYTES,
-    encode_weights,
-    weights_file_name,
-)
+from rnnlab.weights import MAX_FILE_BYTES, MAX_UNPACKED_BYTES, encode_weights
 
 ADDING = RunConfig(task="adding", cell="lstm", hidden_size=16, seq_len=20, steps=30)
 DIVERGES = RunConfig(

@@ -17,8 +17,8 @@ import streamlit as st
 
 from rnnlab.cells import CELLS
 from rnnlab.config import ConfigError, RunConfig
+from rnnlab.downloads import weights_file_bytes, weights_file_name
 from rnnlab.jobs import JobError, Progress
-from rnnlab.weights import weights_file_bytes, weights_file_name
 
 from . import answers
 from .i18n import _, language
