@@ -44,7 +44,7 @@ from multiprocessing.connection import Connection
 import torch
 
 from .config import RunConfig
-from .jobs.sizing import Calibration, step_terms
+from .jobs.sizing import MAX_STEP_S, Calibration, step_terms
 from .probe import layer_view
 from .recording import RecordedRun, record_failure
 from .store import RunStore
@@ -60,6 +60,10 @@ MIN_SLICE_S, MAX_SLICE_S = 0.01, 0.05
 # sooner waits (a newer one replaces it), so every snapshot taken at the pool's cadence
 # (rnnlab.jobs SNAPSHOT_EVERY_S, 0.8 s) is sent.
 SNAPSHOT_SEND_S = 0.7
+# A run whose steps take longer than this (after its first) is stopped, failed, saying
+# why: admission estimates a step before a run starts (rnnlab.jobs.sizing), this is the
+# measured guarantee.
+STEP_LIMIT_S = 2 * MAX_STEP_S
 
 
 class _ActiveRun(RecordedRun):
@@ -175,10 +179,14 @@ class Worker:
         self.send_waiting_snapshot(run, update)
         share = min(MAX_SLICE_S, max(MIN_SLICE_S, ROUND_S / len(self.runs)))
         began, cpu_began = time.perf_counter(), time.process_time()
-        deadline = began + share
+        deadline, since = began + share, began
         try:
             for event in run:
-                if self.record(run, event, update) or time.perf_counter() >= deadline:
+                now = time.perf_counter()
+                if event.kind == "step" and run.stepped and now - since > STEP_LIMIT_S:
+                    run.stop(_too_slow(now - since), "failed")
+                since = now
+                if self.record(run, event, update) or now >= deadline:
                     break
         except Exception:  # recorded as failed by the run itself
             self.forget(run.run_id)
@@ -270,6 +278,14 @@ class Worker:
                 run.stop("the server shut down", "interrupted")
 
 
+def _too_slow(seconds: float) -> str:
+    return (
+        f"one training step took {seconds:.1f} s on this server, more than the "
+        f"{MAX_STEP_S:g} s a shared worker allows (the other runs wait for every step); "
+        "lower hidden_size, batch_size, seq_len or num_layers"
+    )
+
+
 def _glibc() -> ctypes.CDLL | None:
     name = ctypes.util.find_library("c")
     library = ctypes.CDLL(name) if name else None
@@ -320,20 +336,24 @@ def _step_seconds(config: RunConfig) -> float:
 
 
 # Runs whose steps each weigh on one term of the step-time model (rnnlab.jobs.sizing):
-# time steps, matrix products, parameters, elementwise gate work, and all of them.
+# time steps, matrix products, parameters, elementwise gate work; then mixtures of them,
+# with each cell and a task that answers at every step.
 CALIBRATION_RUNS = (
-    dict(hidden_size=4, seq_len=200, batch_size=1),
-    dict(hidden_size=128, seq_len=25, batch_size=64),
-    dict(hidden_size=512, num_layers=2, seq_len=2, batch_size=1),
-    dict(hidden_size=32, seq_len=100, batch_size=256),
-    dict(hidden_size=256, num_layers=2, seq_len=50, batch_size=32),
+    dict(task="adding", hidden_size=4, seq_len=200, batch_size=1),
+    dict(task="adding", hidden_size=128, seq_len=25, batch_size=64),
+    dict(task="adding", hidden_size=512, num_layers=2, seq_len=2, batch_size=1),
+    dict(task="adding", hidden_size=32, seq_len=100, batch_size=256),
+    dict(task="adding", hidden_size=256, num_layers=2, seq_len=50, batch_size=32),
+    dict(task="copy", cell="gru", hidden_size=64, seq_len=30, batch_size=64),
+    dict(task="adding", cell="rnn", hidden_size=128, seq_len=100, batch_size=64),
+    dict(task="copy", cell="lstm", hidden_size=96, num_layers=2, seq_len=40, batch_size=48),
 )
 
 
 def calibrate() -> Calibration:
     """This machine's step-time model, fitted to real steps of CALIBRATION_RUNS (each
     run's relative error weighs the same; a term that fits below zero is left out)."""
-    configs = [RunConfig(task="adding", steps=3, **run) for run in CALIBRATION_RUNS]
+    configs = [RunConfig(steps=3, **run) for run in CALIBRATION_RUNS]
     seconds = torch.tensor([_step_seconds(config) for config in configs], dtype=torch.float64)
     terms = torch.tensor([step_terms(config) for config in configs], dtype=torch.float64)
     used = list(range(terms.shape[1]))

@@ -238,3 +238,27 @@ def test_a_worker_charges_a_spread_owner_for_every_worker(tmp_path):
     for run in list(worker.runs.values()):
         run.stop("test over", "stopped")
     store.close()
+
+
+def test_a_run_whose_steps_take_too_long_is_stopped_saying_why(tmp_path, monkeypatch):
+    """The estimate can be wrong; the worker measures every step and stops a run whose
+    steps hold the worker longer than STEP_LIMIT_S (here: any step at all)."""
+    from rnnlab import worker as worker_module
+
+    monkeypatch.setattr(worker_module, "STEP_LIMIT_S", 0.0)
+    store = RunStore(tmp_path / "runs.db")
+    worker = Worker(connection=None, store=store)
+    sent = []
+    worker.send = sent.append
+    run_id = store.create_run(ENDLESS, owner="ana")
+    worker.handle(("start", run_id, ENDLESS.to_dict(), None, "ana"))
+    while worker.runs:
+        worker.turn()
+    (finished,) = [u.finished for u in sent if u.finished]
+    assert finished["status"] == "failed"
+    assert (
+        "one training step took" in finished["error"] and "lower hidden_size" in finished["error"]
+    )
+    run = store.get_run(run_id)
+    assert run.status == "failed" and run.step <= 3
+    store.close()

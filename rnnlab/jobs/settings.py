@@ -102,6 +102,13 @@ def memory_plan(machine: Resources, cluster_cpus: int | None, *, local: bool) ->
     return MemoryPlan(workers, memory_bytes, fixed, limited=local)
 
 
+def positive_float_from_env(name: str) -> float | None:
+    """The positive number in environment variable `name`, None if unset; else ValueError."""
+    return _from_env(
+        name, float, "a number", lambda v: math.isfinite(v) and v > 0, "a positive number"
+    )
+
+
 def default_workers(cores: int | None = None) -> int:
     """RNNLAB_WORKERS if set, else one worker per core (of this machine, or `cores`)."""
     return positive_int_from_env("RNNLAB_WORKERS") or cores or (os.cpu_count() or 1)
@@ -117,11 +124,5 @@ def default_executor() -> str:
 
 def default_orphan_after_s() -> float:
     """RNNLAB_ORPHAN_AFTER_S if set, else DEFAULT_ORPHAN_AFTER_S."""
-    configured = _from_env(
-        "RNNLAB_ORPHAN_AFTER_S",
-        float,
-        "a number",
-        lambda v: math.isfinite(v) and v > 0,
-        "a positive number",
-    )
+    configured = positive_float_from_env("RNNLAB_ORPHAN_AFTER_S")
     return DEFAULT_ORPHAN_AFTER_S if configured is None else configured

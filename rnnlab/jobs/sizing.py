@@ -20,10 +20,12 @@ import math
 from dataclasses import dataclass
 
 from ..config import GATE_CHUNKS, RunConfig
+from .settings import positive_float_from_env
 
 # The longest step a shared worker may spend on one run: every other run of that worker
-# waits for it, and a page's chart stops for as long.
-MAX_STEP_S = 1.0
+# waits for it, and a page's chart stops for as long. RNNLAB_MAX_STEP_S changes it (a
+# server of one's own may allow more).
+MAX_STEP_S = positive_float_from_env("RNNLAB_MAX_STEP_S") or 1.0
 
 # Measured per-run memory beyond a warm worker's (bench/bench_sizing.py): the held
 # activations about 2.5 times what the formula counts (workspaces, the loss's graph),
@@ -33,8 +35,11 @@ ACTIVATION_FACTOR = 2.5
 BYTES_PER_PARAMETER = 24
 RUN_BYTES = 8 * 2**20
 
-# Input widths at most, per task (the text task's vocabulary is capped at 256).
+# Input widths at most, per task (the text task's vocabulary is capped at 256), and the
+# tasks whose network answers at every step rather than at the last.
 _INPUTS = {"adding": 2, "copy": 10, "text": 256, "hello": 40}
+_OUTPUTS = {"adding": 1, "copy": 9, "text": 256, "hello": 40}
+_EVERY_STEP = frozenset({"copy", "text", "hello"})
 
 
 @dataclass(frozen=True)
@@ -71,6 +76,18 @@ def input_width(config: RunConfig) -> int:
     return _INPUTS.get(config.task, 256)
 
 
+def output_width(config: RunConfig) -> int:
+    if config.task == "hello":
+        return len(set(config.word))
+    return _OUTPUTS.get(config.task, 256)
+
+
+def answers(config: RunConfig) -> int:
+    """Outputs the head computes in one step: every step's, or the last one's."""
+    every = config.task in _EVERY_STEP
+    return config.sequences_per_step() * (config.time_steps() if every else 1)
+
+
 def parameters(config: RunConfig) -> int:
     """Trainable parameters: per layer gates·(H·in + H·H + 2H), PyTorch's two bias
     vectors, plus the head (at most as wide as the input)."""
@@ -79,12 +96,14 @@ def parameters(config: RunConfig) -> int:
     for layer in range(config.num_layers):
         fan_in = width if layer == 0 else hidden
         total += gates * (hidden * fan_in + hidden * hidden + 2 * hidden)
-    return total + (hidden + 1) * width
+    return total + (hidden + 1) * output_width(config)
 
 
 def step_flops(config: RunConfig) -> float:
-    """Multiply-adds × 2, forward and backward, of one training step."""
-    return config.estimated_flops() / config.steps
+    """Multiply-adds × 2, forward and backward, of one training step: the recurrent
+    layers and the head."""
+    head = 6.0 * answers(config) * config.hidden_size * output_width(config)
+    return config.estimated_flops() / config.steps + head
 
 
 def activation_bytes(config: RunConfig) -> int:
@@ -102,7 +121,7 @@ def activation_bytes(config: RunConfig) -> int:
 def step_terms(config: RunConfig) -> tuple[float, float, float, float]:
     """What one training step does, term by term: time steps × layers, floating-point
     operations, parameters to update, and gate values computed (and kept)."""
-    elements = activation_bytes(config) / 4
+    elements = activation_bytes(config) / 4 + answers(config) * output_width(config)
     return (
         float(config.time_steps() * config.num_layers),
         step_flops(config),
