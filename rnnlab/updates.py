@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .config import RunConfig
-from .train import Evaluation, Event, Snapshot, Started, Step
+from .events import Evaluation, Event, Snapshot, Started, Step
 
 
 @dataclass
