@@ -372,7 +372,7 @@ def test_a_schema_1_file_gains_the_weights_table_and_keeps_its_runs(tmp_path, mo
         )
 
     with RunStore(path) as upgraded:
-        assert upgraded.schema_version == SCHEMA_VERSION == 2
+        assert upgraded.schema_version == SCHEMA_VERSION >= 2
         assert upgraded.get_run(old_run).status == "completed"
         assert len(upgraded.history(old_run)) == 12
         assert upgraded.weights(old_run) is None  # finished before weights were kept
@@ -380,3 +380,35 @@ def test_a_schema_1_file_gains_the_weights_table_and_keeps_its_runs(tmp_path, mo
         assert upgraded.weights(new_run).startswith(b"PK")
         upgraded.delete_run(new_run)
         assert count(path, "weights", new_run) == 0
+
+
+def test_a_schema_2_file_gains_pinning_and_keeps_its_runs_and_weights(tmp_path, monkeypatch):
+    path = tmp_path / "runs.sqlite"
+    with monkeypatch.context() as old_rnnlab:
+        old_rnnlab.setattr(store_module.database, "SCHEMA_VERSION", 2)
+        with RunStore(path) as old:
+            old_run = record(old, tiny(), owner="ana")
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert "pinned" not in [row[1] for row in db.execute("PRAGMA table_info(runs)")]
+
+    with RunStore(path) as upgraded:
+        assert upgraded.schema_version == SCHEMA_VERSION == 3
+        run = upgraded.get_run(old_run)
+        assert run.status == "completed" and run.owner == "ana" and not run.pinned
+        assert upgraded.weights(old_run).startswith(b"PK")
+        upgraded.pin(old_run)
+        assert upgraded.get_run(old_run).pinned
+        assert upgraded.runs_frame()["pinned"].tolist() == [True]
+        report = upgraded.prune(store_module.RetentionPolicy(weights_per_owner=0))
+        assert not report.weights_dropped  # pinned
+        assert len(upgraded.history(old_run)) == 12
+
+
+def test_pinned_is_kept_through_export_and_import(store, tmp_path):
+    run_id = record(store, tiny())
+    store.pin(run_id)
+    exported = store.export_run(run_id, "json")
+    assert json.loads(exported)["run"]["pinned"] is True
+    with RunStore(tmp_path / "elsewhere" / "runs.sqlite") as other:
+        assert other.get_run(other.import_run(exported)).pinned

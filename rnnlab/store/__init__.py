@@ -5,6 +5,7 @@
     for event in train(config):
         store.add(run_id, event)
     store.history(run_id)                    # pandas DataFrame, one row per step
+    store.prune()                            # keep the file within its disk budget
 
 Many threads and processes may share one file (WAL mode, a busy timeout). RunStore is
 one class made of a part per concern, each in its own module:
@@ -15,6 +16,7 @@ one class made of a part per concern, each in its own module:
     writing     new runs, train()'s events in batches, final statuses, deletions
     queries     one run, lists of runs, history, snapshots and trained weights
     transfer    export to JSON or CSV, and import (weights go out as .pt: rnnlab.weights)
+    retention   pinning, and pruning old runs' weights and history to a disk budget
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from .database import (
     rnnlab_home,
 )
 from .queries import RunRecord
+from .retention import DiskUsage, PruneReport, Retention, RetentionPolicy
 from .schema import (
     ACTIVE_STATUSES,
     EVALUATION_COLUMNS,
@@ -48,6 +51,7 @@ from .writing import Writing
 __all__ = [
     "ACTIVE_STATUSES",
     "BUSY_TIMEOUT_MS",
+    "DiskUsage",
     "EVALUATION_COLUMNS",
     "EXPORT_FORMATS",
     "FINISHED_STATUSES",
@@ -57,6 +61,8 @@ __all__ = [
     "STEP_COLUMNS",
     "STORE_FILENAME",
     "WRITE_PATIENCE_S",
+    "PruneReport",
+    "RetentionPolicy",
     "RunNotFound",
     "RunRecord",
     "RunStore",
@@ -67,7 +73,7 @@ __all__ = [
 ]
 
 
-class RunStore(Writing, Transfer):
+class RunStore(Writing, Transfer, Retention):
     """Runs, their metric history and latest snapshot, in one SQLite file; thread-safe.
 
     Opening it marks the runs of processes that died as interrupted (see liveness).

@@ -1,5 +1,9 @@
 """The store's file: opening and migrating it, connections, and writes that survive faults.
 
+The file returns the space of what is deleted (auto_vacuum = INCREMENTAL, so pruning can
+give pages back a few at a time), and its write-ahead log is cut back to
+JOURNAL_SIZE_LIMIT after each checkpoint (see rnnlab.store.retention).
+
 Writes go through one connection guarded by a lock (so threads queue in Python, not in
 SQLite's busy handler), each in a transaction that takes SQLite's write lock up front
 (BEGIN IMMEDIATE), so that no transaction has to upgrade a read lock and fail with
@@ -29,6 +33,9 @@ BUSY_TIMEOUT_MS = 30_000
 # How long a failing write is retried, and the pauses between tries (the last repeats).
 WRITE_PATIENCE_S = 60.0
 RETRY_DELAYS_S = (0.05, 0.2, 0.5, 1.0, 2.0)
+# The write-ahead log is truncated to this after a checkpoint (it may grow past it between
+# checkpoints, by what is written meanwhile).
+JOURNAL_SIZE_LIMIT = 64 * 2**20
 
 T = TypeVar("T")
 
@@ -75,6 +82,8 @@ class Database:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._writer = self._connect()
+            # Takes effect only in a new file (an old one converts with a VACUUM: prune).
+            self._writer.execute("PRAGMA auto_vacuum = INCREMENTAL")
             self._writer.execute("PRAGMA journal_mode = WAL")
             self._migrate()
         except (sqlite3.Error, OSError) as error:
@@ -92,6 +101,7 @@ class Database:
         connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         connection.execute("PRAGMA foreign_keys = ON")
         connection.execute("PRAGMA synchronous = NORMAL")
+        connection.execute(f"PRAGMA journal_size_limit = {JOURNAL_SIZE_LIMIT}")
         if read_only:
             connection.execute("PRAGMA query_only = ON")
         return connection

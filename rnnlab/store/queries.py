@@ -34,6 +34,7 @@ class RunRecord:
     error: str | None = None
     pid: int | None = None
     host: str | None = None
+    pinned: bool = False  # its owner asked to keep its weights and history (retention)
 
     @property
     def active(self) -> bool:
@@ -51,6 +52,7 @@ def _record(row: tuple) -> RunRecord:
     values = dict(zip(_RUN_FIELDS, row, strict=True))
     for name in _JSON_FIELDS:
         values[name] = json_or_none(values[name])
+    values["pinned"] = bool(values["pinned"])
     return RunRecord(**values)
 
 
@@ -136,6 +138,7 @@ class Queries(Liveness):
                     "id": run.id,
                     "status": run.status,
                     "owner": run.owner,
+                    "pinned": run.pinned,
                     "sweep_id": run.sweep_id,
                     "created_at": run.created_at,
                     "finished_at": run.finished_at,
@@ -211,6 +214,16 @@ class Queries(Liveness):
             .fetchone()
         )
         return None if row is None else bytes(row[0])
+
+    def weights_size(self, run_id: str) -> int | None:
+        """How many bytes the run's kept weights take, or None if it keeps none (read
+        without reading the weights)."""
+        row = (
+            self._reader()
+            .execute("SELECT length(data) FROM weights WHERE run_id = ?", (run_id,))
+            .fetchone()
+        )
+        return None if row is None else row[0]
 
     def _exists(self, run_id: str) -> bool:
         return (

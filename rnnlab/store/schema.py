@@ -9,7 +9,7 @@ STATUSES = ("queued", "running", "completed", "diverged", "stopped", "interrupte
 ACTIVE_STATUSES = ("queued", "running")
 FINISHED_STATUSES = tuple(s for s in STATUSES if s not in ACTIVE_STATUSES)
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 STEP_COLUMNS = ("step", "loss", "grad_norm", "elapsed_s")
 EVALUATION_COLUMNS = ("step", "loss", "metric", "solved", "elapsed_s")
@@ -84,6 +84,26 @@ def _weights_v2(connection: sqlite3.Connection) -> None:
     )
 
 
+def _retention_v3(connection: sqlite3.Connection) -> None:
+    """What rnnlab.store.retention needs: a run its owner pinned keeps its weights and
+    history; a thinned run's steps and evaluations were cut to a few hundred points; the
+    bytes its history and its snapshot take, as measured when the run was last updated
+    at `measured_at` (a run updated since is measured again)."""
+    for column in (
+        "pinned INTEGER NOT NULL DEFAULT 0",
+        "thinned INTEGER NOT NULL DEFAULT 0",
+        "history_bytes INTEGER",
+        "snapshot_bytes INTEGER",
+        "measured_at REAL",
+    ):
+        connection.execute(f"ALTER TABLE runs ADD COLUMN {column}")
+    connection.execute("CREATE INDEX runs_by_owner ON runs (owner, created_at)")
+
+
 # Schema version -> the change that brings a file from the version before it to this one.
 # To change the schema: add a function here, raise SCHEMA_VERSION, never edit an old one.
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _schema_v1, 2: _weights_v2}
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
+    1: _schema_v1,
+    2: _weights_v2,
+    3: _retention_v3,
+}

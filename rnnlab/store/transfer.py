@@ -89,6 +89,7 @@ class Transfer(Queries):
             "error": run.get("error"),
             "pid": run.get("pid"),
             "host": run.get("host"),
+            "pinned": int(bool(run.get("pinned"))),
         }
 
         def work(db: sqlite3.Connection) -> None:
