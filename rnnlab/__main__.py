@@ -4,8 +4,9 @@ Every RunConfig field is an option (hidden_size -> --hidden-size); `sweep` takes
 lists (--cell rnn,lstm) and trains the grid they make, on this machine's worker pool or,
 with `--executor ray`, on Ray (a local runtime, or the cluster at --ray-address; Ray is
 an optional extra, imported only then). `train` and `sweep` record their
-runs in the run store ($RNNLAB_HOME/runs.sqlite); `runs` lists, shows, exports and
-deletes them. Invalid options or values exit with status 2 and one line on stderr; a run
+runs in the run store ($RNNLAB_HOME/runs.sqlite); `runs` lists, shows, exports, deletes
+and pins them, and `runs prune` keeps the store within its disk budget. Invalid options
+or values exit with status 2 and one line on stderr; a run
 that ends in any status exits 0, except that Ctrl-C stops a run (or a sweep's runs) at
 its next step, records and prints what it reached, and exits 130; a second Ctrl-C quits
 at once.
@@ -32,7 +33,16 @@ from .config import ConfigError, RunConfig
 from .downloads import weights_file_bytes
 from .jobs import JobManager
 from .recording import RecordedRun
-from .store import EXPORT_FORMATS, STATUSES, RunRecord, RunStore, StoreError, open_store
+from .store import (
+    EXPORT_FORMATS,
+    STATUSES,
+    PruneReport,
+    RetentionPolicy,
+    RunRecord,
+    RunStore,
+    StoreError,
+    open_store,
+)
 from .sweep import SWEEPABLE, Grid, LocalExecutor, RayExecutor, RunResult, SweepResult, run_sweep
 from .tasks import make_task
 from .train import Evaluation, Finished, Step, resolve_device
@@ -331,6 +341,7 @@ def _run_line(run: RunRecord) -> dict[str, str]:
         "steps": f"{run.step}/{config.get('steps')}",
         "metric": "-" if metric is None else f"{summary.get('metric_name')} {metric:.4g}",
         "solved": "yes" if summary.get("solved") else "-",
+        "pinned": "yes" if run.pinned else "-",
     }
 
 
@@ -375,7 +386,8 @@ def command_runs_show(args: argparse.Namespace) -> int:
         return 0
     lines = [
         f"run {run.id}: {run.status}",
-        f"owner {run.owner or '-'}, sweep {run.sweep_id or '-'}",
+        f"owner {run.owner or '-'}, sweep {run.sweep_id or '-'}"
+        + (", pinned" if run.pinned else ""),
         f"created {_when(run.created_at)}, started {_when(run.started_at)}, "
         f"finished {_when(run.finished_at)}",
         "config: " + " ".join(f"{k}={v}" for k, v in run.config.items()),
@@ -384,9 +396,11 @@ def command_runs_show(args: argparse.Namespace) -> int:
         lines.append(format_summary(run.summary))
     if run.error:
         lines.append(f"error: {run.error}")
+    weights = store.weights_size(run.id)
     lines.append(
         f"history: {len(history)} steps, {len(evaluations)} evaluations, "
         + ("no snapshot" if snapshot is None else f"snapshot at step {snapshot.get('step')}")
+        + (", no weights" if weights is None else f", weights {_megabytes(weights)}")
     )
     print("\n".join(lines))
     return 0
@@ -438,6 +452,91 @@ def command_runs_delete(args: argparse.Namespace) -> int:
             fail(str(error))
         print(f"deleted {run.id}")
     return 0
+
+
+def command_runs_pin(args: argparse.Namespace) -> int:
+    store = _open_store()
+    run_ids = [_resolve(store, run_id) for run_id in args.ids]
+    pinned = args.runs_command == "pin"
+    for run_id in run_ids:
+        store.pin(run_id, pinned)
+        print(f"{args.runs_command}ned {run_id}")
+    return 0
+
+
+# `runs prune` options -> the RetentionPolicy fields they set.
+PRUNE_OPTIONS = {
+    "--budget-mb": "disk_budget_mb",
+    "--keep-weights": "weights_per_owner",
+    "--keep-history": "history_per_owner",
+    "--history-points": "history_points",
+    "--owner-share": "owner_share",
+}
+
+
+def policy_from_args(args: argparse.Namespace) -> RetentionPolicy:
+    """The retention policy: the environment's, with the options given; exits 2 if invalid."""
+    overrides: dict[str, float] = {}
+    for option, name in PRUNE_OPTIONS.items():
+        text = getattr(args, name)
+        if text is None:
+            continue
+        try:
+            overrides[name] = float(text)
+        except ValueError:
+            fail(f"{option} must be a number, got {text!r}")
+    try:
+        return RetentionPolicy.from_environment(**overrides)
+    except ValueError as error:
+        message = str(error)
+        for option, name in PRUNE_OPTIONS.items():
+            if message.startswith(f"{name} ") and name in overrides:
+                message = option + message[len(name) :]
+        fail(message)
+
+
+def command_runs_prune(args: argparse.Namespace) -> int:
+    policy = policy_from_args(args)
+    store = _open_store()
+    try:
+        report = store.prune(policy)
+    except StoreError as error:
+        fail(str(error))
+    if args.json:
+        print(json.dumps(report.to_dict()))
+    else:
+        print(format_prune(report))
+    return 0
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / 2**20:.1f} MB"
+
+
+def format_prune(report: PruneReport) -> str:
+    """What a prune dropped, and the store's size before and after."""
+    lines = []
+    for ids, what in (
+        (report.weights_dropped, "dropped the weights of"),
+        (report.histories_thinned, "thinned the history of"),
+        (report.snapshots_dropped, "dropped the snapshot of"),
+    ):
+        if ids:
+            runs = "run" if len(ids) == 1 else "runs"
+            lines.append(f"{what} {len(ids)} {runs}: {' '.join(ids)}")
+    if not lines:
+        lines.append("nothing to drop")
+    before, after = report.before, report.after
+    lines.append(
+        f"store: {_megabytes(before.total_bytes)} before, {_megabytes(after.total_bytes)} "
+        f"after (write-ahead log {_megabytes(after.wal_bytes)}); "
+        f"budget {_megabytes(report.budget_bytes)}"
+    )
+    if report.converted:
+        lines.append("the file was rewritten once to give freed space back from now on")
+    if report.over_budget:
+        lines.append("still over the budget: pinned runs and run records are kept")
+    return "\n".join(lines)
 
 
 def format_summary(summary: dict[str, Any]) -> str:
@@ -508,10 +607,15 @@ def build_parser() -> argparse.ArgumentParser:
     sweep_parser.set_defaults(handler=command_sweep)
 
     runs_parser = commands.add_parser(
-        "runs", help="list, show, export or delete recorded runs", allow_abbrev=False
+        "runs",
+        help="list, show, export, delete, pin or prune recorded runs",
+        allow_abbrev=False,
     )
     runs_commands = runs_parser.add_subparsers(
-        dest="runs_command", metavar="list|show|export|delete", required=True, parser_class=_Parser
+        dest="runs_command",
+        metavar="list|show|export|delete|pin|unpin|prune",
+        required=True,
+        parser_class=_Parser,
     )
     list_parser = runs_commands.add_parser(
         "list", help="recorded runs, newest first", allow_abbrev=False
@@ -545,6 +649,30 @@ def build_parser() -> argparse.ArgumentParser:
     )
     delete_parser.add_argument("ids", nargs="+", metavar="ID", help="run ids")
     delete_parser.set_defaults(handler=command_runs_delete)
+    for command, help_text in (
+        ("pin", "keep runs' weights and whole history when the store is pruned"),
+        ("unpin", "let pruning treat runs like any other again"),
+    ):
+        pin_parser = runs_commands.add_parser(command, help=help_text, allow_abbrev=False)
+        pin_parser.add_argument("ids", nargs="+", metavar="ID", help="run ids")
+        pin_parser.set_defaults(handler=command_runs_pin)
+    prune_parser = runs_commands.add_parser(
+        "prune",
+        help="drop old runs' weights and thin their history to keep the store within its "
+        "disk budget (queued, running and pinned runs are kept)",
+        allow_abbrev=False,
+    )
+    settings = {f.name: f for f in dataclasses.fields(RetentionPolicy)}
+    for option, name in PRUNE_OPTIONS.items():
+        spec, default = settings[name].metadata, settings[name].default
+        prune_parser.add_argument(
+            option,
+            dest=name,
+            metavar="N",
+            help=f"{spec['help']} (default ${spec['env']}, else {default:g})",
+        )
+    prune_parser.add_argument("--json", action="store_true", help="print one JSON object")
+    prune_parser.set_defaults(handler=command_runs_prune)
     return parser
 
 

@@ -146,6 +146,15 @@ def one_error_line(capsys, *args: str) -> str:
         (["runs", "export", "abcdef123456", "--format", "xml"], "invalid choice"),
         (["runs", "delete"], "required: ID"),
         (["runs", "delete", "abcdef123456"], "no run with id"),
+        (["runs", "pin"], "required: ID"),
+        (["runs", "pin", "abcdef123456"], "no run with id"),
+        (["runs", "unpin", "not-an-id"], "no run with id"),
+        (["runs", "prune", "--budget-mb", "lots"], "--budget-mb must be a number, got 'lots'"),
+        (["runs", "prune", "--budget-mb", "0"], "--budget-mb is 0, out of range"),
+        (["runs", "prune", "--owner-share", "2"], "--owner-share is 2, out of range"),
+        (["runs", "prune", "--keep-weights", "1.5"], "--keep-weights must be a whole number"),
+        (["runs", "prune", "--history-points", "-3"], "--history-points is -3, out of range"),
+        (["runs", "prune", "--keep"], "unrecognized arguments"),
         (["sweep", *TINY, "--cell", "rnn,gru", "--seq-len", "5,9", "--lr", "0.1,0.2"], "at most 2"),
         (["sweep", *TINY, "--cell", "rnn,elman"], "cell='elman' is not one of"),
         (["sweep", *TINY, "--cell", "rnn,"], "--cell has an empty value"),
@@ -221,3 +230,35 @@ def test_runs_export_pt_writes_the_trained_weights(capsys, home):
     assert "binary file; give -o FILE" in message
     message = one_error_line(capsys, "runs", "export", queued, "--format", "pt", "-o", str(target))
     assert f"run {queued} has no weights (queued)" in message
+
+
+def test_runs_pin_unpin_and_prune(capsys, home):
+    first, second, third = (train_json(capsys, "--seed", str(seed))["run_id"] for seed in range(3))
+    assert cli(capsys, "runs", "pin", first[:6]) == f"pinned {first}\n"
+    listed = cli(capsys, "runs", "list").splitlines()
+    assert listed[0].split()[-1] == "pinned"
+    assert [line.split()[-1] for line in listed[1:]] == ["-", "-", "yes"]
+    assert ", pinned" in cli(capsys, "runs", "show", first)
+
+    report = json.loads(cli(capsys, "runs", "prune", "--keep-weights", "1", "--json"))
+    assert report["weights_dropped"] == [second]
+    assert report["before"]["file_bytes"] > 0 and report["budget_bytes"] == 1024 * 2**20
+    with RunStore(home / "runs.sqlite") as store:
+        assert [store.weights_size(r) is not None for r in (first, second, third)] == [
+            True,
+            False,
+            True,
+        ]
+    assert "no weights" in cli(capsys, "runs", "show", second)
+
+    assert cli(capsys, "runs", "unpin", first) == f"unpinned {first}\n"
+    text = cli(capsys, "runs", "prune", "--keep-weights", "1", "--budget-mb", "512")
+    assert f"dropped the weights of 1 run: {first}" in text
+    assert "MB before" in text and "MB after" in text and "budget 512.0 MB" in text
+    assert cli(capsys, "runs", "prune").startswith("nothing to drop\nstore: ")
+
+
+def test_a_bad_retention_setting_in_the_environment_exits_2(capsys, monkeypatch):
+    monkeypatch.setenv("RNNLAB_DISK_BUDGET_MB", "a lot")
+    message = one_error_line(capsys, "runs", "prune")
+    assert "RNNLAB_DISK_BUDGET_MB must be a number" in message
