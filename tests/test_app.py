@@ -1005,3 +1005,70 @@ def test_a_crafted_share_link_shows_its_values_as_text_not_markup():
     (cell,) = [pieces for pieces in notes if ("code", codes["cell"]) in pieces]
     assert crafted in " ".join(text for _kind, text in cell), "the error quotes it whole"
     assert at.radio(key="train_cell").value == RunConfig().cell
+
+
+# Compare: weights and pins belong to the run's session ----------------------------------
+
+
+def record_run(store, owner: str, **settings: Any) -> str:
+    """A finished tiny run recorded straight into the app's store, as `owner`'s."""
+    from rnnlab.train import train
+
+    config = RunConfig(task="hello", cell="rnn", **{**TINY, **settings})
+    run_id = store.create_run(config, owner=owner, status="running")
+    for event in train(config):
+        store.add(run_id, event)
+    return run_id
+
+
+def weights_buttons(at: AppTest) -> list[str]:
+    return [
+        button.proto.label
+        for button in at.get("download_button")
+        if button.proto.label == "Download weights (.pt)"
+    ]
+
+
+def test_compare_offers_a_runs_weights_and_pin_only_to_its_session():
+    from rnnlab.store import RetentionPolicy
+
+    at = open_app("views/compare.py")
+    store = jobs.get_manager().store
+    mine = record_run(store, at.session_state["owner"])
+    theirs = record_run(store, "someone-else", seed=1)
+    assert store.weights(theirs) is not None
+
+    at.session_state["compare_table_selected"] = [theirs]
+    at.run()
+    assert_no_exception(at)
+    assert weights_buttons(at) == [], "another session's weights are offered"
+    assert "Only the session that trained a run can download its weights." in texts(at.caption)
+    assert not [b for b in at.button if b.key == "compare_pin"]
+
+    at.session_state["compare_table_selected"] = [mine]
+    at.run()
+    assert_no_exception(at)
+    assert weights_buttons(at) == ["Download weights (.pt)"]
+    at.button(key="compare_pin").click().run()
+    assert_no_exception(at)
+    assert store.get_run(mine).pinned and not store.get_run(theirs).pinned
+    assert at.dataframe[0].value.set_index("id")["pinned"].to_dict() == {mine: True, theirs: False}
+    assert at.button(key="compare_pin").proto.label == "Unpin 1 of my selected runs"
+    at.button(key="compare_pin").click().run()
+    assert not store.get_run(mine).pinned
+
+    store.prune(RetentionPolicy(weights_per_owner=0))
+    at.run()
+    assert_no_exception(at)
+    assert weights_buttons(at) == []
+    assert any("weights were not kept" in text for text in texts(at.caption))
+
+
+def test_compare_explains_in_korean_why_weights_are_not_offered():
+    at = open_app("views/compare.py", query={"lang": "ko"})
+    store = jobs.get_manager().store
+    theirs = record_run(store, "someone-else")
+    at.session_state["compare_table_selected"] = [theirs]
+    at.run()
+    assert_no_exception(at)
+    assert "가중치는 그 실행을 학습시킨 세션에서만 내려받을 수 있습니다." in texts(at.caption)

@@ -15,6 +15,7 @@ from ui.widgets import run_table
 COLUMNS = {
     "id": N_("run"),
     "status": N_("status"),
+    "pinned": N_("pinned"),
     "task": N_("task"),
     "cell": N_("cell"),
     "activation": N_("activation"),
@@ -74,6 +75,7 @@ selected = run_table(
     column_config={
         **headers,
         "id": st.column_config.TextColumn(headers["id"], width="small"),
+        "pinned": st.column_config.CheckboxColumn(headers["pinned"], width="small"),
         "final_loss": st.column_config.NumberColumn(headers["final_loss"], format="%.4g"),
         "metric": st.column_config.NumberColumn(headers["metric"], format="%.4g"),
         "lr": st.column_config.NumberColumn(headers["lr"], format="%g"),
@@ -100,15 +102,41 @@ if len(chosen):
         frame = store.history(row.id) if curve == "train loss" else store.evaluations(row.id)
         curves[f"{row.id[:8]} {row.cell}/{row.activation} h={row.hidden_size}"] = frame
     st.plotly_chart(charts.overlay_figure(curves, title=_(curve)), key="compare_overlay")
-    if len(chosen) == 1:
-        weights_download(chosen["id"].iloc[0], key="compare")
-
     owners = dict(zip(runs["id"], runs["owner"], strict=True))
+    if len(chosen) == 1:
+        run_id, status = chosen["id"].iloc[0], chosen["status"].iloc[0]
+        if owners.get(run_id) != owner():
+            st.caption(_("Only the session that trained a run can download its weights."))
+        elif status not in ("queued", "running") and store.weights_size(run_id) is None:
+            st.caption(
+                _(
+                    "This run's weights were not kept: to save disk space, only each "
+                    "session's newest runs and pinned runs keep theirs."
+                )
+            )
+        else:
+            weights_download(run_id, key="compare")
+
     own_ids = [
         row.id
         for row in chosen.itertuples()
         if owners.get(row.id) == owner() and row.status not in ("queued", "running")
     ]
+    unpin = bool(own_ids) and bool(chosen.loc[chosen["id"].isin(own_ids), "pinned"].all())
+    pin_label = _("Unpin {n} of my selected runs") if unpin else _("Pin {n} of my selected runs")
+    if own_ids and st.button(
+        pin_label.format(n=len(own_ids)),
+        icon=":material/star:",
+        key="compare_pin",
+        help=_(
+            "Pinned runs keep their trained weights and whole history when old runs are "
+            "pruned to save disk space."
+        ),
+    ):
+        for run_id in own_ids:
+            with contextlib.suppress(RunNotFound):  # deleted meanwhile, from another tab
+                store.pin(run_id, not unpin)
+        st.rerun()
     if own_ids and st.button(
         _("Delete {n} of my selected runs").format(n=len(own_ids)),
         icon=":material/delete:",
