@@ -20,7 +20,7 @@ from typing import Any
 from ..config import RunConfig
 from ..store import ACTIVE_STATUSES, RunNotFound, RunStore
 from ..values import finite_or_none
-from ..worker import Update
+from ..updates import Update
 
 # steps/s is measured over windows of at least this length.
 RATE_WINDOW_S = 0.5
