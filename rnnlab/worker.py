@@ -16,8 +16,10 @@ gradient history beside it, so the server copies bytes instead of decoding them.
 Commands, server to worker:   ("start", run_id, config_dict, snapshot_every_s, owner)
                               ("cancel", run_id, reason or None, status)
                               ("spread", owner, workers the owner trains on; 0: none)
+                              ("export", request_id, weights bytes, run_id, summary)
                               ("close",)
 Replies, worker to server:    ("ready", pid, calibration or None)
+                              ("exported", request_id, file bytes or None, error or None)
                               ("update", Update)
 
 A worker exits when told to close or when its connection to the server breaks (the
@@ -50,6 +52,7 @@ from .recording import RecordedRun, record_failure
 from .store import RunStore
 from .train import Event, Snapshot, train
 from .updates import Update
+from .weights import WeightsError, exported_weights
 
 # How long one run trains before the next one's turn: a round over every run takes about
 # ROUND_S (each run's chart then moves a few times a second), but a slice is never
@@ -163,6 +166,14 @@ class Worker:
                 self.spread[owner] = workers
             else:
                 self.spread.pop(owner, None)
+        elif kind == "export":  # a download: PyTorch's work, which the server never does
+            _, request, data, run_id, summary = command
+            try:
+                self.send_message(
+                    ("exported", request, exported_weights(data, run_id, summary), None)
+                )
+            except WeightsError as error:
+                self.send_message(("exported", request, None, str(error)))
         elif kind == "close":
             self.open = False
             if not self.runs:

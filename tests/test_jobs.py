@@ -262,3 +262,24 @@ def test_workers_never_run_the_page_installed_as_main(tmp_path):
     )
     assert result.stdout.strip().splitlines()[-1:] == ["completed"], result.stderr[-2000:]
     assert "ran the page" not in result.stderr
+
+
+def test_a_worker_makes_the_weights_file_a_page_offers(make_manager, store):
+    """The server imports no PyTorch: a download's file is made by a worker, and is the
+    file the CLI's export makes in-process."""
+    from rnnlab.downloads import weights_file_bytes
+    from rnnlab.weights import read_weights
+
+    manager = make_manager(workers=1)
+    run_id = manager.submit(tiny(), owner="ana")
+    assert manager.wait(run_id, timeout=120).status == "completed"
+    made = read_weights(manager.export_weights(run_id))
+    expected = read_weights(weights_file_bytes(store, run_id))
+    assert made["run_id"] == expected["run_id"] == run_id
+    assert made["summary"] == expected["summary"]
+    assert made["state_dict"].keys() == expected["state_dict"].keys()
+    for name, tensor in made["state_dict"].items():
+        assert tensor.equal(expected["state_dict"][name])
+    unfinished = manager.submit(ENDLESS, owner="ana")
+    assert manager.export_weights(unfinished) is None  # no weights yet
+    manager.cancel(unfinished)

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import atexit
 import collections
+import itertools
 import logging
 import os
 import threading
@@ -48,7 +49,7 @@ from . import resources, sizing
 from .admission import Admission, JobError
 from .feed import LiveRun
 from .pool import WorkerPool, make_local_worker, make_ray_worker, process_context
-from .reports import Reports
+from .reports import Export, Reports
 from .scheduling import Scheduler, fair_order
 from .settings import (
     DEFAULT_MAX_QUEUED_PER_OWNER,
@@ -141,6 +142,8 @@ class JobManager(Watched, Reports):
         self._finished: collections.deque[str] = collections.deque()
         self._sweeps: dict[str, list[str]] = {}  # sweep id -> its runs, in submission order
         self.cpu_seconds: collections.Counter[str] = collections.Counter()  # owner -> its runs'
+        self._exports: dict[int, Export] = {}  # download requests a worker has yet to answer
+        self._requests = itertools.count()
         self._closed = False
         if self.executor == "ray":
             cpus = min(1.0, cluster_cpus / self.workers)  # more workers than CPUs share
@@ -226,6 +229,31 @@ class JobManager(Watched, Reports):
             if (job := self._jobs.get(run_id)) is not None and not job.active:
                 del self._jobs[run_id]
         self.stored.forget(run_id)
+
+    def export_weights(self, run_id: str, *, timeout: float = 60.0) -> bytes | None:
+        """A finished run's weights as a .pt file to download (rnnlab.weights.
+        exported_weights), made by a worker: the server never imports PyTorch. None if
+        the run kept no weights; JobError if no worker made the file in `timeout`."""
+        data = self.store.weights(run_id)
+        if data is None:
+            return None
+        summary = self.store.get_run(run_id).summary
+        request, export = next(self._requests), Export()
+        with self._lock:
+            worker = self.pool.least_busy()
+            if worker is None:
+                raise JobError("no training worker is up to make the file; try again in a moment")
+            self._exports[request] = export
+            worker.send(("export", request, data, run_id, summary))
+        try:
+            if not export.done.wait(timeout):
+                raise JobError("the weights file took too long to make; try again")
+        finally:
+            with self._lock:
+                del self._exports[request]
+        if export.error is not None:
+            raise JobError(export.error)
+        return export.file
 
     def heartbeat(self, owner: str) -> None:
         """Say that `owner` is still there. Once an owner has been seen, absence for

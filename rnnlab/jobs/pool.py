@@ -121,6 +121,9 @@ class PoolEvents(Protocol):
 
     def tick(self) -> None: ...  # every ORPHAN_CHECK_S
 
+    # A weights file made for download (rnnlab.worker's "export"), or why it could not be.
+    def exported(self, request: int, data: bytes | None, error: str | None) -> None: ...
+
 
 class WorkerPool:
     """`size` workers made by `make_worker(number)`, replaced when they die; `lock` is the
@@ -226,6 +229,8 @@ class WorkerPool:
                     _, calibration = payload
                     if calibration is not None:
                         self.calibration = calibration
+                elif kind == "exported":
+                    self.events.exported(*payload)
         except (EOFError, OSError):
             return False
         except Exception:

@@ -9,6 +9,7 @@ import collections
 import logging
 import threading
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..store import RunStore
@@ -18,6 +19,15 @@ from .feed import LiveRun
 from .pool import WorkerPool
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class Export:
+    """A weights file a worker is making for download (JobManager.export_weights)."""
+
+    done: threading.Event = field(default_factory=threading.Event)
+    file: bytes | None = None
+    error: str | None = None
 
 
 class Reports:
@@ -30,6 +40,7 @@ class Reports:
     pool: WorkerPool
     store: RunStore
     cpu_seconds: collections.Counter[str]
+    _exports: dict[int, Export]
     # The manager's own, called as it says (rnnlab.jobs.manager).
     _dispatch: Callable[[], None]
     _retire: Callable[[LiveRun], None]
@@ -115,3 +126,10 @@ class Reports:
             if finished is None:
                 with self._lock:
                     self._stop(job, f"it could not be recorded: {error}", status="failed")
+
+    def exported(self, request: int, data: bytes | None, error: str | None) -> None:
+        with self._lock:
+            export = self._exports.get(request)
+        if export is not None:
+            export.file, export.error = data, error
+            export.done.set()
