@@ -4,11 +4,14 @@ budget and each owner's share of it, and a file that shrinks and a log that is t
 import io
 import json
 import sqlite3
+import threading
+import time
 
 import pandas as pd
 import pytest
 from helpers import tiny
 
+from rnnlab import store as store_module
 from rnnlab.events import Evaluation, Finished, Step, Weights
 from rnnlab.store import RetentionPolicy, RunNotFound, RunStore, retention
 from rnnlab.train import train
@@ -193,8 +196,38 @@ def test_a_prune_truncates_the_write_ahead_log(store):
     assert report.checkpointed and report.after.wal_bytes == 0
 
 
+def test_writers_that_never_pause_keep_the_log_short(tmp_path, monkeypatch):
+    monkeypatch.setattr(store_module.database, "CHECKPOINT_WAL_BYTES", 4 * MiB)
+    path = tmp_path / "runs.sqlite"
+    RunStore(path).close()
+    wal = path.with_name("runs.sqlite-wal")
+    largest, writing = [0], threading.Event()
+
+    def worker() -> None:  # a worker process's connection, recording runs back to back
+        with RunStore(path) as own:
+            for _ in range(6):
+                finish(own, weights=2 * MiB, steps=600)
+
+    def sample() -> None:
+        while writing.is_set():
+            largest[0] = max(largest[0], wal.stat().st_size if wal.exists() else 0)
+            time.sleep(0.001)
+
+    writing.set()
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    workers = [threading.Thread(target=worker) for _ in range(3)]
+    for thread in workers:
+        thread.start()
+    for thread in workers:
+        thread.join()
+    writing.clear()
+    sampler.join()
+    assert 2 * MiB < largest[0] <= 4 * MiB + 3 * 2 * MiB + MiB, largest[0] / MiB
+
+
 def test_a_prune_with_nothing_to_drop_still_truncates_a_long_log(store, monkeypatch):
-    monkeypatch.setattr(retention, "CHECKPOINT_WAL_BYTES", MiB)
+    monkeypatch.setattr(retention, "IDLE_CHECKPOINT_WAL_BYTES", MiB)
     finish(store, weights=2 * MiB)
     report = store.prune(policy())
     assert not report.changed and report.checkpointed and report.after.wal_bytes == 0

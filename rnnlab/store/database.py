@@ -1,8 +1,8 @@
 """The store's file: opening and migrating it, connections, and writes that survive faults.
 
 The file returns the space of what is deleted (auto_vacuum = INCREMENTAL, so pruning can
-give pages back a few at a time), and its write-ahead log is cut back to
-JOURNAL_SIZE_LIMIT after each checkpoint (see rnnlab.store.retention).
+give pages back a few at a time; see rnnlab.store.retention), and a commit that leaves
+the write-ahead log longer than CHECKPOINT_WAL_BYTES checkpoints and truncates it.
 
 Writes go through one connection guarded by a lock (so threads queue in Python, not in
 SQLite's busy handler), each in a transaction that takes SQLite's write lock up front
@@ -36,6 +36,13 @@ RETRY_DELAYS_S = (0.05, 0.2, 0.5, 1.0, 2.0)
 # The write-ahead log is truncated to this after a checkpoint (it may grow past it between
 # checkpoints, by what is written meanwhile).
 JOURNAL_SIZE_LIMIT = 64 * 2**20
+# A commit that leaves the log longer than this checkpoints it and truncates it: writers
+# that never pause (a trained run's weights are tens of MB) keep SQLite's own checkpoints
+# from ever reaching the log's end, and the log would grow without bound.
+CHECKPOINT_WAL_BYTES = JOURNAL_SIZE_LIMIT // 4
+# How long such a checkpoint waits for other writers and readers before it gives up.
+CHECKPOINT_PATIENCE_MS = 2000
+CHECKPOINT_RETRY_S = 0.01
 
 T = TypeVar("T")
 
@@ -90,6 +97,7 @@ class Database:
             raise StoreError(f"cannot open the run store {self.path}: {error}") from error
         self._write_lock = threading.RLock()
         self._readers = threading.local()
+        self._wal_path = self.path.with_name(self.path.name + "-wal")
 
     def _connect(self, *, read_only: bool = False) -> sqlite3.Connection:
         connection = sqlite3.connect(
@@ -156,6 +164,37 @@ class Database:
                 if self._writer.in_transaction:
                     self._writer.execute("ROLLBACK")
                 raise
+            if self.wal_bytes() > CHECKPOINT_WAL_BYTES:
+                self.checkpoint()
+
+    def wal_bytes(self) -> int:
+        """The size of the write-ahead log file (0 if there is none)."""
+        try:
+            return os.stat(self._wal_path).st_size
+        except OSError:
+            return 0
+
+    def checkpoint(self, patience_ms: int = CHECKPOINT_PATIENCE_MS) -> bool:
+        """Copy the write-ahead log into the file and truncate it; False if other writers
+        or readers kept part of it for longer than `patience_ms` (meanwhile it holds new
+        writers off). Another connection's checkpoint (SQLite's own, after a commit)
+        refuses ours at once, so it is tried again until then."""
+        deadline = time.monotonic() + patience_ms / 1000
+        with self._write_lock:
+            try:
+                while True:
+                    left_ms = max(1, int((deadline - time.monotonic()) * 1000))
+                    self._writer.execute(f"PRAGMA busy_timeout = {left_ms}")
+                    busy = self._writer.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+                    if not busy:
+                        return True
+                    if time.monotonic() >= deadline:
+                        return False
+                    time.sleep(CHECKPOINT_RETRY_S)
+            except sqlite3.OperationalError:
+                return False
+            finally:
+                self._writer.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
 
     def _write(
         self, work: Callable[[sqlite3.Connection], T], *, patience_s: float | None = None

@@ -39,7 +39,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .database import BUSY_TIMEOUT_MS, RunNotFound
+from .database import RunNotFound
 from .queries import Queries
 from .schema import ACTIVE_STATUSES
 
@@ -51,10 +51,10 @@ BATCH_SECONDS = 0.05
 # Freed pages are first given back to the file system this many at a time (one transaction
 # each); later chunks are sized to take about BATCH_SECONDS.
 VACUUM_PAGES = 256
-# A prune with nothing to drop still checkpoints a write-ahead log longer than this.
-CHECKPOINT_WAL_BYTES = 16 * MiB
-# How long a checkpoint waits for readers before it leaves the log for the next prune.
-CHECKPOINT_PATIENCE_MS = 200
+# A prune with nothing to drop still checkpoints a write-ahead log longer than this,
+# waiting at most IDLE_CHECKPOINT_PATIENCE_MS for other writers and readers.
+IDLE_CHECKPOINT_WAL_BYTES = 4 * MiB
+IDLE_CHECKPOINT_PATIENCE_MS = 200
 # Rounds of planning and dropping in one prune (each round measures the file again).
 MAX_ROUNDS = 8
 
@@ -329,7 +329,7 @@ class Retention(Queries):
         page_size = reader.execute("PRAGMA page_size").fetchone()[0]
         return DiskUsage(
             file_bytes=_size(self.path),
-            wal_bytes=_size(self.path.with_name(self.path.name + "-wal")),
+            wal_bytes=self.wal_bytes(),
             used_bytes=(pages - free) * page_size,
         )
 
@@ -357,10 +357,11 @@ class Retention(Queries):
         if changed:
             self._give_back_free_pages()
         converted = self._convert_to_incremental()
-        wal = self.disk_usage().wal_bytes
         checkpointed = False
-        if changed or converted or wal > CHECKPOINT_WAL_BYTES:
+        if changed or converted:
             checkpointed = self.checkpoint()
+        elif self.wal_bytes() > IDLE_CHECKPOINT_WAL_BYTES:
+            checkpointed = self.checkpoint(IDLE_CHECKPOINT_PATIENCE_MS)
         return PruneReport(
             weights_dropped=tuple(dict.fromkeys(done[WEIGHTS])),
             histories_thinned=tuple(dict.fromkeys(done[HISTORY])),
@@ -372,19 +373,6 @@ class Retention(Queries):
             checkpointed=checkpointed,
             seconds=time.monotonic() - started,
         )
-
-    def checkpoint(self) -> bool:
-        """Copy the write-ahead log into the file and truncate it; False if a reader kept
-        part of it (it waits CHECKPOINT_PATIENCE_MS at most, holding writers off meanwhile)."""
-        with self._write_lock:
-            self._writer.execute(f"PRAGMA busy_timeout = {CHECKPOINT_PATIENCE_MS}")
-            try:
-                busy, _, _ = self._writer.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-            except sqlite3.OperationalError:
-                return False
-            finally:
-                self._writer.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        return busy == 0
 
     def _footprints(self) -> list[Footprint]:
         """Every finished run, newest first, with what it holds."""
