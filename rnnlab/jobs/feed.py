@@ -5,27 +5,85 @@ the live route adds the new points of its curve (`LiveRun.live`), the room and a
 its settings (`LiveRun.row`), and a run no longer in memory is answered in the same
 shapes from the store, read once (rnnlab.jobs.stored). Gate pictures arrive already encoded
 from the workers (rnnlab.worker) and are handed on as the bytes they came in.
+
+What a run learns from is its owner's when the owner gave it (a typed word, an uploaded
+text): everyone else is answered the public shapes, which keep settings, curves and gate
+pictures but withhold that text (`public_config`, `public_error`, and gate pictures without
+the predictions on the probe, made once per snapshot when it arrives).
 """
 
 from __future__ import annotations
 
 import array
 import bisect
+import functools
 import json
 import math
 import threading
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ..config import RunConfig
 from ..store import ACTIVE_STATUSES, RunNotFound, RunStore
-from ..values import finite_or_none
 from ..updates import Update
+from ..values import finite_or_none
 
 # steps/s is measured over windows of at least this length.
 RATE_WINDOW_S = 0.5
 # A curve in the room's or a race's rows: the steps that are multiples of steps / this.
 ROW_POINTS = 400
+# A live answer's curve keeps at most this many points after its `since` (every k-th,
+# and the last): a page that asks a 200,000-step run from step 0 gets a bounded answer,
+# as many points as live.js draws.
+LIVE_POINTS = 3000
+# What a public answer shows in place of what a run's owner typed or uploaded.
+WITHHELD = "(private)"
+
+
+# Whether the one asking is the owner it is given: a page's answers show a run's private
+# inputs only to its owner (ui/answers.py tells by a key each session holds).
+AskerIs = Callable[[str], bool]
+
+
+def nobody(owner: str) -> bool:
+    """The AskerIs of an answer for anyone: no run's owner."""
+    return False
+
+
+def private_inputs(task: str, text_file: str) -> bool:
+    """Whether a run learns from what its owner gave: the hello task's typed word, or an
+    uploaded text. Its predictions on the probe then show that text."""
+    return task == "hello" or (task == "text" and bool(text_file))
+
+
+def public_config(config: dict[str, Any]) -> dict[str, Any]:
+    """A run's settings as anyone may see them: the word and the uploaded file's path
+    withheld (the word is withheld whatever the task: it stays in the settings)."""
+    return {
+        **config,
+        "word": WITHHELD,
+        "text_file": WITHHELD if config.get("text_file") else "",
+    }
+
+
+def public_error(error: str | None, config: dict[str, Any]) -> str | None:
+    """A run's error message without its uploaded file's path (a text file that cannot be
+    read says where it is; no error quotes the word, which is checked before a run starts)."""
+    path = config.get("text_file")
+    return error.replace(path, WITHHELD) if error and path else error
+
+
+def without_inputs(view: dict[str, Any]) -> dict[str, Any]:
+    """A layer view (rnnlab.probe.layer_view) without the probe's inputs: its predictions
+    list the characters of the probe sequence (the word, the uploaded text). The pictures
+    and statistics stay; `private` tells the page why there are no predictions."""
+    return {**view, "predictions": None, "private": True}
+
+
+def public_view(payload: bytes) -> bytes:
+    """A layer view's JSON without the probe's inputs (without_inputs)."""
+    return json.dumps(without_inputs(json.loads(payload)), separators=(",", ":")).encode()
 
 
 @dataclass(frozen=True)
@@ -60,8 +118,9 @@ class Progress:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    def state(self) -> dict[str, Any]:
-        """The one JSON shape of a run's progress that every route and page reads."""
+    def state(self, *, public: bool = False) -> dict[str, Any]:
+        """The one JSON shape of a run's progress that every route and page reads; `public`:
+        as anyone but its owner may see it."""
         return {
             "run_id": self.run_id,
             "status": self.status,
@@ -76,7 +135,7 @@ class Progress:
             "steps_per_s": self.steps_per_s,
             "eta_s": self.eta_s,
             "queue_position": self.queue_position,
-            "error": self.error,
+            "error": public_error(self.error, self.config) if public else self.error,
         }
 
     @classmethod
@@ -134,21 +193,23 @@ def row(
     name: str | None,
     *,
     with_config: bool,
+    public: bool,
     stride: int = 1,
 ) -> dict[str, Any]:
     """A run as a row of the room or a race: progress, settings, name, and the points of
     its curve after step `since` whose steps are multiples of `stride` (and an ended
     run's last one), so that a run drawn from several answers is the same as one drawn
-    from one; `seen` is the step to ask from next."""
+    from one; `seen` is the step to ask from next. `public`: as anyone but its owner may
+    see it."""
     kept = [i for i, step in enumerate(steps) if step > since and step % stride == 0]
     last = len(steps) - 1
     if not progress.active and steps and steps[last] > since and (not kept or kept[-1] != last):
         kept.append(last)
     config = progress.config
     return {
-        **progress.state(),
+        **progress.state(public=public),
         **row_settings(config),
-        **({"config": config} if with_config else {}),
+        **({"config": public_config(config) if public else config} if with_config else {}),
         "name": name,
         "final_loss": (progress.summary or {}).get("final_loss"),
         "points": {"step": [steps[i] for i in kept], "loss": [losses[i] for i in kept]},
@@ -183,10 +244,12 @@ class LiveRun:
     curve_losses: array.array = field(default_factory=lambda: array.array("d"))
     evaluations: list[tuple[int, float | None, float | None, bool]] = field(default_factory=list)
     # The latest snapshot as the worker encoded it: whole, per layer, and the gradient
-    # history; decoded only when someone asks for the snapshot as a dict.
+    # history; decoded only when someone asks for the snapshot as a dict. The views as
+    # anyone but the owner may see them: the same bytes unless the run has private inputs.
     snapshot_step: int | None = None
     snapshot_json: bytes | None = None
     views_json: list[bytes] | None = None
+    public_views_json: list[bytes] | None = None
     gradient_step: int | None = None
     gradients_json: bytes | None = None
     _snapshot: dict[str, Any] | None = None
@@ -211,8 +274,13 @@ class LiveRun:
             decoded = self._snapshot = json.loads(encoded)
         return decoded
 
+    @functools.cached_property
+    def private(self) -> bool:
+        """Whether the run learns from what its owner typed or uploaded (private_inputs)."""
+        return private_inputs(self.config.task, self.config.text_file)
+
     def forget_snapshot(self) -> None:
-        self.snapshot_json = self.views_json = self._snapshot = None
+        self.snapshot_json = self.views_json = self.public_views_json = self._snapshot = None
 
     def eta_s(self) -> float | None:
         if self.status == "running" and self.steps_per_s:
@@ -263,33 +331,51 @@ class LiveRun:
                 self.solved_at = step
             self.evaluations.append((step, self.held_out_loss, self.metric, solved))
         if update.snapshot_json is not None:
-            self.snapshot_json, self.views_json = update.snapshot_json, update.views_json
+            views = update.views_json
+            self.public_views_json = [public_view(v) for v in views] if self.private else views
+            self.snapshot_json, self.views_json = update.snapshot_json, views
             self.snapshot_step = update.snapshot_step
         if update.gradients_json is not None:
             self.gradients_json = update.gradients_json
             self.gradient_step = update.gradient_step
 
-    def points(self, since: int) -> tuple[list[int], list[float | None]]:
-        """The curve's points after step `since`: steps, and losses (None where not finite)."""
+    def points(self, since: int, limit: int | None = None) -> tuple[list[int], list[float | None]]:
+        """The curve's points after step `since`: steps, and losses (None where not finite);
+        at most `limit` of them (every k-th, and the last)."""
         steps, count = self.curve_steps, len(self.curve_steps)
         start = bisect.bisect_right(steps, since, 0, count)
-        losses = self.curve_losses[start:count].tolist()
-        return steps[start:count].tolist(), [None if math.isnan(v) else v for v in losses]
+        stride = max(1, math.ceil((count - start) / limit)) if limit else 1
+        kept = slice(start, count, stride)
+        chosen, losses = steps[kept].tolist(), self.curve_losses[kept].tolist()
+        if chosen and chosen[-1] != steps[count - 1]:
+            chosen.append(steps[count - 1])
+            losses.append(self.curve_losses[count - 1])
+        return chosen, [None if math.isnan(v) else v for v in losses]
 
-    def live(self, since: int, queue_position: int | None) -> dict[str, Any]:
-        """Progress, the new points after step `since` and the evaluations up to the last
-        of them (the next poll asks from there): what a live loss chart needs."""
-        steps, losses = self.points(since)
+    def live(
+        self, since: int, queue_position: int | None, *, public: bool = False
+    ) -> dict[str, Any]:
+        """Progress, the new points after step `since` (at most LIVE_POINTS) and the
+        evaluations up to the last of them (the next poll asks from there): what a live
+        loss chart needs. `public`: as anyone but its owner may see it."""
+        steps, losses = self.points(since, LIVE_POINTS)
         last = steps[-1] if steps else since
+        evaluations = [list(e) for e in self.evaluations if since < e[0] <= last]
         return {
-            **self.progress(queue_position, with_snapshot=False).state(),
+            **self.progress(queue_position, with_snapshot=False).state(public=public),
             "snapshot_step": self.snapshot_step,
             "points": {"step": steps, "loss": losses},
-            "evaluations": [list(e) for e in self.evaluations if since < e[0] <= last],
+            "evaluations": evaluations[-LIVE_POINTS:],
         }
 
     def row(
-        self, since: int, queue_position: int | None, name: str | None, *, with_config: bool
+        self,
+        since: int,
+        queue_position: int | None,
+        name: str | None,
+        *,
+        with_config: bool,
+        public: bool,
     ) -> dict[str, Any]:
         """The run as a row of the room or a race (see row()), its curve on a grid of
         about ROW_POINTS steps."""
@@ -301,5 +387,6 @@ class LiveRun:
             since,
             self.label or name,
             with_config=with_config,
+            public=public,
             stride=max(1, math.ceil(self.config.steps / ROW_POINTS)),
         )

@@ -1,5 +1,6 @@
 """Runs that have left the server's memory, answered in the live feed's shapes from the
-store: read once, then kept for the latest few asked (a finished run does not change)."""
+store: read once, then kept for the latest few asked (a finished run does not change).
+As in memory, a run's private inputs are answered only to its owner (rnnlab.jobs.feed)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from typing import Any
 from ..probe import layer_view
 from ..store import RunStore
 from ..values import finite_or_none
-from .feed import Progress, row
+from .feed import AskerIs, Progress, nobody, private_inputs, row, without_inputs
 
 # A curve answered from the store keeps at most this many points (every k-th, and the last).
 STORED_POINTS = 1500
@@ -49,11 +50,13 @@ class StoredRuns:
                 self._answers.popitem(last=False)
         return answer
 
-    def live(self, run_id: str) -> dict[str, Any] | None:
-        """The whole finished curve (at most STORED_POINTS points), as LiveRun.live."""
+    def live(self, run_id: str, asker_is: AskerIs = nobody) -> dict[str, Any] | None:
+        """The whole finished curve (at most STORED_POINTS points), as LiveRun.live; its
+        error as anyone may see it unless `asker_is` its owner."""
         answer = self._answer(run_id)
         if answer is None:
             return None
+        progress = answer["progress"]
         if "live" not in answer:
             history = self.store.history(run_id)
             stride = max(1, math.ceil(len(history) / STORED_POINTS))
@@ -65,7 +68,7 @@ class StoredRuns:
             evaluations = self.store.evaluations(run_id)
             snapshot = self._snapshot(answer)
             answer["live"] = {
-                **answer["progress"].state(),
+                **progress.state(),
                 "snapshot_step": snapshot["step"] if snapshot else None,
                 "points": {"step": steps, "loss": losses},
                 "evaluations": [
@@ -73,10 +76,18 @@ class StoredRuns:
                     for e in evaluations.itertuples()
                 ],
             }
+        if progress.error and not asker_is(progress.owner):
+            return {**answer["live"], "error": progress.state(public=True)["error"]}
         return answer["live"]
 
     def row(
-        self, run_id: str, since: int, name: str | None, *, with_config: bool
+        self,
+        run_id: str,
+        since: int,
+        name: str | None,
+        *,
+        with_config: bool,
+        asker_is: AskerIs = nobody,
     ) -> dict[str, Any] | None:
         """A finished run as a row of a race (rnnlab.jobs.feed.row): every point of its
         stored curve (at most STORED_POINTS) after step `since`."""
@@ -85,24 +96,41 @@ class StoredRuns:
             return None
         progress = self._answer(run_id)["progress"]
         points = live["points"]
-        return row(progress, points["step"], points["loss"], since, name, with_config=with_config)
+        public = not asker_is(progress.owner)
+        return row(
+            progress,
+            points["step"],
+            points["loss"],
+            since,
+            name,
+            with_config=with_config,
+            public=public,
+        )
 
     def _snapshot(self, answer: dict[str, Any]) -> dict[str, Any] | None:
         if "snapshot" not in answer:
             answer["snapshot"] = self.store.snapshot(answer["progress"].run_id)
         return answer["snapshot"]
 
-    def gates(self, run_id: str, layer: int) -> tuple[int, bytes | None] | None:
-        """One layer's view of the run's last snapshot, as LiveRun's views_json holds it."""
+    def gates(
+        self, run_id: str, layer: int, asker_is: AskerIs = nobody
+    ) -> tuple[int, bytes | None] | None:
+        """One layer's view of the run's last snapshot, as LiveRun's views_json holds it
+        (its public_views_json unless `asker_is` the run's owner)."""
         answer = self._answer(run_id)
         if answer is None:
             return None
         snapshot = self._snapshot(answer)
         if snapshot is None or not 0 <= layer < len(snapshot.get("layers", ())):
             return -1, None
-        views = answer.setdefault("views", {})
+        progress = answer["progress"]
+        config = progress.config
+        public = private_inputs(config["task"], config.get("text_file", ""))
+        public = public and not asker_is(progress.owner)
+        views = answer.setdefault("public_views" if public else "views", {})
         if layer not in views:
-            views[layer] = json.dumps(layer_view(snapshot, layer)).encode()
+            view = layer_view(snapshot, layer)
+            views[layer] = json.dumps(without_inputs(view) if public else view).encode()
         return snapshot["step"], views[layer]
 
     def gradients(self, run_id: str) -> tuple[int, bytes | None] | None:

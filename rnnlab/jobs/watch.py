@@ -1,6 +1,10 @@
 """What pages and routes read of the runs: progress, live points, gate pictures, and the
 rows of the room and of a race. Every answer comes from memory (rnnlab.jobs.feed), or for
-a run that has left memory, from the store read once (rnnlab.jobs.stored)."""
+a run that has left memory, from the store read once (rnnlab.jobs.stored).
+
+A run's private inputs (a typed word, an uploaded text: rnnlab.jobs.feed.private_inputs)
+are in an answer only when `asker_is` the run's owner; by default nobody is, and the room
+is the same for everyone."""
 
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from .admission import Admission
-from .feed import LiveRun, Progress
+from .feed import AskerIs, LiveRun, Progress, nobody
 from .stored import StoredRuns
 
 
@@ -48,35 +52,44 @@ class Watched:
             return job.progress(position)
         return Progress.stored(self.store, run_id)
 
-    def live(self, run_id: str, *, since: int = 0) -> dict[str, Any] | None:
+    def live(
+        self, run_id: str, *, since: int = 0, asker_is: AskerIs = nobody
+    ) -> dict[str, Any] | None:
         """What a live chart needs after step `since`: progress (Progress.state()), new
-        points, evaluations. Plain JSON-ready values; None if this process does not hold
-        the run. Reads memory only, so a page may ask several times a second."""
+        points (at most rnnlab.jobs.feed.LIVE_POINTS), evaluations. Plain JSON-ready
+        values; None if this process does not hold the run. Reads memory only, so a page
+        may ask several times a second."""
         with self._lock:
             job = self._jobs.get(run_id)
             if job is None:
                 return None
             position = self._position(job)
-        return job.live(since, position)
+        return job.live(since, position, public=not asker_is(job.owner))
 
-    def answer(self, run_id: str, *, since: int = 0) -> dict[str, Any] | None:
+    def answer(
+        self, run_id: str, *, since: int = 0, asker_is: AskerIs = nobody
+    ) -> dict[str, Any] | None:
         """live(), or for a run that has left memory its whole curve from the store (read
         once); None if there is no such run."""
-        live = self.live(run_id, since=since)
-        return live if live is not None else self.stored.live(run_id)
+        live = self.live(run_id, since=since, asker_is=asker_is)
+        return live if live is not None else self.stored.live(run_id, asker_is)
 
-    def gates_view(self, run_id: str, layer: int = 0) -> tuple[int, bytes | None] | None:
-        """One layer's view of the latest snapshot as JSON bytes (rnnlab.probe.layer_view)
-        and the snapshot's training step: (-1, None) before the first snapshot or for a
-        layer the run does not have. A finished run's last snapshot comes from the store;
-        None if there is no such run."""
+    def gates_view(
+        self, run_id: str, layer: int = 0, *, asker_is: AskerIs = nobody
+    ) -> tuple[int, bytes | None] | None:
+        """One layer's view of the latest snapshot as JSON bytes (rnnlab.probe.layer_view,
+        without the probe's inputs unless `asker_is` the run's owner) and the snapshot's
+        training step: (-1, None) before the first snapshot or for a layer the run does not
+        have. A finished run's last snapshot comes from the store; None if there is no such
+        run."""
         job = self._jobs.get(run_id)
         if job is None or not job.active:
-            return self.stored.gates(run_id, layer)
-        views = job.views_json
+            return self.stored.gates(run_id, layer, asker_is)
+        step = job.snapshot_step
+        views = job.views_json if asker_is(job.owner) else job.public_views_json
         if views is None or not 0 <= layer < len(views):
             return -1, None
-        return job.snapshot_step or 0, views[layer]
+        return step or 0, views[layer]
 
     def gradients_view(self, run_id: str) -> tuple[int, bytes | None] | None:
         """The run's gradient history (layer 1's ‖∂L/∂h_t‖ at each gradient snapshot) as
@@ -90,7 +103,8 @@ class Watched:
 
     def room(self, since: dict[str, int], *, runs: int, ended: int) -> list[dict[str, Any]]:
         """Every active run and the latest `ended` that ended (`runs` at most), as rows
-        with the new points of their curves after the step `since` gives for each."""
+        with the new points of their curves after the step `since` gives for each; the
+        same for everyone (public rows, without settings beyond row_settings)."""
         with self._lock:
             jobs = [job for job in self._jobs.values() if job.status == "running"]
             jobs += list(self._queue)
@@ -102,13 +116,17 @@ class Watched:
                 positions[job.run_id],
                 self.admission.name_of(job.owner),
                 with_config=False,
+                public=True,
             )
             for job in jobs[:runs]
         ]
 
-    def sweep(self, sweep_id: str, since: dict[str, int]) -> list[dict[str, Any]] | None:
-        """Every run of a sweep submitted here so far, as rows with their settings and the
-        new points of their curves (runs that left memory: from the store, once); None if
+    def sweep(
+        self, sweep_id: str, since: dict[str, int], *, asker_is: AskerIs = nobody
+    ) -> list[dict[str, Any]] | None:
+        """Every run of a sweep submitted here so far, as rows with their settings (the
+        word and an uploaded file withheld unless `asker_is` the run's owner) and the new
+        points of their curves (runs that left memory: from the store, once); None if
         this process started no such sweep."""
         with self._lock:
             run_ids = list(self._sweeps.get(sweep_id, ()))
@@ -120,10 +138,11 @@ class Watched:
         for run_id, job in jobs.items():
             seen = since.get(run_id, 0)
             if job is None:
-                row = self.stored.row(run_id, seen, None, with_config=True)
+                row = self.stored.row(run_id, seen, None, with_config=True, asker_is=asker_is)
             else:
                 name = self.admission.name_of(job.owner)
-                row = job.row(seen, positions[run_id], name, with_config=True)
+                public = not asker_is(job.owner)
+                row = job.row(seen, positions[run_id], name, with_config=True, public=public)
             if row is not None:
                 rows.append(row)
         return rows
