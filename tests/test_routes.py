@@ -29,8 +29,10 @@ pytest.importorskip("plotly")
 from helpers import ENDLESS, running, tiny, until  # noqa: E402
 from starlette.applications import Starlette  # noqa: E402
 
+import ui.answers as answers  # noqa: E402
 import ui.routes as routes  # noqa: E402
-from rnnlab.jobs import JobManager  # noqa: E402
+from rnnlab.jobs import JobManager, feed  # noqa: E402
+from rnnlab.jobs.feed import WITHHELD, Progress  # noqa: E402
 
 
 @dataclass
@@ -49,7 +51,9 @@ class Client:
     def __init__(self, app: Any):
         self.app = app
 
-    def get(self, url: str, headers: dict[str, str] | None = None) -> Reply:
+    def get(
+        self, url: str, headers: dict[str, str] | None = None, address: str = "testclient"
+    ) -> Reply:
         parts = urlsplit(url)
         scope = {
             "type": "http",
@@ -63,12 +67,20 @@ class Client:
             "root_path": "",
             "headers": [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()],
             "server": ("testserver", 80),
-            "client": ("testclient", 50000),
+            "client": (address, 50000),
         }
         sent: list[dict] = []
+        asked = []
 
         async def receive() -> dict:
-            return {"type": "http.request", "body": b"", "more_body": False}
+            if not asked:
+                asked.append(True)
+                return {"type": "http.request", "body": b"", "more_body": False}
+            while not any(  # as a server: the client goes once the whole answer is sent
+                m["type"] == "http.response.body" and not m.get("more_body") for m in sent
+            ):
+                await asyncio.sleep(0.01)
+            return {"type": "http.disconnect"}
 
         async def send(message: dict) -> None:
             sent.append(message)
@@ -302,7 +314,7 @@ def test_a_race_is_served_from_memory_with_its_settings(client, manager):
     )
 
 
-def test_plotly_js_is_served_gzipped(client):
+def test_plotly_js_is_served_gzipped_or_plain_from_memory(client, monkeypatch):
     reply = client.get("/api/plotly.js", headers={"Accept-Encoding": "gzip, deflate"})
     assert reply.status == 200
     assert reply.headers["content-encoding"] == "gzip"
@@ -316,4 +328,205 @@ def test_plotly_js_is_served_gzipped(client):
     plain = client.get("/api/plotly.js", headers={"Accept-Encoding": "identity"})
     assert plain.status == 200 and "content-encoding" not in plain.headers
     assert plain.body == script
+    assert plain.headers["content-length"] == str(len(script))
+    # Both copies stay in memory: neither is read nor decompressed again.
+    monkeypatch.setattr(routes, "plotly_source", lambda: Path("/nonexistent/plotly.min.js"))
+    monkeypatch.setattr(gzip, "decompress", lambda *a, **k: pytest.fail("decompressed"))
     assert client.get("/api/plotly.js").body == script  # no Accept-Encoding at all
+    assert client.get("/api/plotly.js", headers={"Accept-Encoding": "gzip"}).body == reply.body
+
+
+# A public room: private inputs, shared answers, gzip, a rate limit, bounded answers ------
+
+WORD = "diaryzq"  # a word someone typed: no other session may read it back
+
+
+def as_owner(owner: str) -> dict[str, str]:
+    return {routes.KEY_HEADER: answers.viewer_key(owner)}
+
+
+def test_a_runs_word_and_predictions_are_answered_only_to_its_owner(client, manager):
+    run_id = manager.submit(tiny(steps=200_000, word=WORD), owner="ana", sweep_id="d1a7")
+    gates = f"/api/runs/{run_id}/gates"
+    until(lambda: client.get(gates).status == 200, what="the first gate pictures")
+    strangers = [
+        client.get(gates),  # no key
+        client.get(gates, headers=as_owner("ben")),  # another session's key
+        client.get(gates, headers={routes.KEY_HEADER: "ana"}),  # the owner id is no key
+        client.get(gates, headers={routes.KEY_HEADER: "0" * 64}),
+    ]
+    for reply in strangers:
+        view = reply.json()
+        assert view["predictions"] is None and view["private"] is True
+        assert {"pre", "h"} <= set(view["gates"]) and view["gate_means"] is not None
+        assert WORD.encode() not in reply.body and len(reply.body) < 64 * 1024
+    owners = client.get(gates, headers=as_owner("ana")).json()
+    assert "".join(owners["predictions"]["input"]) == WORD[:-1]  # hello reads word[:-1]
+    assert "private" not in owners
+
+    def public_config(headers=None) -> dict:
+        (row,) = client.get("/api/sweeps/d1a7", headers=headers).json()["runs"]
+        return row["config"]
+
+    assert public_config()["word"] == WITHHELD and public_config(as_owner("ben"))["word"] != WORD
+    assert public_config(as_owner("ana"))["word"] == WORD
+    room = client.get("/api/room")
+    assert WORD.encode() not in room.body and "config" not in room.json()["runs"][0]
+    assert WORD.encode() not in client.get(f"/api/runs/{run_id}").body
+    assert answers.viewer_key("ana") != answers.viewer_key("ben")
+    assert "ana" not in answers.viewer_key("ana")
+
+    manager.cancel(run_id)
+    manager.wait(run_id, timeout=120)
+    with manager._lock:  # forgotten, as the oldest finished runs are: from the store now
+        del manager._jobs[run_id]
+    stored = client.get(gates)
+    assert stored.json()["predictions"] is None and stored.json()["step"] >= owners["step"]
+    owners = client.get(gates, headers=as_owner("ana")).json()
+    assert "".join(owners["predictions"]["input"]) == WORD[:-1]
+    assert public_config()["word"] == WITHHELD and public_config(as_owner("ana"))["word"] == WORD
+    assert client.get(gates).json()["predictions"] is None  # the owner's answer is not shared
+
+
+def test_an_uploaded_texts_path_and_predictions_are_withheld_from_everyone_else(
+    client, manager, tmp_path
+):
+    diary = tmp_path / "diary.txt"
+    diary.write_text("dear diary, today I trained a network. " * 40, encoding="utf-8")
+    text = tiny(task="text", text_file=str(diary), seq_len=12, steps=40)
+    missing = tiny(task="text", text_file=str(tmp_path / "lost-diary.txt"), seq_len=12)
+    text_id = manager.submit(text, owner="ana", sweep_id="7e47")
+    missing_id = manager.submit(missing, owner="ana", sweep_id="7e47")
+    manager.wait(text_id, timeout=120)
+    assert manager.wait(missing_id, timeout=120).status == "failed"
+
+    def body(url: str, owner: str | None = None) -> bytes:
+        return client.get(url, headers=as_owner(owner) if owner else None).body
+
+    path = str(tmp_path).encode()
+    for url in (f"/api/runs/{missing_id}", "/api/sweeps/7e47", "/api/room"):
+        assert path not in body(url) and path not in body(url, "ben")
+    assert str(diary).encode() in body("/api/sweeps/7e47", "ana")
+    assert b"lost-diary.txt" in body(f"/api/runs/{missing_id}", "ana")  # the owner's error
+    public = client.get(f"/api/runs/{missing_id}").json()["error"]
+    assert WITHHELD in public and "cannot read" in public
+    rows = client.get("/api/sweeps/7e47").json()["runs"]
+    assert {row["config"]["text_file"] for row in rows} == {WITHHELD}
+    gates = client.get(f"/api/runs/{text_id}/gates").json()
+    assert gates["predictions"] is None and gates["private"] is True
+    owners = client.get(f"/api/runs/{text_id}/gates", headers=as_owner("ana")).json()
+    assert "".join(owners["predictions"]["input"]) in diary.read_text(encoding="utf-8")
+
+
+def test_a_run_without_private_inputs_shows_its_predictions_to_everyone(client, manager):
+    adding = tiny(task="adding", seq_len=10, steps=20)
+    run_id = manager.submit(adding, owner="ana")
+    manager.wait(run_id, timeout=120)
+    view = client.get(f"/api/runs/{run_id}/gates").json()
+    assert view["predictions"]["kind"] == "last_value" and "private" not in view
+
+
+def test_large_answers_are_gzipped_and_the_room_is_computed_once_for_everyone(
+    client, manager, monkeypatch
+):
+    run_id = manager.submit(tiny(steps=100_000), owner="ana")  # a point every 250 steps
+    until(lambda: running(manager, run_id, steps=20_000), what="20,000 steps")
+    now = [0.0]
+    monkeypatch.setattr(answers.ROOM, "clock", lambda: now[0])
+    computed = []
+    room = manager.room
+    monkeypatch.setattr(manager, "room", lambda *a, **k: computed.append(1) or room(*a, **k))
+    gzip_ok = {"Accept-Encoding": "gzip, deflate, br"}
+
+    plain = client.get("/api/room")
+    zipped = client.get("/api/room", headers=gzip_ok)
+    assert "content-encoding" not in plain.headers and zipped.headers["content-encoding"] == "gzip"
+    assert "Accept-Encoding" in zipped.headers["vary"]
+    assert gzip.decompress(zipped.body) == plain.body and len(zipped.body) < len(plain.body)
+    (row,) = plain.json()["runs"]
+    for _ in range(20):
+        assert client.get("/api/room", headers=gzip_ok).body == zipped.body
+    # A viewer that has seen some of the curve gets the rest, from the same rows.
+    seen = row["points"]["step"][0]
+    (later,) = client.get(f"/api/room?since={run_id}:{seen}").json()["runs"]
+    assert later["points"]["step"] == row["points"]["step"][1:] and later["seen"] == row["seen"]
+    (beyond,) = client.get(f"/api/room?since={run_id}:{10**8}").json()["runs"]
+    assert beyond["points"] == {"step": [], "loss": []} and beyond["seen"] == 10**8
+    assert len(computed) == 1  # 24 answers, one computation
+    now[0] += answers.ROOM_EVERY_S
+    assert client.get("/api/room").json()["runs"][0]["step"] >= row["step"]
+    assert len(computed) == 2
+
+    points = client.get(f"/api/runs/{run_id}", headers=gzip_ok)
+    assert points.headers["content-encoding"] == "gzip"
+    steps = json.loads(gzip.decompress(points.body))["points"]["step"]
+    assert steps[0] == 1 and len(steps) <= feed.LIVE_POINTS + 1
+    small = client.get(f"/api/runs/{run_id}?since={10**8}", headers=gzip_ok)
+    assert "content-encoding" not in small.headers and small.json()["points"]["step"] == []
+    manager.cancel(run_id)
+    manager.wait(run_id, timeout=120)
+
+
+def test_a_room_row_from_a_later_step_is_the_one_row_would_make():
+    """The shared room slices rows made from step 0; that equals a row made from `since`."""
+    steps = list(range(1, 1001))
+    losses = [1 / step for step in steps]
+    for status, stride in (("running", 1), ("running", 7), ("stopped", 7)):
+        progress = Progress("f00d01", "ana", status, tiny(steps=2800).to_dict(), step=1000)
+
+        def made(since: int, progress=progress, stride=stride) -> dict:
+            return feed.row(
+                progress, steps, losses, since, "Ana", with_config=False, public=True, stride=stride
+            )
+
+        whole = made(0)
+        for since in (0, 1, 6, 7, 500, 994, 999, 1000, 5000):
+            assert answers._after(whole, since) == made(since), (status, stride, since)
+
+
+def test_an_address_beyond_its_rate_is_answered_429_with_retry_after(client, monkeypatch):
+    now = [0.0]
+    monkeypatch.setattr(routes, "LIMIT", routes.RateLimit(2.0, 3.0, clock=lambda: now[0]))
+    assert [client.get("/api/room").status for _ in range(3)] == [200] * 3
+    refused = client.get("/api/room")
+    assert refused.status == 429 and refused.headers["retry-after"] == "1"
+    assert "too many" in refused.json()["error"]
+    assert client.get("/api/plotly.js").status == 429  # every route counts
+    assert client.get("/api/room", address="10.0.0.2").status == 200  # each address its own
+    now[0] += 0.5  # one more request a half second later, at 2 a second
+    assert [client.get("/api/room").status for _ in range(2)] == [200, 429]
+    now[0] += 10
+    assert [client.get("/api/room").status for _ in range(4)] == [200, 200, 200, 429]
+    # The real limit: 30 tabs behind one address, each at its busiest (6 a second), fit.
+    assert routes.RATE_PER_S >= 30 * 6 and routes.BURST >= 2 * routes.RATE_PER_S
+
+
+def test_the_rate_limit_forgets_idle_addresses(monkeypatch):
+    now = [0.0]
+    monkeypatch.setattr(routes, "MAX_ADDRESSES", 3)
+    limit = routes.RateLimit(1.0, 2.0, clock=lambda: now[0])
+    for address in ("a", "b", "c"):
+        assert limit.wait_s(address) == 0
+    now[0] += 5  # all three full again: forgotten when a fourth comes
+    assert limit.wait_s("d") == 0 and set(limit._buckets) == {"d"}
+
+
+def test_answers_are_bounded(client, manager, monkeypatch):
+    monkeypatch.setattr(feed, "LIVE_POINTS", 40)
+    run_id = manager.submit(ENDLESS, owner="ana")
+    until(lambda: running(manager, run_id, steps=400), what="400 steps")
+    live = client.get(f"/api/runs/{run_id}").json()
+    steps = live["points"]["step"]
+    assert len(steps) <= 41 and steps[0] == 1 and steps == sorted(set(steps))
+    assert steps[-1] >= 400 and len(live["evaluations"]) <= 40
+    stride = steps[1] - steps[0]
+    assert steps[:-1] == list(range(1, steps[-2] + 1, stride))  # every k-th, and the last
+    later = client.get(f"/api/runs/{run_id}?since={steps[-1]}").json()["points"]["step"]
+    assert not later or later[0] > steps[-1]
+    # A since too long to be real is refused before it is read.
+    too_long = ",".join(f"{i:032x}:999999999" for i in range(2 * answers.ROOM_RUNS + 1))
+    assert "since" in assert_json_error(client.get(f"/api/room?since={too_long}"), 400)
+    (row,) = client.get("/api/room").json()["runs"]
+    assert len(row["points"]["step"]) <= feed.ROW_POINTS + 1
+    manager.cancel(run_id)
+    manager.wait(run_id, timeout=120)
