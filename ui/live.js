@@ -4,7 +4,9 @@
 // which sets `data`.
 //
 // Every view: {view, page (the page's url_path: routes are relative to the app's root),
-//   plotly_url, plotly_fallback_url, lang, labels, active, poll_ms, fed}.
+//   plotly_url, plotly_fallback_url, lang, labels, active, poll_ms, fed, viewer_key}.
+//   viewer_key goes with every request (header X-Rnnlab-Key): the routes answer a run's
+//   word, uploaded text and the predictions on them only to its owner's key.
 //   "preload": only loads Plotly, ahead of the first run.
 //   "loss":    {run_id, points_url, steps, baseline, baseline_label, metric_baseline}
 //   "gates":   {run_id, gates_url, layer, cell: {name, states, sigmoid}, titles}
@@ -115,24 +117,27 @@ function isFed(data) {
   return (data.fed !== undefined && data.fed !== null) || window.__rnnlabUnreachable === true;
 }
 
-async function getWithTimeout(url) {
+async function getWithTimeout(url, key) {
   const controller = new AbortController();
   const timer = setTimeout(() => controller.abort(), REQUEST_TIMEOUT_MS);
+  const headers = key ? { "X-Rnnlab-Key": key } : {};
   try {
-    return await fetch(url, { cache: "no-store", signal: controller.signal });
+    return await fetch(url, { cache: "no-store", signal: controller.signal, headers });
   } finally {
     clearTimeout(timer);
   }
 }
 
-// A route's JSON answer; null for 204 (nothing newer). Anything else not JSON throws,
-// with the HTTP status on the error.
-async function getJson(url) {
-  const response = await getWithTimeout(url);
+// A route's JSON answer, asked with the session's viewer key; null for 204 (nothing
+// newer). Anything else not JSON throws, with the HTTP status on the error (and for 429,
+// the seconds the server asks to wait, as retryAfter).
+async function getJson(url, key) {
+  const response = await getWithTimeout(url, key);
   if (response.status === 204) return null;
   if (!response.ok || !(response.headers.get("content-type") || "").includes("json")) {
     const error = new Error(`HTTP ${response.status}`);
     error.status = response.status;
+    error.retryAfter = Number(response.headers.get("retry-after")) || 1;
     throw error;
   }
   return response.json();
@@ -164,6 +169,7 @@ class View {
     this.labels = data.labels || {};
     this.fed = isFed(data);
     this.failures = 0;
+    this.waitUntil = 0;  // performance.now() before which no poll runs (the server said 429)
     this.stopped = false;  // for good: the run ended, or the page feeds the view instead
     this.paused = false;
     this.timers = new Map();
@@ -216,10 +222,25 @@ class View {
     if (this.Plotly) this.feed(data.fed);
   }
 
+  // A route's answer, asked with this session's viewer key.
+  get(path, query) {
+    return getJson(`${apiUrl(path, this.data.page)}?${query}`, this.data.viewer_key);
+  }
+
   // A request failed: after FAILURES_BEFORE_FALLBACK in a row, let the page feed the view.
+  // Too many requests from this address (429) is no failure: the next poll waits instead.
   failed(error) {
+    if (error && error.status === 429) {
+      this.waitUntil = performance.now() + 1000 * error.retryAfter;
+      return;
+    }
     this.failures += 1;
     if (this.failures >= FAILURES_BEFORE_FALLBACK) this.fallBack(String(error));
+  }
+
+  // Whether a poll of a finished run must be asked again: it failed, or was held back.
+  retrying() {
+    return this.failures > 0 || this.waitUntil > performance.now();
   }
 
   fallBack(reason) {
@@ -255,7 +276,8 @@ class View {
 
   schedule(wait, task = () => this.poll(), name = "poll") {
     clearTimeout(this.timers.get(name));
-    if (this.polling()) this.timers.set(name, setTimeout(task, Math.max(50, wait)));
+    const held = this.waitUntil - performance.now();
+    if (this.polling()) this.timers.set(name, setTimeout(task, Math.max(50, wait, held)));
   }
 
   pause() {
@@ -308,7 +330,7 @@ class LossView extends View {
   }
 
   fetchPoints() {
-    return getJson(`${apiUrl(this.data.points_url, this.data.page)}?since=${this.lastStep}`);
+    return this.get(this.data.points_url, `since=${this.lastStep}`);
   }
 
   // Every poll_ms while the run trains; a finished run's curve is asked for once.
@@ -327,7 +349,7 @@ class LossView extends View {
         this.failed(error);
       }
     });
-    if (polled && (this.data.active || this.failures)) this.schedule(this.data.poll_ms - (performance.now() - started));
+    if (polled && (this.data.active || this.retrying())) this.schedule(this.data.poll_ms - (performance.now() - started));
   }
 
   // A fed answer is the whole curve: it replaces what is drawn.
@@ -550,8 +572,16 @@ class Predictions {
     this.uirevision = uirevision;
   }
 
-  draw(predictions) {
-    if (!predictions) return;
+  // `note`: why there are none (they show someone else's word or text).
+  draw(predictions, note) {
+    if (!predictions) {
+      if (note) {
+        this.node.innerHTML = "";
+        this.valueChart = null;
+        element("div", "rnnlab-caption", this.node).textContent = note;
+      }
+      return;
+    }
     if (predictions.kind === "next_symbol") this.table(predictions);
     else if ("predicted" in predictions && "target" in predictions) this.chart(predictions);
   }
@@ -637,7 +667,7 @@ class GatesView extends View {
     const polled = await this.once("poll", async () => {
       try {
         const d = this.data;
-        const view = await getJson(`${apiUrl(d.gates_url, d.page)}?layer=${d.layer}&after=${this.after}`);
+        const view = await this.get(d.gates_url, `layer=${d.layer}&after=${this.after}`);
         if (view) this.draw(view);
         this.failures = 0;
       } catch (error) {
@@ -645,7 +675,7 @@ class GatesView extends View {
         else this.failed(error);
       }
     });
-    if (polled && (this.data.active || this.failures)) this.schedule(this.data.poll_ms);
+    if (polled && (this.data.active || this.retrying())) this.schedule(this.data.poll_ms);
   }
 
   feed(view) {
@@ -661,7 +691,7 @@ class GatesView extends View {
     });
     if (!drawn) return;
     this.title.textContent = fill(this.labels.inside, { layer: d.layer + 1, step: this.count(view.step) });
-    this.predictions.draw(view.predictions);
+    this.predictions.draw(view.predictions, view.private ? this.labels.private : null);
   }
 }
 
@@ -731,10 +761,6 @@ class InsideView extends View {
     this.selectTab();
   }
 
-  url(path) {
-    return apiUrl(path, this.data.page);
-  }
-
   restart() {
     this.poll();  // a finished run's: once, with its gradients
     if (this.data.active !== false) this.pollGradients();
@@ -742,12 +768,12 @@ class InsideView extends View {
 
   fetchView(layer) {
     const after = this.views[layer] ? this.views[layer].step : -1;
-    return getJson(`${this.url(this.data.gates_url)}?layer=${layer}&after=${after}`);
+    return this.get(this.data.gates_url, `layer=${layer}&after=${after}`);
   }
 
   fetchGradients() {
     const after = this.gradients ? this.gradients.gradient_step : -1;
-    return getJson(`${this.url(this.data.gradients_url)}?after=${after}`);
+    return this.get(this.data.gradients_url, `after=${after}`);
   }
 
   // Progress and the shown layer's view every poll_ms while the run trains; once it has
@@ -757,7 +783,7 @@ class InsideView extends View {
     const started = performance.now(), layer = this.layer;
     const polled = await this.once("poll", async () => {
       const [progress, view] = await Promise.all([
-        getJson(`${this.url(this.data.points_url)}?since=${this.data.settings.steps}`),
+        this.get(this.data.points_url, `since=${this.data.settings.steps}`),
         this.fetchView(layer),
       ]);
       this.failures = 0;
@@ -976,7 +1002,7 @@ class RunsView extends View {
     const polled = await this.once("poll", async () => {
       try {
         const since = [...this.runs].map(([id, run]) => `${id}:${run.seen}`).join(",");
-        this.receive(await getJson(`${apiUrl(this.rowsUrl(), this.data.page)}?since=${since}`), false);
+        this.receive(await this.get(this.rowsUrl(), `since=${since}`), false);
         this.failures = 0;
       } catch (error) {
         this.failed(error);

@@ -5,6 +5,10 @@ Each picture is a small JavaScript view that polls the server's JSON routes
 place: watching costs the server no page rerun per update. Where those routes cannot be
 reached (a proxy that forwards only Streamlit's own paths), a view says so once, and the
 page feeds the same views the same answers from a fragment instead (`_fed`).
+
+Each view gets this session's viewer key (ui/answers.viewer_key) and sends it with its
+requests: only its owner's views are answered a run's word, uploaded text and the
+predictions on them; a page that feeds its views answers them by the same rule.
 """
 
 from __future__ import annotations
@@ -63,6 +67,7 @@ def _mount(view: str, *, key: str, page: str, active: bool, fed: Any = None, **d
             "active": active,
             "poll_ms": LIVE_POLL_MS if view == "loss" else PICTURE_POLL_MS,
             "fed": fed,
+            "viewer_key": viewer_key(),
             **data,
         },
         on_ended_change=lambda: None,  # the run ended: rerun the page to show its result
@@ -91,6 +96,11 @@ def _live(
             st.rerun()  # the whole page: the run or race ended, so stop feeding
 
     fed()
+
+
+def viewer_key() -> str:
+    """This session's key: the routes answer its own runs' private inputs to it."""
+    return answers.viewer_key(owner())
 
 
 def _still_active(answer: Any) -> bool:
@@ -162,7 +172,7 @@ def loss_view(progress: Progress, *, key: str, page: str = "") -> None:
     _run_view(
         "loss",
         progress,
-        lambda: answers.run_answer(manager(), run_id),
+        lambda: answers.run_answer(manager(), run_id, key=viewer_key()),
         key=key,
         page=page,
         points_url=f"api/runs/{run_id}",
@@ -181,14 +191,22 @@ def gates_view(progress: Progress, *, key: str, page: str = "", layer: int = 0) 
     _run_view(
         "gates",
         progress,
-        lambda: answers.decoded(answers.gates_bytes(manager(), run_id, layer, -1)),
+        lambda: answers.decoded(
+            answers.gates_bytes(manager(), run_id, layer, -1, key=viewer_key())
+        ),
         key=f"{key}_{layer}",
         page=page,
         gates_url=f"api/runs/{run_id}/gates",
         layer=layer,
         cell=cell,
         titles=titles,
-        labels=gates_labels(),
+        labels={
+            **gates_labels(),
+            "private": _(
+                "The predictions show the run's word or text, so only the tab that "
+                "started it sees them."
+            ),
+        },
     )
 
 
@@ -200,11 +218,11 @@ def inside_view(progress: Progress, *, key: str, page: str) -> None:
     layers = config["num_layers"]
 
     def answer() -> dict[str, Any]:
-        pool = manager()
+        pool, key = manager(), viewer_key()
         return {
-            "progress": answers.run_answer(pool, run_id, progress.steps),
+            "progress": answers.run_answer(pool, run_id, progress.steps, key=key),
             "views": {
-                str(layer): answers.decoded(answers.gates_bytes(pool, run_id, layer, -1))
+                str(layer): answers.decoded(answers.gates_bytes(pool, run_id, layer, -1, key=key))
                 for layer in range(layers)
             },
             "gradients": answers.decoded(answers.gradients_bytes(pool, run_id, -1)),
@@ -251,7 +269,7 @@ def race_view(sweep_id: str, *, total: int, axes: list[str], active: bool, key: 
         )
 
     def answer() -> dict[str, Any]:
-        return answers.sweep_answer(manager(), sweep_id, {}) or {"runs": []}
+        return answers.sweep_answer(manager(), sweep_id, {}, key=viewer_key()) or {"runs": []}
 
     _live(mount, answer, active=active)
 

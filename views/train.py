@@ -32,6 +32,12 @@ if config is not None:
             st.error(plain(error))
     with share_column:
         share_link(config)
+    st.caption(
+        _(
+            "The room sees your runs' settings, loss curves and gate pictures, not your "
+            "word or uploaded text."
+        )
+    )
 
 run_id = st.session_state.get("train_run")
 if run_id:
