@@ -25,7 +25,8 @@ import time
 import torch
 
 from rnnlab import RunConfig, build_model, make_task
-from rnnlab.probe import SnapshotSchedule, layer_view
+from rnnlab.events import layer_view
+from rnnlab.probe import SnapshotSchedule
 from rnnlab.train import Snapshot
 from rnnlab.worker import Worker
 

@@ -113,3 +113,28 @@ class Snapshot(Event):
 
 
 _SNAPSHOT_FIELDS = tuple(f.name for f in fields(Snapshot))
+
+
+def layer_view(snapshot: dict[str, Any], layer: int) -> dict[str, Any]:
+    """What a page's Inside and Train views draw of one layer, from a snapshot's dict."""
+    kept = snapshot["kept"]
+    return {
+        "step": snapshot["step"],
+        "steps": kept["steps"],
+        "units": kept["units"],
+        "hidden_size": kept["hidden_size"],
+        "seq_len": kept["seq_len"],
+        "layer": layer,
+        "layers": len(snapshot["layers"]),
+        "cell": kept["cell"],
+        "gates": snapshot["layers"][layer],
+        "gate_means": snapshot["gate_means"][layer],
+        "saturation": snapshot["saturation"][layer],
+        "spectral_radius": snapshot["spectral_radius"][layer],
+        "state_norms": snapshot["state_norms"][layer],
+        "gradient_step": snapshot["gradient_step"],
+        "gradient_norms": snapshot["gradient_norms"],
+        "gradient_contributions": snapshot["gradient_contributions"][layer],
+        "predictions": snapshot["predictions"],
+        "probe_loss": snapshot["probe_loss"],
+    }

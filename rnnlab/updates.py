@@ -22,7 +22,7 @@ class Update:
     evaluations: list[tuple[int, float, float, bool, float]] = field(default_factory=list)
     snapshot_step: int | None = None
     snapshot_json: bytes | None = None  # the whole Snapshot event: its to_json()
-    views_json: list[bytes] | None = None  # per layer: JSON of probe.layer_view
+    views_json: list[bytes] | None = None  # per layer: JSON of events.layer_view
     # JSON of {"gradient_step", "steps", "history"} when the snapshot's gradients are
     # newer than the last ones sent for the run, and that gradient_step.
     gradients_json: bytes | None = None

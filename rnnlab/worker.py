@@ -46,8 +46,8 @@ from multiprocessing.connection import Connection
 import torch
 
 from .config import RunConfig
+from .events import layer_view
 from .jobs.sizing import MAX_STEP_S, Calibration, step_terms
-from .probe import layer_view
 from .recording import RecordedRun, record_failure
 from .store import RunStore
 from .train import Event, Snapshot, train

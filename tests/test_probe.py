@@ -35,6 +35,7 @@ from rnnlab import (
 )
 from rnnlab.cells import CELLS
 from rnnlab.config import ACTIVATION_NAMES, CELL_NAMES
+from rnnlab.events import layer_view
 from rnnlab.probe import (
     COST_SAMPLES,
     GRADIENT_SHARE,
@@ -42,7 +43,6 @@ from rnnlab.probe import (
     MAX_SNAPSHOT_SHARE,
     SnapshotSchedule,
     heatmap,
-    layer_view,
     probe_batch,
     snapshot,
 )

@@ -13,8 +13,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [
     "app.py",
@@ -37,14 +35,6 @@ ENGINE_MODULES = [
     "rnnlab.text",
     "rnnlab.values",
 ]
-# Until rnnlab.jobs is torch-free, it brings torch into the server: jobs.feed and
-# jobs.stored import rnnlab.probe (layer_view, without_inputs), and rnnlab.updates (its
-# Update message) imports the events from rnnlab.train.
-JOBS_IMPORT_TORCH = (
-    "rnnlab.jobs imports torch (jobs.feed, jobs.stored -> rnnlab.probe; rnnlab.updates -> "
-    "rnnlab.train): the lead engineer's change makes it torch-free; then remove this mark"
-)
-
 # Runs first in each checking interpreter: a finder that never finds anything, but keeps
 # the stack of the first import of torch, in this repository's files.
 RECORDER = """
@@ -169,7 +159,6 @@ def test_the_package_imports_each_name_on_first_use():
     assert found["torch"]  # rnnlab.train has imported it by then
 
 
-@pytest.mark.xfail(raises=TorchImported, strict=True, reason=JOBS_IMPORT_TORCH)
 def test_the_server_never_imports_torch():
     """Every page under AppTest (the shared pool's workers start, in their own
     processes), app.py with its routes, and every ui module."""

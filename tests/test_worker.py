@@ -9,7 +9,7 @@ import pytest
 
 from rnnlab import worker as worker_module
 from rnnlab.config import RunConfig
-from rnnlab.probe import layer_view
+from rnnlab.events import layer_view
 from rnnlab.train import Snapshot, train
 from rnnlab.updates import Update, recorded_events
 from rnnlab.worker import SNAPSHOT_SEND_S, Worker

@@ -13,6 +13,7 @@ predictions on them; a page that feeds its views answers them by the same rule.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ import streamlit as st
 
 from rnnlab.cells import CELLS
 from rnnlab.config import ConfigError, RunConfig
-from rnnlab.downloads import weights_file_bytes, weights_file_name
+from rnnlab.downloads import weights_file_name
 from rnnlab.jobs import JobError, Progress
 
 from . import answers
@@ -354,15 +355,17 @@ def stop_button(progress: Progress, *, key: str) -> None:
 
 
 def weights_download(run_id: str, *, key: str) -> None:
-    """A button that downloads the run's trained weights, if the store kept them."""
-    file = _weights_file(run_id)
-    if file is None:
+    """A button that downloads the run's trained weights: for the session that trained
+    it, if the store kept them. A training worker makes the file when the button is
+    pressed (JobManager.export_weights): the server itself never loads PyTorch."""
+    store = manager().store
+    run = store.get_run(run_id)
+    if run.owner != owner() or store.weights_size(run_id) is None:
         return
-    name, data = file
     st.download_button(
         _("Download weights (.pt)"),
-        data,
-        file_name=name,
+        functools.partial(_weights_file, run_id),
+        file_name=weights_file_name(run_id, run.config),
         mime="application/octet-stream",
         icon=":material/download:",
         key=f"{key}_weights_{run_id}",
@@ -374,14 +377,10 @@ def weights_download(run_id: str, *, key: str) -> None:
     )
 
 
-@st.cache_resource(show_spinner=False, max_entries=32)
-def _weights_file(run_id: str) -> tuple[str, bytes] | None:
-    """(file name, .pt bytes) of a finished run's weights; None if it kept none."""
-    store = manager().store
-    data = weights_file_bytes(store, run_id)
-    if data is None:
-        return None
-    return weights_file_name(run_id, store.get_run(run_id).config), data
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _weights_file(run_id: str) -> bytes:
+    """A finished run's .pt file, made by a worker on the first download."""
+    return manager().export_weights(run_id) or b""
 
 
 def run_panel(

@@ -75,7 +75,7 @@ def public_error(error: str | None, config: dict[str, Any]) -> str | None:
 
 
 def without_inputs(view: dict[str, Any]) -> dict[str, Any]:
-    """A layer view (rnnlab.probe.layer_view) without the probe's inputs: its predictions
+    """A layer view (rnnlab.events.layer_view) without the probe's inputs: its predictions
     list the characters of the probe sequence (the word, the uploaded text). The pictures
     and statistics stay; `private` tells the page why there are no predictions."""
     return {**view, "predictions": None, "private": True}

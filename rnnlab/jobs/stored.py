@@ -10,7 +10,7 @@ import math
 import threading
 from typing import Any
 
-from ..probe import layer_view
+from ..events import layer_view
 from ..store import RunStore
 from ..values import finite_or_none
 from .feed import AskerIs, Progress, nobody, private_inputs, row, without_inputs

@@ -77,7 +77,7 @@ class Watched:
     def gates_view(
         self, run_id: str, layer: int = 0, *, asker_is: AskerIs = nobody
     ) -> tuple[int, bytes | None] | None:
-        """One layer's view of the latest snapshot as JSON bytes (rnnlab.probe.layer_view,
+        """One layer's view of the latest snapshot as JSON bytes (rnnlab.events.layer_view,
         without the probe's inputs unless `asker_is` the run's owner) and the snapshot's
         training step: (-1, None) before the first snapshot or for a layer the run does not
         have. A finished run's last snapshot comes from the store; None if there is no such
