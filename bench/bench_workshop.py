@@ -858,7 +858,7 @@ def expected_workers(memory_limit: int | None = None) -> int:
 
 
 def size_bytes(text: str) -> int:
-    """"690M", "1G", "700000000" as bytes (K, M, G: powers of 1024; MB: 10**6)."""
+    """A size such as 690M, 1G or 700000000 in bytes (K, M, G: powers of 1024; MB: 10**6)."""
     units = {"K": 2**10, "M": 2**20, "G": 2**30, "KB": 10**3, "MB": 10**6, "GB": 10**9}
     text = text.strip().upper()
     for suffix in sorted(units, key=len, reverse=True):
