@@ -396,3 +396,5 @@ def preload() -> None:
     torch.optim.Adam([torch.zeros(1, requires_grad=True)])
     torch.set_num_threads(1)
     CALIBRATION = calibrate()
+    gc.collect()
+    _release_free_memory()  # what the calibration's runs held, before workers fork

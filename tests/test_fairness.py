@@ -46,10 +46,15 @@ def test_the_queue_takes_owners_in_turn_fewest_running_first():
 def test_a_run_waits_for_memory_and_later_runs_that_fit_go_first():
     scheduler = Scheduler(memory_per_worker=100)
     worker = FakeWorker({"old": job("x", "old")})
-    scheduler.memory.update(old=70, big=50, small=20)
+    scheduler.memory.update(
+        old=sizing.Estimate(0.1, kept_bytes=60, step_bytes=10),
+        big=sizing.Estimate(0.1, kept_bytes=35, step_bytes=15),
+        small=sizing.Estimate(0.1, kept_bytes=20, step_bytes=5),
+    )
     queue = [job("ana", "big"), job("ben", "small")]
     chosen = scheduler.next_start(queue, [worker], 24, lambda o, n: True, collections.Counter())
-    assert chosen == (queue[1], worker)  # big does not fit beside old; small does
+    # big does not fit beside old (60 + 35 kept, 15 at most stepping); small does
+    assert chosen == (queue[1], worker)
     scheduler.forget("old")
     del worker.jobs["old"]
     assert (
@@ -229,7 +234,10 @@ def test_a_worker_charges_a_spread_owner_for_every_worker(tmp_path):
         worker.handle(
             ("start", store.create_run(ENDLESS, owner=owner), ENDLESS.to_dict(), None, owner)
         )
+    for _ in range(20):  # past each run's first, slower steps
+        worker.turn()
     worker.handle(("spread", "race", 2))
+    worker.served = dict.fromkeys(worker.served, 0.0)
     turns = collections.Counter()
     for _ in range(200):
         turns[min(worker.turns, key=worker.served.__getitem__)] += 1

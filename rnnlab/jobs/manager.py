@@ -200,9 +200,7 @@ class JobManager(Watched, Reports):
                 self._jobs[run_id] = job
                 if sweep_id is not None:
                     self._sweeps.setdefault(sweep_id, []).append(run_id)
-                self.scheduler.memory[run_id] = sizing.estimate(
-                    config, self.pool.calibration
-                ).memory_bytes
+                self.scheduler.memory[run_id] = sizing.estimate(config, self.pool.calibration)
                 self._queue.append(job)
                 self._dispatch()
                 return run_id

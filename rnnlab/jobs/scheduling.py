@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from .feed import LiveRun
+from .sizing import Estimate
 
 
 def fair_order(waiting: Iterable[LiveRun], running: collections.Counter) -> list[LiveRun]:
@@ -46,16 +47,21 @@ class Scheduler:
 
     def __init__(self, memory_per_worker: int | None):
         self.memory_per_worker = memory_per_worker  # None: no limit
-        self.memory: dict[str, int] = {}  # run id -> estimated bytes, while it is active
+        # run id -> its estimate (rnnlab.jobs.sizing), while it is active
+        self.memory: dict[str, Estimate] = {}
         self._sent: dict[tuple[Any, str], int] = {}  # (worker, owner) -> spread it was told
 
-    def held(self, worker: Any) -> int:
-        return sum(self.memory.get(run_id, 0) for run_id in worker.jobs)
+    def held(self, run_ids: Iterable[str]) -> int:
+        """What runs on one worker hold at most: what each keeps, and the largest step
+        (a worker steps one run at a time)."""
+        estimates = [self.memory[run_id] for run_id in run_ids if run_id in self.memory]
+        kept = sum(estimate.kept_bytes for estimate in estimates)
+        return kept + max((estimate.step_bytes for estimate in estimates), default=0)
 
     def fits(self, worker: Any, run_id: str) -> bool:
         if self.memory_per_worker is None:
             return True
-        return self.held(worker) + self.memory.get(run_id, 0) <= self.memory_per_worker
+        return self.held([*worker.jobs, run_id]) <= self.memory_per_worker
 
     def worker_for(
         self, workers: list[Any], owner: str, run_id: str, per_worker: int

@@ -56,14 +56,15 @@ def default_max_running_per_owner() -> int:
     return positive_int_from_env("RNNLAB_MAX_RUNNING_PER_OWNER") or DEFAULT_MAX_RUNNING_PER_OWNER
 
 
-# What the processes take before any run, measured with bench/bench_workshop.py
-# --memory-limit (proportional set sizes): the Streamlit server with a room of sessions,
-# the fork server that has imported torch, and each worker forked from it.
-SERVER_BYTES = 200 * 2**20
-FORK_SERVER_BYTES = 150 * 2**20
-WORKER_BYTES = 60 * 2**20
+# What the processes take before any run (proportional set sizes, measured with the app
+# serving a room of 30 sessions; bench/bench_workshop.py --memory-limit): the Streamlit
+# server, which never imports PyTorch (108 MiB idle); the pages that the fork server
+# and every worker forked from it share (PyTorch's, counted once); each worker's own.
+SERVER_BYTES = 160 * 2**20
+FORK_SERVER_BYTES = 300 * 2**20
+WORKER_BYTES = 40 * 2**20
 # The least room for runs that makes a worker worth its memory, and what is kept free
-# for the page cache and for bursts the estimates miss.
+# for the page cache and for what the estimates miss.
 MIN_RUN_BYTES = 96 * 2**20
 HEADROOM = 0.1
 

@@ -8,10 +8,12 @@ Step time is a small model, fitted once per server start by timing a few real st
     step_s = a · T · layers + b · flops + c · parameters + d · gate values
 
 the cells' per-time-step overhead (it dominates small models), the matrix products,
-the optimizer's update, and the elementwise work of the gates. Memory is the
-activations kept for backpropagation through time plus weights, gradients and Adam's
-two moments, with factors measured on this engine (bench/bench_sizing.py): estimates
-err on the high side.
+the optimizer's update, and the elementwise work of the gates. Memory comes in two
+parts: what a run keeps between its steps (weights, gradients, Adam's two moments, its
+held-out data and objects), and what one step needs on top while it runs (the
+activations kept for backpropagation through time). A worker steps one run at a time,
+so its runs need the sum of the first and the largest of the second. The factors are
+measured on this engine (bench/bench_sizing.py); estimates err on the high side.
 """
 
 from __future__ import annotations
@@ -27,13 +29,16 @@ from .settings import positive_float_from_env
 # server of one's own may allow more).
 MAX_STEP_S = positive_float_from_env("RNNLAB_MAX_STEP_S") or 1.0
 
-# Measured per-run memory beyond a warm worker's (bench/bench_sizing.py): the held
-# activations about 2.5 times what the formula counts (workspaces, the loss's graph),
-# 24 bytes per parameter (weights, gradients, two Adam moments, the clip's buffers),
-# and a fixed part for the run's own objects.
+# Measured per-run memory beyond a warm worker's (bench/bench_sizing.py): a step's
+# activations about 2.5 times what the formula counts (workspaces, the loss's graph);
+# kept, 24 bytes per parameter (weights, gradients, two Adam moments, the clip's
+# buffers), the held-out set as float32, and a fixed part for the run's own objects
+# (twenty runs side by side in one worker kept 0.19 MiB each for hello, 1.2 MiB each
+# for adding with T = 100 and h = 64; these estimates say 1.0 and 2.6).
 ACTIVATION_FACTOR = 2.5
 BYTES_PER_PARAMETER = 24
-RUN_BYTES = 8 * 2**20
+RUN_BYTES = 2**20
+HELD_OUT_SEQUENCES = 1000  # the largest held-out set a task keeps
 
 # Input widths at most, per task (the text task's vocabulary is capped at 256), and the
 # tasks whose network answers at every step rather than at the last.
@@ -67,7 +72,13 @@ UNMEASURED = Calibration(
 @dataclass(frozen=True)
 class Estimate:
     step_s: float
-    memory_bytes: int
+    kept_bytes: int  # between steps
+    step_bytes: int  # on top, while one of its steps runs
+
+    @property
+    def memory_bytes(self) -> int:
+        """The most the run holds at once, alone."""
+        return self.kept_bytes + self.step_bytes
 
 
 def input_width(config: RunConfig) -> int:
@@ -138,12 +149,15 @@ def estimate(config: RunConfig, calibration: Calibration = UNMEASURED) -> Estima
         calibration.per_element_s,
     )
     step_s = sum(c * t for c, t in zip(per_unit, step_terms(config), strict=True))
-    memory = (
-        ACTIVATION_FACTOR * activation_bytes(config)
-        + BYTES_PER_PARAMETER * parameters(config)
-        + RUN_BYTES
+    held_out = (
+        4 * HELD_OUT_SEQUENCES * config.time_steps() * (input_width(config) + output_width(config))
     )
-    return Estimate(step_s=step_s, memory_bytes=int(memory))
+    kept = BYTES_PER_PARAMETER * parameters(config) + held_out + RUN_BYTES
+    return Estimate(
+        step_s=step_s,
+        kept_bytes=int(kept),
+        step_bytes=int(ACTIVATION_FACTOR * activation_bytes(config)),
+    )
 
 
 # The settings that make a step longer or a run larger, in the order a message names them.
