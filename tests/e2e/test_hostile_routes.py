@@ -209,6 +209,53 @@ def test_a_word_typed_in_one_session_is_not_in_another_clients_answers(room_serv
     page.get_by_text("Stopped at step").wait_for(timeout=RUN_TIMEOUT_MS)
 
 
+@pytest.fixture(scope="module")
+def fed_server(chromium, tmp_path_factory):
+    """The app as a proxy that forwards only Streamlit's own paths would serve it: pages
+    feed their views through Streamlit's websocket (ui/live.py)."""
+    home = tmp_path_factory.mktemp("rnnlab-home-hostile-fed")
+    log = ARTIFACTS / "e2e-server-hostile-fed.log"
+    env = {"RNNLAB_LIVE_ROUTES": "off", "RNNLAB_ORPHAN_AFTER_S": "5"}
+    running = start_server(home, log, env=env)
+    yield running
+    running.stop()
+
+
+def websocket_frames(page) -> list[bytes]:
+    """Every websocket frame the page receives from now on (Streamlit's deltas, which
+    carry a fed view's data)."""
+    frames: list[bytes] = []
+
+    def received(payload: bytes | str) -> None:
+        frames.append(payload if isinstance(payload, bytes) else payload.encode())
+
+    page.on("websocket", lambda socket: socket.on("framereceived", received))
+    return frames
+
+
+def test_a_page_that_feeds_its_views_sends_no_one_elses_predictions(fed_server, new_page):
+    server = fed_server
+    page = new_page()
+    owners = websocket_frames(page)
+    open_app(page, server, query=f"word={PRIVATE_WORD}&hidden_size=8&steps=200000")
+    page.locator(".st-key-train_start button").click()
+    table = page.locator(".rnnlab-predictions table")
+    table.wait_for(timeout=RUN_TIMEOUT_MS)
+    assert (
+        "".join(table.locator("tbody tr td:nth-child(2)").all_inner_texts()) == (PRIVATE_WORD[:-1])
+    )
+    assert any(b'"target":' in frame for frame in owners)  # predictions, fed to their owner
+
+    other = new_page()
+    strangers = websocket_frames(other)
+    open_app(other, server, "inside")
+    other.locator(".rnnlab-inside [data-rnnlab-snapshot-step]").wait_for(timeout=RUN_TIMEOUT_MS)
+    other.wait_for_timeout(2500)  # a few more fed updates
+    assert strangers and not any(b'"target":' in frame for frame in strangers)
+    assert not any(PRIVATE_WORD.encode() in frame for frame in strangers)
+    # The run stops 5 s after its tab closes (RNNLAB_ORPHAN_AFTER_S), with the test's.
+
+
 def test_a_full_room_under_hostile_load_leaves_health_answering_at_once(
     room_server, new_page, capsys
 ):
