@@ -12,7 +12,7 @@ Training happens in `workers` processes (`RNNLAB_WORKERS`, default one per proce
 the container allows, fewer if its memory cannot hold them; see rnnlab.jobs.resources,
 rnnlab.jobs.pool and rnnlab.worker). Every worker interleaves its runs, sharing its time
 equally between their owners, so up to `max_running` runs (`RNNLAB_MAX_RUNNING`,
-default 24 per worker) train at once and all of them start within a second; beyond
+default 32 per worker) train at once and all of them start within a second; beyond
 that, or beyond the memory a worker has for runs, runs wait in one queue, fair between
 owners (rnnlab.jobs.scheduling), whose positions pages show. A run whose step would take
 more than a second on this machine, or whose memory no worker has, is refused with a

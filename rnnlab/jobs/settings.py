@@ -17,7 +17,7 @@ DEFAULT_MAX_OWNERS_PER_ADDRESS = 40
 DEFAULT_ORPHAN_AFTER_S = 60.0
 # Runs one worker trains at once (interleaved, each owner getting an equal share of its
 # time) before new ones wait in the queue; memory may allow fewer (rnnlab.jobs.sizing).
-RUNS_PER_WORKER = 24
+RUNS_PER_WORKER = 32
 # Finished runs stay in memory (without their snapshot) so a page's last poll sees the end.
 KEEP_FINISHED = 200
 # The manager looks for absent owners and dead workers this often.
