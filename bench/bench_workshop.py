@@ -66,6 +66,7 @@ from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "e2e"))
+sys.path.insert(0, str(ROOT))
 
 from harness import (  # noqa: E402
     APP_IDLE_JS,
