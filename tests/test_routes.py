@@ -7,11 +7,14 @@ one from `make_manager` (tiny runs that really train), put in place of get_manag
 
 from __future__ import annotations
 
+import array
 import asyncio
 import base64
 import concurrent.futures
 import gzip
+import itertools
 import json
+import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -482,6 +485,34 @@ def test_a_room_row_from_a_later_step_is_the_one_row_would_make():
         whole = made(0)
         for since in (0, 1, 6, 7, 500, 994, 999, 1000, 5000):
             assert answers._after(whole, since) == made(since), (status, stride, since)
+
+
+def test_a_live_rows_grid_is_read_as_a_slice_and_equals_the_row_of_every_point():
+    """LiveRun.row reads its grid without going through every step (76 ms against 4 ms
+    for a room of 60 rows, 30 of them 10,000 steps into a 200,000-step run)."""
+    for total, count, status, first in itertools.product(
+        (400, 7000, 200_000), (0, 1, 399, 1234, 10_000), ("running", "completed"), (1, 3)
+    ):
+        job = feed.LiveRun("abcdef012345", "ana", tiny(task="adding", steps=total), None)
+        job.curve_steps = array.array("l", range(first, first + count))
+        job.curve_losses = array.array(
+            "d", [math.nan if k % 97 == 0 else 1 / (k + 1) for k in range(count)]
+        )
+        job.status, job.step = status, first + count - 1
+        stride = max(1, math.ceil(total / feed.ROW_POINTS))
+        for since in (0, 1, stride - 1, stride, stride + 1, 1000, 10**6):
+            steps, losses = job.points(since)
+            every = feed.row(
+                job.progress(None, with_snapshot=False),
+                steps,
+                losses,
+                since,
+                "Ana",
+                with_config=False,
+                public=True,
+                stride=stride,
+            )
+            assert job.row(since, None, "Ana", with_config=False, public=True) == every
 
 
 def test_an_address_beyond_its_rate_is_answered_429_with_retry_after(client, monkeypatch):

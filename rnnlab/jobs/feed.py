@@ -379,7 +379,8 @@ class LiveRun:
     ) -> dict[str, Any]:
         """The run as a row of the room or a race (see row()), its curve on a grid of
         about ROW_POINTS steps."""
-        steps, losses = self.points(since)
+        stride = max(1, math.ceil(self.config.steps / ROW_POINTS))
+        steps, losses = self.grid_points(since, stride)
         return row(
             self.progress(queue_position, with_snapshot=False),
             steps,
@@ -388,5 +389,20 @@ class LiveRun:
             self.label or name,
             with_config=with_config,
             public=public,
-            stride=max(1, math.ceil(self.config.steps / ROW_POINTS)),
+            stride=stride,
         )
+
+    def grid_points(self, since: int, stride: int) -> tuple[list[int], list[float | None]]:
+        """The points after step `since` whose steps are multiples of `stride`, and the
+        last point: what row() keeps of points(since), read without going through every
+        step (the curve has one entry per step, so the grid is a slice of it)."""
+        steps, count = self.curve_steps, len(self.curve_steps)
+        if not count or steps[count - 1] - steps[0] != count - 1:
+            return self.points(since)  # not one entry per step: let row() pick
+        first = max(since // stride + 1, -(-steps[0] // stride)) * stride  # a grid step
+        kept = slice(first - steps[0], count, stride)
+        chosen, losses = steps[kept].tolist(), self.curve_losses[kept].tolist()
+        if steps[count - 1] > since and (not chosen or chosen[-1] != steps[count - 1]):
+            chosen.append(steps[count - 1])
+            losses.append(self.curve_losses[count - 1])
+        return chosen, [None if math.isnan(v) else v for v in losses]
