@@ -283,3 +283,15 @@ def test_a_worker_makes_the_weights_file_a_page_offers(make_manager, store):
     unfinished = manager.submit(ENDLESS, owner="ana")
     assert manager.export_weights(unfinished) is None  # no weights yet
     manager.cancel(unfinished)
+
+
+def test_the_pool_prunes_the_store_after_runs_finish(make_manager, store, monkeypatch):
+    """Only each owner's newest run keeps its weights here: the pool's upkeep drops the
+    older ones' soon after they finish, without anyone calling prune."""
+    monkeypatch.setenv("RNNLAB_KEEP_WEIGHTS", "1")
+    manager = make_manager(workers=1)
+    first, second = (manager.submit(tiny(seed=seed), owner="ana") for seed in (1, 2))
+    for run_id in (first, second):
+        assert manager.wait(run_id, timeout=120).status == "completed"
+    until(lambda: store.weights(first) is None, timeout=30, what="the oldest weights dropped")
+    assert store.weights(second) is not None

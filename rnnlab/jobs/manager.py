@@ -64,6 +64,7 @@ from .settings import (
     positive_int_from_env,
 )
 from .stored import StoredRuns
+from .upkeep import Upkeep
 from .watch import Watched
 
 log = logging.getLogger(__name__)
@@ -151,7 +152,9 @@ class JobManager(Watched, Reports):
         else:
             make_worker = make_local_worker(process_context(), str(self.store.path), torch_threads)
         self.pool = WorkerPool(self.workers, make_worker, self._lock, self)
+        self.upkeep = Upkeep(self.store)  # the store within its disk budget
         self.pool.start()
+        self.upkeep.start()
 
     def submit(
         self,
@@ -292,6 +295,7 @@ class JobManager(Watched, Reports):
 
         Runs cut short this way end `interrupted`: nobody asked for them to stop.
         """
+        self.upkeep.close()
         with self._lock:
             self._closed = True
             dequeued = [
@@ -371,6 +375,7 @@ class JobManager(Watched, Reports):
     def _retire(self, job: LiveRun) -> None:
         """Mark a job done, drop its snapshot, forget the oldest finished jobs. Lock held."""
         self.scheduler.forget(job.run_id)
+        self.upkeep.run_finished()
         job.forget_snapshot()
         job.done.set()
         self._finished.append(job.run_id)
