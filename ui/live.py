@@ -36,6 +36,7 @@ from .labels import (
     room_labels,
 )
 from .state import manager, owner
+from .text import plain
 from .widgets import task_for
 
 FED_POLL_S = 1.0  # a page that feeds its views itself refreshes them this often
@@ -338,7 +339,8 @@ def status_banner(progress: Progress) -> None:
     elif status == "interrupted":
         st.warning(_("The server restarted while this run was training; it was interrupted."))
     elif status == "failed":
-        st.error(_("The run failed: {error}").format(error=progress.error or _("unknown error")))
+        error = progress.error or _("unknown error")
+        st.error(_("The run failed: {error}").format(error=plain(error)))
 
 
 def stop_button(progress: Progress, *, key: str) -> None:
@@ -351,7 +353,7 @@ def stop_button(progress: Progress, *, key: str) -> None:
         try:
             manager().cancel(progress.run_id, owner=owner())
         except JobError as error:
-            st.error(str(error))
+            st.error(plain(error))
 
 
 def weights_download(run_id: str, *, key: str) -> None:

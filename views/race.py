@@ -10,6 +10,7 @@ from rnnlab.sweep import SWEEPABLE, Grid, LocalExecutor, sweep_table
 from ui.i18n import N_, _, ngettext, translator
 from ui.live import fed_notice, race_view
 from ui.state import manager, owner
+from ui.text import plain
 from ui.widgets import config_form
 
 RACE_PRESET = {
@@ -83,7 +84,7 @@ if base is not None:
         count = len(grid.configs())
         st.caption(ngettext("{n} run.", "{n} runs.", count).format(n=count))
     except ConfigError as error:
-        st.error(str(error))
+        st.error(plain(error))
 
 
 def _feed(configs: list[RunConfig], race: dict, who: str) -> None:
@@ -110,7 +111,7 @@ if st.button(
 race = st.session_state.get("race")
 if race:
     if "error" in race:
-        st.error(_("The race stopped: {error}").format(error=race["error"]))
+        st.error(_("The race stopped: {error}").format(error=plain(race["error"])))
     fed_notice()
     rows = manager().sweep(race["sweep_id"], {}) or []
     ended = [row for row in rows if row["status"] not in ("queued", "running")]
