@@ -12,9 +12,10 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import streamlit as st
+from starlette.concurrency import run_in_threadpool
 
 from rnnlab.jobs import get_manager
-from ui.routes import ROUTES, plotly_source
+from ui.routes import ROUTES, plotly_script, plotly_source
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).with_name("static")  # served at app/static/ (.streamlit/config.toml)
@@ -27,7 +28,8 @@ def live_routes_enabled() -> bool:
 @asynccontextmanager
 async def warm_pool(app):
     """Start the training workers with the server, before the first person presses Train;
-    put Plotly's script where Streamlit's own static serving finds it."""
+    put Plotly's script where Streamlit's own static serving finds it, and have the live
+    route's copies of it (plain and gzipped) ready in memory."""
     copy = STATIC / "plotly.min.js"
     try:
         STATIC.mkdir(exist_ok=True)
@@ -35,6 +37,9 @@ async def warm_pool(app):
             shutil.copyfile(plotly_source(), copy)
     except OSError as error:  # a read-only checkout: only a proxied page misses it
         log.warning("cannot put Plotly's script in %s (%s)", copy, error)
+    if live_routes_enabled():
+        for gzipped in (False, True):
+            await run_in_threadpool(plotly_script, gzipped)
     get_manager()
     yield
 

@@ -6,15 +6,16 @@ latency during the issue's hostile load, on a full room.
     python bench/bench_routes.py --checkout /tmp/rnnlab-before   # the same, on that one
 
 Starts the checkout's own `streamlit run app.py` (through its tests/e2e/harness.py) with
-a private RNNLAB_HOME, one training worker and room for 26 runs at once, and fills its
-room from the Race page in Chromium as people would: a race of 60 runs of 400 steps that
-finishes, then a race of 30 long runs that keeps training (26 running, 4 waiting): 60
-rows. Then, from another process, fires at once
+a private RNNLAB_HOME, one training worker and room for 26 runs at once (one person's
+too), and fills its room from the Race page in Chromium as people would: a race of 60
+runs of 400 steps that finishes, then a race of 30 long runs that keeps training (26
+running, 4 waiting): 60 rows. Then, from another process, fires at once
   plain: 200 /api/room and 100 /api/plotly.js without gzip (the issue's load), and
   gzip:  the same with Accept-Encoding: gzip (what browsers send),
-while a third process polls /_stcore/health every 10 ms over fresh connections. Prints
-health latency p50/p99/max for each, how long the load took, and the room's answer size
-raw and gzipped. The issue's target: health within 100 ms.
+while a third process polls /_stcore/health every 10 ms over fresh connections; and, as
+the baseline, polls it 3 s with no load ("quiet": the room still trains, the tabs still
+poll). Prints health latency p50/p99/max for each, how long the load took, and the room's
+answer size raw and gzipped. The issue's target: health within 100 ms.
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ def main() -> int:
 
     home = Path(tempfile.mkdtemp(prefix="rnnlab-bench-routes-"))
     log = harness.ARTIFACTS / "bench-routes-server.log"
-    env = {"RNNLAB_WORKERS": "1", "RNNLAB_MAX_RUNNING": "26"}
+    env = {"RNNLAB_WORKERS": "1", "RNNLAB_MAX_RUNNING": "26", "RNNLAB_MAX_RUNNING_PER_OWNER": "26"}
     server = harness.start_server(home, log, env=env)
     try:
         with sync_playwright() as playwright:
@@ -112,18 +113,24 @@ def main() -> int:
                     ],
                 }
                 for round_ in range(args.rounds):
-                    for name, requests in loads.items():
+                    for name, requests in {"quiet": [], **loads}.items():
                         time.sleep(3)  # the address's rate limit refills; the room settles
-                        measured = helpers.hammer_while_probing(server.url, requests)
+                        measured = helpers.hammer_while_probing(
+                            server.url, requests, quiet_s=3.0 if name == "quiet" else 0.5
+                        )
                         statuses = sorted({a.status for a in measured.answers})
                         figures = measured.figures()
+                        load = (
+                            f"the load took {figures['load_wall_s']:.2f} s, statuses {statuses}"
+                            if requests
+                            else "no load"
+                        )
                         print(
                             f"round {round_ + 1} {name:5}: health p50 "
                             f"{figures['health_p50_ms']:.1f} ms, p99 "
                             f"{figures['health_p99_ms']:.1f} ms, max "
                             f"{figures['health_max_ms']:.1f} ms "
-                            f"({figures['health_samples']} samples); the load took "
-                            f"{figures['load_wall_s']:.2f} s; statuses {statuses}"
+                            f"({figures['health_samples']} samples); {load}"
                         )
             finally:
                 browser.close()

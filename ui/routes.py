@@ -24,8 +24,8 @@ A public room that no visitor can take down:
   ROOM_RUNS (60) rows of at most ROW_POINTS + 1 (401) points, about 0.4 MB; a race at
   most MAX_SWEEP_RUNS (256) rows of at most 1,501 points; one layer's gate pictures at most
   MAX_STEPS × MAX_UNITS (100 × 32) bytes per state (under 64 KB in all); the gradient
-  history at most 64 profiles of 100 steps. Large answers are streamed in chunks, so a
-  slow reader holds a chunk of server memory, not the whole answer.
+  history at most 64 profiles of 100 steps. Answers over 1 MB are streamed in chunks, so
+  a slow reader holds a chunk of server memory, not the whole answer.
 - A per-address rate limit (RATE_PER_S, BURST): beyond it, 429 with Retry-After.
 """
 
@@ -33,9 +33,9 @@ from __future__ import annotations
 
 import gzip
 import math
+import threading
 import time
 from collections.abc import Callable, Iterator
-from functools import cache
 from pathlib import Path
 
 import plotly
@@ -64,7 +64,12 @@ NO_STORE = {"Cache-Control": "no-store", "Vary": "Accept-Encoding"}
 MAX_SWEEP_RUNS = 256  # rnnlab.sweep.MAX_RUNS
 KEY_HEADER = "x-rnnlab-key"  # a session's viewer key (ui/answers.viewer_key)
 GZIP_MIN_BYTES = 1000  # smaller answers go plain (Streamlit's middleware uses the same)
-STREAM_CHUNK = 256 * 1024  # larger bodies are sent in chunks of this, waiting for the reader
+# Bodies over STREAM_ABOVE (Plotly's script, a large race) are sent in chunks of
+# STREAM_CHUNK, each once the reader has taken the last: a slow reader holds a chunk of
+# server memory, not the whole body. Smaller ones go whole (a chunked answer costs the
+# event loop a task more, and a whole room's 0.4 MB would hold about as much).
+STREAM_ABOVE = 1024 * 1024
+STREAM_CHUNK = 256 * 1024
 SINCE_PAIR_CHARS = 43  # RUN_ID (32) : step (9 digits) ,
 # Requests per second per client address, and the burst above that rate. A workshop room
 # often reaches the server from one NAT address: 30 tabs watching a run each ask about 6
@@ -150,7 +155,7 @@ def _chunks(body: bytes) -> Iterator[memoryview]:
 
 def _bytes_response(body: bytes, media_type: str, headers: dict[str, str]) -> Response:
     """`body` as it is, in chunks if large (each sent once the reader has taken the last)."""
-    if len(body) <= STREAM_CHUNK:
+    if len(body) <= STREAM_ABOVE:
         return Response(body, media_type=media_type, headers=headers)
     headers = {**headers, "Content-Length": str(len(body))}
     return StreamingResponse(_chunks(body), media_type=media_type, headers=headers)
@@ -261,23 +266,28 @@ def plotly_source() -> Path:
     return Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
 
 
-@cache
-def _plotly_script(gzipped: bool) -> bytes:
-    """Plotly's script as served: read once, and compressed once."""
-    plain = plotly_source().read_bytes()
-    return gzip.compress(plain, compresslevel=GZIP_LEVEL, mtime=0) if gzipped else plain
+_PLOTLY: dict[bool, bytes] = {}  # Plotly's script as served, plain and gzipped
+_PLOTLY_LOCK = threading.Lock()
 
 
-_PLOTLY: dict[bool, bytes] = {}  # _plotly_script's answers, read without a thread
+def plotly_script(gzipped: bool) -> bytes:
+    """Plotly's script as served: read once, and compressed once (however many tabs ask
+    at the same moment). app.py has both made as the server starts, in a thread."""
+    with _PLOTLY_LOCK:
+        if gzipped not in _PLOTLY:
+            plain = plotly_source().read_bytes()
+            _PLOTLY[gzipped] = (
+                gzip.compress(plain, compresslevel=GZIP_LEVEL, mtime=0) if gzipped else plain
+            )
+        return _PLOTLY[gzipped]
 
 
 async def plotly_js(request: Request) -> Response:
-    """Read and compressed once (in the thread pool), then served from memory to every
-    tab, gzipped or not (it is 4.8 MB raw)."""
+    """Served from memory to every tab, gzipped or not (it is 4.8 MB raw)."""
     gzipped = "gzip" in request.headers.get("accept-encoding", "")
     body = _PLOTLY.get(gzipped)
     if body is None:
-        body = _PLOTLY[gzipped] = await run_in_threadpool(_plotly_script, gzipped)
+        body = await run_in_threadpool(plotly_script, gzipped)
     headers = {"Cache-Control": "public, max-age=86400", "Vary": "Accept-Encoding"}
     if gzipped:
         headers["Content-Encoding"] = "gzip"
