@@ -85,7 +85,9 @@ async def _fire(url: str, requests: list[tuple[str, dict[str, str]]]) -> list[An
     )
 
 
-def _fire_in_process(url: str, requests: list, results) -> None:
+def _fire_in_process(url: str, requests: list, go, results) -> None:
+    results.put("ready")
+    go.wait()
     results.put([vars(a) for a in asyncio.run(_fire(url, requests))])
 
 
@@ -111,22 +113,26 @@ class Measured:
         }
 
 
-def hammer_while_probing(url: str, requests: list) -> Measured:
-    """Fire `requests` at once from another process while a third polls health."""
+def hammer_while_probing(url: str, requests: list, *, quiet_s: float = 0.5) -> Measured:
+    """Fire `requests` at once from another process while a third polls health (from
+    `quiet_s` before)."""
     parts = urlsplit(url)
-    probe = subprocess.Popen(
-        [sys.executable, "-c", HEALTH_PROBE, parts.hostname, str(parts.port)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
     context = multiprocessing.get_context("spawn")
-    results = context.Queue()
-    load = context.Process(target=_fire_in_process, args=(url, requests, results))
+    go, results = context.Event(), context.Queue()
+    load = context.Process(target=_fire_in_process, args=(url, requests, go, results))
+    probe = None
     try:
-        time.sleep(0.5)  # a few quiet samples first
-        start = time.perf_counter()
         load.start()
+        assert results.get(timeout=120) == "ready"  # started and imported: fires on `go`
+        probe = subprocess.Popen(
+            [sys.executable, "-c", HEALTH_PROBE, parts.hostname, str(parts.port)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        time.sleep(quiet_s)  # a few quiet samples first
+        start = time.perf_counter()
+        go.set()
         answers = [Answer(**a) for a in results.get(timeout=600)]
         wall_s = time.perf_counter() - start
         load.join(timeout=60)
@@ -135,7 +141,7 @@ def hammer_while_probing(url: str, requests: list) -> Measured:
     finally:
         if load.is_alive():
             load.kill()
-        if probe.poll() is None:
+        if probe is not None and probe.poll() is None:
             probe.kill()
             probe.wait()
     return Measured(json.loads(output), answers, wall_s)
