@@ -352,9 +352,12 @@ def test_a_tiny_training_run_finishes_and_shows_its_curve(home):
     gates = live_view(at, "gates")
     assert gates["cell"]["states"] == ["pre", "h"] and gates["layer"] == 0
     assert gates["titles"]["h"] == "hidden state h"
-    view = answers.decoded(answers.gates_bytes(jobs.get_manager(), run_id, 0, -1))
+    owner_key = answers.viewer_key(jobs.get_manager().store.get_run(run_id).owner)
+    view = answers.decoded(answers.gates_bytes(jobs.get_manager(), run_id, 0, -1, key=owner_key))
     assert view["step"] == 30 and set(view["gates"]) == {"pre", "h"}
-    assert view["predictions"]["input"] == list("hell")
+    assert view["predictions"]["input"] == list("hell")  # the owner sees its word
+    public = answers.decoded(answers.gates_bytes(jobs.get_manager(), run_id, 0, -1))
+    assert "hell" not in json.dumps(public)  # anyone else does not
 
     record = jobs.get_manager().store.get_run(run_id)
     assert record.status == "completed"
