@@ -37,7 +37,7 @@ LOCALES = Path(__file__).parent / "locales"
 ROOT = Path(__file__).parent.parent
 # Where the strings to translate are: the pages (views/), the ui package, and the engine's display
 # strings (preset names and texts, task labels), marked there with rnnlab._text.N_.
-SOURCES = ("views", "ui", "dashboard.py", "rnnlab/presets.py", "rnnlab/tasks.py")
+SOURCES = ("views", "ui", "dashboard.py", "rnnlab/presets.py", "rnnlab/specs.py", "rnnlab/tasks.py")
 KEYWORDS = {"_": None, "ngettext": (1, 2), "N_": None}
 SESSION_KEY, PICKER_KEY = "language", "language_picker"
 
