@@ -3,8 +3,8 @@ budget and each owner's share of it, and a file that shrinks and a log that is t
 
 import io
 import json
+import multiprocessing
 import sqlite3
-import threading
 import time
 
 import pandas as pd
@@ -196,34 +196,41 @@ def test_a_prune_truncates_the_write_ahead_log(store):
     assert report.checkpointed and report.after.wal_bytes == 0
 
 
+def record_back_to_back(path, runs: int) -> None:
+    """A worker process: its own connection, recording runs with 8 MiB weights."""
+    with RunStore(path) as own:
+        for _ in range(runs):
+            finish(own, weights=8 * MiB, steps=600)
+
+
 def test_writers_that_never_pause_keep_the_log_short(tmp_path, monkeypatch):
     monkeypatch.setattr(store_module.database, "CHECKPOINT_WAL_BYTES", 4 * MiB)
+    monkeypatch.setattr(store_module.writing, "LARGE_WRITE_BYTES", MiB)
     path = tmp_path / "runs.sqlite"
     RunStore(path).close()
     wal = path.with_name("runs.sqlite-wal")
-    largest, writing = [0], threading.Event()
+    context = multiprocessing.get_context("fork")  # the workers inherit the settings above
+    workers = [context.Process(target=record_back_to_back, args=(path, 6)) for _ in range(3)]
+    for worker in workers:
+        worker.start()
+    largest = 0
+    while any(worker.is_alive() for worker in workers):
+        largest = max(largest, wal.stat().st_size if wal.exists() else 0)
+        time.sleep(0.001)
+    assert all(worker.exitcode == 0 for worker in workers)
+    # The threshold, one run's weights at a time, and a few batches of steps.
+    assert 8 * MiB < largest <= 4 * MiB + 8 * MiB + MiB, largest / MiB
 
-    def worker() -> None:  # a worker process's connection, recording runs back to back
-        with RunStore(path) as own:
-            for _ in range(6):
-                finish(own, weights=2 * MiB, steps=600)
 
-    def sample() -> None:
-        while writing.is_set():
-            largest[0] = max(largest[0], wal.stat().st_size if wal.exists() else 0)
-            time.sleep(0.001)
-
-    writing.set()
-    sampler = threading.Thread(target=sample)
-    sampler.start()
-    workers = [threading.Thread(target=worker) for _ in range(3)]
-    for thread in workers:
-        thread.start()
-    for thread in workers:
-        thread.join()
-    writing.clear()
-    sampler.join()
-    assert 2 * MiB < largest[0] <= 4 * MiB + 3 * 2 * MiB + MiB, largest[0] / MiB
+def test_large_weights_past_the_budget_are_not_kept_when_pruning_lags(store, monkeypatch):
+    monkeypatch.setattr(store_module.writing, "LARGE_WRITE_BYTES", MiB)
+    monkeypatch.setenv("RNNLAB_DISK_BUDGET_MB", "72")  # 8 MiB beside 64 MiB for the log
+    runs = [finish(store, weights=3 * MiB) for _ in range(3)]
+    assert [store.weights_size(run_id) for run_id in runs] == [3 * MiB, 3 * MiB, None]
+    assert store.get_run(runs[2]).status == "completed" and len(store.history(runs[2])) == 50
+    assert store.used_bytes() <= 8 * MiB
+    store.prune(policy(weights_per_owner=0))
+    assert store.weights_size(finish(store, weights=3 * MiB)) == 3 * MiB  # room again
 
 
 def test_a_prune_with_nothing_to_drop_still_truncates_a_long_log(store, monkeypatch):

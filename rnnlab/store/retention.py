@@ -20,6 +20,9 @@ first; then their history, thinned, and their snapshot; then the same of pinned 
 first (a pinned run is kept unless the bound cannot be met otherwise). A run's record (its
 config and summary) is never dropped: Compare lists it, and its thinned curve still draws.
 
+A run that finishes while the file is already at its budget (pruning lags behind runs that
+finish faster) keeps no large weights: weights_fit, which the store asks before writing them.
+
 Changes are written in short transactions (BATCH_SECONDS each), so that training runs'
 writes wait little; the pages freed are given back to the file system (incremental vacuum)
 and the write-ahead log is checkpointed and truncated. A file made before auto_vacuum was
@@ -39,7 +42,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .database import RunNotFound
+from .database import JOURNAL_SIZE_LIMIT, Database, RunNotFound
 from .queries import Queries
 from .schema import ACTIVE_STATUSES
 
@@ -49,8 +52,11 @@ ROW_BYTES = 56
 # A prune's writes are split into transactions of about this long.
 BATCH_SECONDS = 0.05
 # Freed pages are first given back to the file system this many at a time (one transaction
-# each); later chunks are sized to take about BATCH_SECONDS.
+# each); later chunks are sized to take about BATCH_SECONDS, and move at most 4x as many
+# pages (what they move goes through the write-ahead log).
 VACUUM_PAGES = 256
+# More free pages than this (and than pages in use) are given back by a VACUUM instead.
+VACUUM_ABOVE_PAGES = 65_536
 # A prune with nothing to drop still checkpoints a write-ahead log longer than this,
 # waiting at most IDLE_CHECKPOINT_PATIENCE_MS for other writers and readers.
 IDLE_CHECKPOINT_WAL_BYTES = 4 * MiB
@@ -323,14 +329,8 @@ class Retention(Queries):
 
     def disk_usage(self) -> DiskUsage:
         """The file's size, its write-ahead log's, and the bytes of the pages in use."""
-        reader = self._reader()
-        pages = reader.execute("PRAGMA page_count").fetchone()[0]
-        free = reader.execute("PRAGMA freelist_count").fetchone()[0]
-        page_size = reader.execute("PRAGMA page_size").fetchone()[0]
         return DiskUsage(
-            file_bytes=_size(self.path),
-            wal_bytes=self.wal_bytes(),
-            used_bytes=(pages - free) * page_size,
+            file_bytes=_size(self.path), wal_bytes=self.wal_bytes(), used_bytes=self.used_bytes()
         )
 
     def prune(self, policy: RetentionPolicy | None = None) -> PruneReport:
@@ -447,22 +447,26 @@ class Retention(Queries):
 
     def _give_back_free_pages(self) -> None:
         """Return the free pages to the file system: a few at a time (each transaction
-        about BATCH_SECONDS), or, when more of the file is free than in use, with one
-        VACUUM (freeing page by page costs in proportion to the free pages squared)."""
+        about BATCH_SECONDS), or, when more than VACUUM_ABOVE_PAGES are free and more of
+        the file is free than in use, with one VACUUM (freeing page by page costs in
+        proportion to the free pages squared: 80 s for 700 MB; a VACUUM copies what is in
+        use, through the write-ahead log, holding the write lock meanwhile)."""
         reader = self._reader()
         if reader.execute("PRAGMA auto_vacuum").fetchone()[0] != 2:
             return
         pages = VACUUM_PAGES
         while free := reader.execute("PRAGMA freelist_count").fetchone()[0]:
-            if free > reader.execute("PRAGMA page_count").fetchone()[0] - free:
+            used = reader.execute("PRAGMA page_count").fetchone()[0] - free
+            if free > max(used, VACUUM_ABOVE_PAGES):
                 self._vacuum()
                 return
             started = time.monotonic()
             with self._write_lock:
                 # executescript steps the pragma to its end; execute() frees one page.
                 self._writer.executescript(f"PRAGMA incremental_vacuum({pages});")
+                self._keep_wal_short()  # the pages it moved went through the log
             took = max(time.monotonic() - started, 1e-4)
-            pages = int(min(max(pages * BATCH_SECONDS / took, 16), 16 * VACUUM_PAGES))
+            pages = int(min(max(pages * BATCH_SECONDS / took, 16), 4 * VACUUM_PAGES))
 
     def _vacuum(self) -> bool:
         """Rewrite the file without its free pages (and incremental from then on); holds
@@ -481,6 +485,17 @@ class Retention(Queries):
         if self._reader().execute("PRAGMA auto_vacuum").fetchone()[0] == 2:
             return False
         return self._vacuum()
+
+
+def weights_fit(store: Database, size: int) -> bool:
+    """Whether `size` more bytes of weights leave the store's contents within its budget
+    (RetentionPolicy.from_environment()) less room for the write-ahead log: the backstop
+    for when runs finish faster than prune drops old weights."""
+    try:
+        budget = RetentionPolicy.from_environment().budget_bytes
+    except ValueError:  # said by whoever prunes; a run's end is no place for it
+        budget = RetentionPolicy().budget_bytes
+    return store.used_bytes() + size <= budget - JOURNAL_SIZE_LIMIT
 
 
 def _size(path: os.PathLike[str]) -> int:

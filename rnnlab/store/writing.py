@@ -1,7 +1,8 @@
 """Recording runs: new runs, the events of train() in batches, final statuses, deletions.
 
 A run's Weights (the .pt file of its trained network) wait in memory with its last rows
-and are written with its final status, in the same transaction.
+and are written with its final status, in the same transaction; large ones one at a time,
+and not at all when they would take the file past its disk budget (rnnlab.store.retention).
 
 Step and evaluation rows are buffered and written in batches, so that recording costs
 next to nothing per training step. A batch that cannot be written for a passing reason
@@ -11,6 +12,7 @@ while training goes on; only a failure that lasts WRITE_PATIENCE_S ends the run.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -24,6 +26,7 @@ from typing import Any
 from ..config import RunConfig
 from ..values import finite_or_none
 from .database import (
+    LARGE_WRITE_BYTES,
     WRITE_PATIENCE_S,
     RunNotFound,
     StoreError,
@@ -33,6 +36,7 @@ from .database import (
     write_error,
 )
 from .liveness import Liveness
+from .retention import weights_fit
 from .schema import ACTIVE_STATUSES, FINISHED_STATUSES
 
 # Step rows wait in memory until there are this many, or this much time has passed.
@@ -284,7 +288,12 @@ class Writing(Liveness):
                 self._write_buffer(db, run_id, buffer, final=True)
             update_run(db, run_id, **changes)
 
-        self._write(work)
+        weights = None if buffer is None else buffer.weights
+        large = weights is not None and len(weights[1]) > LARGE_WRITE_BYTES
+        with self._one_large_write() if large else contextlib.nullcontext():
+            if large and not weights_fit(self, len(weights[1])):
+                buffer.weights = None  # the file is at its budget, and pruning lags behind
+            self._write(work)
         with self._buffers_lock:
             self._buffers.pop(run_id, None)
 
