@@ -1,6 +1,6 @@
 """What a workshop day costs on disk, and that pruning keeps the run store within its budget.
 
-    python bench/bench_disk.py                          # about ten minutes on two cores
+    python bench/bench_disk.py                          # a few minutes on two cores
     python bench/bench_disk.py --owners 10 --runs 20    # a shorter day
 
 Events of true sizes: each preset's network and the "30 MB trick" (task=text,
