@@ -17,6 +17,7 @@ from helpers import interrupt_when_training, running, tiny, until
 
 from rnnlab.__main__ import main
 from rnnlab.cluster import RAY_MISSING, ClusterError
+from rnnlab.jobs.settings import RUNS_PER_WORKER
 from rnnlab.store import RunStore
 from rnnlab.sweep import Grid, LocalExecutor, RayExecutor, run_sweep
 from rnnlab.train import train
@@ -170,7 +171,7 @@ def test_the_pool_on_ray_trains_live_records_and_survives_a_killed_worker(
     ray_runtime, make_manager, store
 ):
     manager = make_manager(executor="ray", workers=1)
-    assert manager.max_running == 16
+    assert manager.max_running == RUNS_PER_WORKER
     config = tiny(task="adding", cell="lstm", hidden_size=8, batch_size=8, seq_len=10)
     config = config.replace(steps=400)
     run_id = manager.submit(config, owner="ana")

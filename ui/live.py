@@ -379,9 +379,9 @@ def weights_download(run_id: str, *, key: str) -> None:
     )
 
 
-@st.cache_resource(show_spinner=False, max_entries=8)
 def _weights_file(run_id: str) -> bytes:
-    """A finished run's .pt file, made by a worker on the first download."""
+    """A finished run's .pt file, made by a worker at each download (up to 30 MB: not
+    kept in the server's memory)."""
     return manager().export_weights(run_id) or b""
 
 
