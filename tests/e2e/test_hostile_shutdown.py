@@ -10,7 +10,7 @@ from __future__ import annotations
 import signal
 import time
 
-from harness import ARTIFACTS, launch_browser, open_app, proc_stat, process_tree, start_server
+from harness import ARTIFACTS, open_app, proc_stat, process_tree, start_server
 
 from rnnlab.store import RunStore
 
@@ -21,15 +21,13 @@ EXIT_WITHIN_S = 10.0
 LONG_STEPS = "task=adding&hidden_size=128&seq_len=200&batch_size=64&steps=5000"
 
 
-def test_sigterm_mid_step_stops_every_worker_and_records_the_run(chromium, tmp_path):
-    from playwright.sync_api import sync_playwright
-
+def test_sigterm_mid_step_stops_every_worker_and_records_the_run(browser, tmp_path):
     home = tmp_path / "home"
     server = start_server(home, ARTIFACTS / "e2e-shutdown-server.log")
     try:
-        with sync_playwright() as playwright:
-            browser = launch_browser(playwright)
-            page = browser.new_page()
+        context = browser.new_context()
+        try:
+            page = context.new_page()
             open_app(page, server, query=LONG_STEPS)
             page.locator(".st-key-train_start button").click()
             page.wait_for_function(
@@ -47,7 +45,8 @@ def test_sigterm_mid_step_stops_every_worker_and_records_the_run(chromium, tmp_p
                 alive = {p: t for p, t in alive.items() if (proc_stat(p) or (0, None))[1] == t}
                 time.sleep(0.1)
             took = time.monotonic() - began
-            browser.close()
+        finally:
+            context.close()
     finally:
         server.stop()
     assert not alive, f"still alive {took:.1f} s after SIGTERM: {sorted(alive)}"
