@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from ..config import GATE_CHUNKS, RunConfig
+from ..specs import count_parameters
 from .settings import positive_float_from_env
 
 # The longest step a shared worker may spend on one run: every other run of that worker
@@ -99,15 +101,17 @@ def answers(config: RunConfig) -> int:
     return config.sequences_per_step() * (config.time_steps() if every else 1)
 
 
+class _Widths(NamedTuple):
+    """A task's input and output widths, as rnnlab.specs.count_parameters reads them."""
+
+    input_dim: int
+    output_dim: int
+
+
 def parameters(config: RunConfig) -> int:
-    """Trainable parameters: per layer gates·(H·in + H·H + 2H), PyTorch's two bias
-    vectors, plus the head (at most as wide as the input)."""
-    hidden, gates, width = config.hidden_size, GATE_CHUNKS[config.cell], input_width(config)
-    total = 0
-    for layer in range(config.num_layers):
-        fan_in = width if layer == 0 else hidden
-        total += gates * (hidden * fan_in + hidden * hidden + 2 * hidden)
-    return total + (hidden + 1) * output_width(config)
+    """Trainable parameters (rnnlab.specs.count_parameters), at the task's widest: the
+    text task's vocabulary is not read to admit a run."""
+    return count_parameters(config, _Widths(input_width(config), output_width(config)))
 
 
 def step_flops(config: RunConfig) -> float:
