@@ -295,3 +295,13 @@ def test_the_pool_prunes_the_store_after_runs_finish(make_manager, store, monkey
         assert manager.wait(run_id, timeout=120).status == "completed"
     until(lambda: store.weights(first) is None, timeout=30, what="the oldest weights dropped")
     assert store.weights(second) is not None
+
+
+def test_progress_carries_the_baseline_the_run_measured(make_manager, store):
+    """The sine task's chance level is measured on its data, which a page without
+    PyTorch cannot do: the run's progress says what it was, live and from the store."""
+    manager = make_manager(workers=1)
+    run_id = manager.submit(RunConfig(task="sine", seq_len=20, steps=5), owner="ana")
+    assert manager.wait(run_id, timeout=120).status == "completed"
+    measured = store.get_run(run_id).info["baseline"]
+    assert measured is not None and manager.progress(run_id).baseline == measured

@@ -170,6 +170,8 @@ def _run_view(
 def loss_view(progress: Progress, *, key: str, page: str = "") -> None:
     """The loss chart, progress and metrics of a run, live while it trains."""
     baseline, metric_baseline, label, metric_name = _task_info(progress.config)
+    if baseline is None:  # measured on the task's data (sine): the run says what it was
+        baseline = progress.baseline
     run_id = progress.run_id
     _run_view(
         "loss",

@@ -100,6 +100,7 @@ class Progress:
     held_out_loss: float | None = None  # latest evaluation
     metric: float | None = None
     metric_name: str | None = None
+    baseline: float | None = None  # the task's chance-level loss, as the run measured it
     solved: bool = False
     solved_at: int | None = None  # the first step an evaluation found it solved
     steps_per_s: float | None = None
@@ -157,6 +158,7 @@ class Progress:
             held_out_loss=summary.get("final_loss"),
             metric=summary.get("metric"),
             metric_name=summary.get("metric_name"),
+            baseline=(record.info or {}).get("baseline"),
             solved=bool(summary.get("solved")),
             solved_at=summary.get("solved_at_step"),
             steps_per_s=summary.get("steps_per_s"),
@@ -234,6 +236,7 @@ class LiveRun:
     held_out_loss: float | None = None
     metric: float | None = None
     metric_name: str | None = None
+    baseline: float | None = None  # the task's chance-level loss, as the run measured it
     solved: bool = False
     solved_at: int | None = None
     steps_per_s: float | None = None
@@ -299,6 +302,7 @@ class LiveRun:
             held_out_loss=self.held_out_loss,
             metric=self.metric,
             metric_name=self.metric_name,
+            baseline=self.baseline,
             solved=self.solved,
             solved_at=self.solved_at,
             steps_per_s=self.steps_per_s,
@@ -315,6 +319,7 @@ class LiveRun:
         """Take in what the worker reports of one slice of training."""
         if update.started is not None:
             self.metric_name = update.started.get("metric_name")
+            self.baseline = update.started.get("baseline")
         for step, loss, _grad_norm, elapsed_s in update.steps:
             self.curve_steps.append(step)
             self.curve_losses.append(loss if math.isfinite(loss) else math.nan)
