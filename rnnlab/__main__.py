@@ -431,7 +431,10 @@ def _export_weights(store: RunStore, run_id: str, output: str | None) -> int:
         fail(f"run {run_id}'s stored weights cannot be exported: {error}")
     if data is None:
         run = store.get_run(run_id)
-        fail(f"run {run_id} has no weights ({run.status}); only runs that finished keep them")
+        fail(
+            f"run {run_id} has no weights ({run.status}): only finished runs keep them, and "
+            "older ones lose them to pruning unless pinned (rnnlab runs pin)"
+        )
     try:
         Path(output).write_bytes(data)
     except OSError as error:
