@@ -42,6 +42,7 @@ def manager(make_manager, monkeypatch):
     monkeypatch.delenv("RNNLAB_MAX_RUNNING", raising=False)
     made = make_manager(workers=1, max_running=2, max_queued_per_owner=None)
     monkeypatch.setattr(routes, "get_manager", lambda: made)
+    monkeypatch.setattr(answers.ROOM, "every_s", 0.0)  # every request sees the room as it is
     return made
 
 
