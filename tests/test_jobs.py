@@ -210,7 +210,7 @@ def test_workers_come_from_rnnlab_workers_one_process_each(make_manager, monkeyp
         with pytest.raises(ValueError, match="RNNLAB_WORKERS"):
             default_workers()
     monkeypatch.delenv("RNNLAB_WORKERS")
-    assert default_workers() == os.cpu_count()
+    assert 1 <= default_workers() <= os.cpu_count()  # one per processor the memory allows
 
 
 def test_get_manager_is_one_per_process(store, monkeypatch):

@@ -6,7 +6,7 @@ import math
 import os
 from dataclasses import dataclass
 
-from .resources import Resources, whole_cpus
+from .resources import Resources, detect, whole_cpus
 
 DEFAULT_MAX_QUEUED_PER_OWNER = 4
 # Runs one owner may have training at once (its further runs wait, the room's go first).
@@ -110,9 +110,9 @@ def positive_float_from_env(name: str) -> float | None:
     )
 
 
-def default_workers(cores: int | None = None) -> int:
-    """RNNLAB_WORKERS if set, else one worker per core (of this machine, or `cores`)."""
-    return positive_int_from_env("RNNLAB_WORKERS") or cores or (os.cpu_count() or 1)
+def default_workers() -> int:
+    """The workers a local pool of this server gets (memory_plan)."""
+    return memory_plan(detect(), None, local=True).workers
 
 
 def default_executor() -> str:

@@ -18,7 +18,6 @@ measured on this engine (bench/bench_sizing.py); estimates err on the high side.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -226,11 +225,3 @@ def _replaced(config: RunConfig, name: str, value: int) -> RunConfig:
 
 def _seconds(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds >= 10 else f"{seconds:.1f} s"
-
-
-def worker_count(cpus: int, memory_bytes: int, fixed_bytes: int, per_worker_bytes: int) -> int:
-    """Workers this server can hold: one per processor, fewer where the memory left
-    after `fixed_bytes` (the server and the fork server) cannot hold each worker's own
-    `per_worker_bytes` (its process and room for runs)."""
-    fitting = math.floor((memory_bytes - fixed_bytes) / per_worker_bytes)
-    return max(1, min(cpus, fitting))
