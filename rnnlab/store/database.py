@@ -17,6 +17,7 @@ up with a StoreError that names the cause and the file.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import sqlite3
@@ -91,15 +92,25 @@ class Database:
     def __init__(self, path: str | os.PathLike[str] | None = None):
         self.path = Path(path if path is not None else default_store_path()).expanduser()
         self.path = self.path.absolute()
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._writer = self._connect()
-            # Takes effect only in a new file (an old one converts with a VACUUM: prune).
-            self._writer.execute("PRAGMA auto_vacuum = INCREMENTAL")
-            self._writer.execute("PRAGMA journal_mode = WAL")
-            self._migrate()
-        except (sqlite3.Error, OSError) as error:
-            raise StoreError(f"cannot open the run store {self.path}: {error}") from error
+        started = time.monotonic()
+        for attempt in itertools.count():
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._writer = self._connect()
+                # Takes effect only in a new file (an old one converts with a VACUUM: prune).
+                self._writer.execute("PRAGMA auto_vacuum = INCREMENTAL")
+                # Switching a new file to WAL takes it whole, and SQLite does not wait for
+                # that: processes opening one store at once retry for a while.
+                self._writer.execute("PRAGMA journal_mode = WAL")
+                self._migrate()
+                break
+            except (sqlite3.Error, OSError) as error:
+                locked = isinstance(error, sqlite3.OperationalError) and "locked" in str(error)
+                if not locked or time.monotonic() - started > BUSY_TIMEOUT_MS / 1000:
+                    raise StoreError(f"cannot open the run store {self.path}: {error}") from error
+                with contextlib.suppress(Exception):
+                    self._writer.close()
+                time.sleep(retry_delay(attempt))
         self._write_lock = threading.RLock()
         self._readers = threading.local()
         self._wal_path = self.path.with_name(self.path.name + "-wal")
