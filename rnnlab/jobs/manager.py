@@ -45,11 +45,11 @@ from collections.abc import Callable, Iterable
 
 from ..config import RunConfig
 from ..store import ACTIVE_STATUSES, RunStore, open_store
-from . import resources, sizing
 from .admission import Admission, JobError
 from .feed import LiveRun
 from .pool import WorkerPool, make_local_worker, make_ray_worker, process_context
 from .reports import Export, Reports
+from .resources import detect
 from .scheduling import Scheduler, fair_order
 from .settings import (
     DEFAULT_MAX_QUEUED_PER_OWNER,
@@ -63,6 +63,7 @@ from .settings import (
     memory_plan,
     positive_int_from_env,
 )
+from .sizing import estimate, too_large
 from .stored import StoredRuns
 from .upkeep import Upkeep
 from .watch import Watched
@@ -100,7 +101,7 @@ class JobManager(Watched, Reports):
         self.executor = executor if executor is not None else default_executor()
         if self.executor not in EXECUTORS:
             raise ValueError(f"executor must be local or ray, got {self.executor!r}")
-        cluster_cpus, machine = None, resources.detect()
+        cluster_cpus, machine = None, detect()
         if self.executor == "ray":  # workers in Ray actors; see rnnlab.cluster
             from ..cluster import cluster_cpus as count_cluster_cpus
             from ..cluster import connect
@@ -175,7 +176,7 @@ class JobManager(Watched, Reports):
         """
         if not isinstance(config, RunConfig):
             raise TypeError(f"submit() takes a RunConfig, not {type(config).__name__}")
-        refusal = sizing.too_large(config, self.pool.calibration, self.scheduler.memory_per_worker)
+        refusal = too_large(config, self.pool.calibration, self.scheduler.memory_per_worker)
         if refusal is not None:
             raise JobError(refusal[0].upper() + refusal[1:] + ".")
         with self._lock:
@@ -203,7 +204,7 @@ class JobManager(Watched, Reports):
                 self._jobs[run_id] = job
                 if sweep_id is not None:
                     self._sweeps.setdefault(sweep_id, []).append(run_id)
-                self.scheduler.memory[run_id] = sizing.estimate(config, self.pool.calibration)
+                self.scheduler.memory[run_id] = estimate(config, self.pool.calibration)
                 self._queue.append(job)
                 self._dispatch()
                 return run_id
