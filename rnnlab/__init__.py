@@ -50,6 +50,10 @@ _MODULES = {  # each public name -> the module of rnnlab that defines it
     "SweepResult": "sweep",
     "run_sweep": "sweep",
     "sweep_table": "sweep",
+    "SearchSpace": "tune",
+    "Study": "tune",
+    "StudyRunner": "tune",
+    "tune": "tune",
     "TASKS": "tasks",
     "Task": "tasks",
     "make_task": "tasks",
@@ -61,7 +65,7 @@ _MODULES = {  # each public name -> the module of rnnlab that defines it
     "load_model": "weights",
     "read_weights": "weights",
 }
-# Functions named as their modules are: rnnlab.train and rnnlab.probe are the functions.
+# Functions named as their modules are: rnnlab.train, .probe and .tune are the functions.
 _FUNCTIONS_NAMED_AS_MODULES = {name for name, module in _MODULES.items() if name == module}
 
 __all__ = sorted(_MODULES)
@@ -81,7 +85,7 @@ def __dir__() -> list[str]:
 
 class _Package(types.ModuleType):
     """The import system binds each submodule on its package as it loads it; for
-    `train` and `probe` that would hide the functions, so those bindings are skipped
+    `train`, `probe` and `tune` that would hide the functions, so those bindings are skipped
     (`import rnnlab.train` still finds the module in sys.modules)."""
 
     def __setattr__(self, name: str, value: Any) -> None:

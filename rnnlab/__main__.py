@@ -350,7 +350,12 @@ def command_runs_list(args: argparse.Namespace) -> int:
     limit = _whole_number("--limit", args.limit, 1, 10**9)
     config = {name: getattr(args, name) for name in ("task", "cell") if getattr(args, name)}
     runs = store.list_runs(
-        status=args.status, owner=args.owner, sweep_id=args.sweep, config=config, limit=limit
+        status=args.status,
+        owner=args.owner,
+        sweep_id=args.sweep,
+        study=args.study,
+        config=config,
+        limit=limit,
     )
     if args.json:
         print(json.dumps([run.to_dict() for run in runs]))
@@ -387,6 +392,7 @@ def command_runs_show(args: argparse.Namespace) -> int:
     lines = [
         f"run {run.id}: {run.status}",
         f"owner {run.owner or '-'}, sweep {run.sweep_id or '-'}"
+        + (f", study {run.study} trial {run.trial}" if run.study else "")
         + (", pinned" if run.pinned else ""),
         f"created {_when(run.created_at)}, started {_when(run.started_at)}, "
         f"finished {_when(run.finished_at)}",
@@ -627,6 +633,7 @@ def build_parser() -> argparse.ArgumentParser:
     list_parser.add_argument("--status", choices=STATUSES, help="only runs with this status")
     list_parser.add_argument("--owner", help="only runs of this owner")
     list_parser.add_argument("--sweep", metavar="ID", help="only the runs of this sweep")
+    list_parser.add_argument("--study", metavar="NAME", help="only the trials of this study")
     list_parser.add_argument("--task", help="only runs of this task")
     list_parser.add_argument("--cell", help="only runs of this cell type")
     list_parser.add_argument("--limit", metavar="N", help="at most N runs")

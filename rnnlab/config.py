@@ -176,6 +176,15 @@ def field_spec(name: str) -> dict[str, Any]:
     raise KeyError(name)
 
 
+def check_field(name: str, value: Any) -> Any:
+    """One setting's value, parsed from text if it is text and checked against the field's
+    type and limits alone (not against the other settings); ConfigError as RunConfig raises."""
+    for f in dataclasses.fields(RunConfig):
+        if f.name == name:
+            return _checked(f, _parse(f, value))
+    raise ConfigError(f"unknown setting {name!r}", name)
+
+
 def _to_string(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"

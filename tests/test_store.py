@@ -393,7 +393,7 @@ def test_a_schema_2_file_gains_pinning_and_keeps_its_runs_and_weights(tmp_path, 
         assert "pinned" not in [row[1] for row in db.execute("PRAGMA table_info(runs)")]
 
     with RunStore(path) as upgraded:
-        assert upgraded.schema_version == SCHEMA_VERSION == 3
+        assert upgraded.schema_version == SCHEMA_VERSION >= 3
         run = upgraded.get_run(old_run)
         assert run.status == "completed" and run.owner == "ana" and not run.pinned
         assert upgraded.weights(old_run).startswith(b"PK")
@@ -403,6 +403,33 @@ def test_a_schema_2_file_gains_pinning_and_keeps_its_runs_and_weights(tmp_path, 
         report = upgraded.prune(store_module.RetentionPolicy(weights_per_owner=0))
         assert not report.weights_dropped  # pinned
         assert len(upgraded.history(old_run)) == 12
+
+
+def test_a_schema_3_file_gains_studies_and_the_pruned_status(tmp_path, monkeypatch):
+    path = tmp_path / "runs.sqlite"
+    with monkeypatch.context() as old_rnnlab:
+        old_rnnlab.setattr(store_module.database, "SCHEMA_VERSION", 3)
+        with RunStore(path) as old:
+            old_run = record(old, tiny(), owner="ana")
+            waiting = old.create_run(tiny())
+            with pytest.raises(sqlite3.IntegrityError, match="CHECK constraint"):
+                old.finish(waiting, "pruned")
+
+    with RunStore(path) as upgraded:
+        assert upgraded.schema_version == SCHEMA_VERSION >= 4
+        assert upgraded.get_run(old_run).status == "completed"
+        assert len(upgraded.history(old_run)) == 12
+        upgraded.finish(waiting, "pruned", error="pruned at step 3")
+        assert upgraded.get_run(waiting).status == "pruned"
+        trial = upgraded.create_run(tiny(), study="what-matters", trial=7)
+        assert [(r.id, r.study, r.trial) for r in upgraded.list_runs(study="what-matters")] == [
+            (trial, "what-matters", 7)
+        ]
+        with pytest.raises(sqlite3.IntegrityError, match="CHECK constraint"):
+            upgraded._write(lambda db: db.execute("UPDATE runs SET status = 'bogus'"))
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        assert db.execute("PRAGMA foreign_key_check").fetchall() == []
 
 
 def test_pinned_is_kept_through_export_and_import(store, tmp_path):

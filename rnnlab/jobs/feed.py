@@ -111,6 +111,7 @@ class Progress:
     error: str | None = None
     sweep_id: str | None = None
     label: str | None = None  # the name its owner goes by in the room, if it gave one
+    cpu_s: float = 0.0  # processor time its training took so far (0 for a stored run)
 
     @property
     def active(self) -> bool:
@@ -229,6 +230,8 @@ class LiveRun:
     sweep_id: str | None
     snapshot_every_s: float | None = None
     label: str | None = None
+    study: str | None = None  # the study it is a trial of (rnnlab.tune), and which trial
+    trial: int | None = None
     status: str = "queued"
     worker: Any = None  # the handle of the worker training it (rnnlab.jobs.pool)
     step: int = 0
@@ -242,6 +245,7 @@ class LiveRun:
     steps_per_s: float | None = None
     summary: dict[str, Any] | None = None
     error: str | None = None
+    cpu_s: float = 0.0  # processor time its slices took, as the worker measured them
     # The curve so far: one entry per training step, NaN where the loss was not finite.
     curve_steps: array.array = field(default_factory=lambda: array.array("l"))
     curve_losses: array.array = field(default_factory=lambda: array.array("d"))
@@ -259,7 +263,7 @@ class LiveRun:
     done: threading.Event = field(default_factory=threading.Event)
     # Set when the job is stopped for a reason other than its owner asking.
     stop_reason: str | None = None
-    stop_status: str = "stopped"  # "interrupted" when the pool shuts down
+    stop_status: str = "stopped"  # "interrupted" when the pool shuts down, "pruned", ...
     rate_step: int = 0
     rate_elapsed: float | None = None
 
@@ -313,10 +317,12 @@ class LiveRun:
             error=self.error,
             sweep_id=self.sweep_id,
             label=self.label,
+            cpu_s=self.cpu_s,
         )
 
     def apply(self, update: Update) -> None:
         """Take in what the worker reports of one slice of training."""
+        self.cpu_s += update.cpu_s
         if update.started is not None:
             self.metric_name = update.started.get("metric_name")
             self.baseline = update.started.get("baseline")

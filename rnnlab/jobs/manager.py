@@ -165,11 +165,14 @@ class JobManager(Watched, Reports):
         sweep_id: str | None = None,
         snapshot_every_s: float | None = SNAPSHOT_EVERY_S,
         label: str | None = None,
+        study: str | None = None,
+        trial: int | None = None,
     ) -> str:
         """Queue a run of `config` for `owner`; return its run id at once.
 
         snapshot_every_s is passed to train() (math.inf: only the final snapshot).
         `label` is the name the owner goes by (the room shows it; memory only).
+        `study` and `trial`: the run is that trial of a study (rnnlab.tune).
         Raises QueueFull when the owner already has max_queued_per_owner jobs waiting, and
         JobError when the run is too large for this server, after shutdown(), or once the
         owner has been dropped as absent.
@@ -187,7 +190,9 @@ class JobManager(Watched, Reports):
             waiting = sum(job.owner == owner for job in self._queue)
             self.admission.reserve(owner, waiting)
         try:
-            run_id = self.store.create_run(config, owner=owner, sweep_id=sweep_id)
+            run_id = self.store.create_run(
+                config, owner=owner, sweep_id=sweep_id, study=study, trial=trial
+            )
         finally:
             with self._lock:
                 self.admission.release(owner)
@@ -198,6 +203,8 @@ class JobManager(Watched, Reports):
             sweep_id=sweep_id,
             snapshot_every_s=snapshot_every_s,
             label=label,
+            study=study,
+            trial=trial,
         )
         with self._lock:
             if not self._closed:
@@ -263,8 +270,16 @@ class JobManager(Watched, Reports):
         with self._lock:
             self.admission.heartbeat(owner)
 
-    def cancel(self, run_id: str, *, owner: str | None = None) -> bool:
+    def cancel(
+        self,
+        run_id: str,
+        *,
+        owner: str | None = None,
+        status: str = "stopped",
+        reason: str | None = None,
+    ) -> bool:
         """Stop a job: a waiting one leaves the queue, a running one stops after its step.
+        It ends as `status` (a study's pruner says `pruned`), with `reason` as its error.
 
         With `owner`, only that owner's job can be cancelled (JobError otherwise). Returns
         False if the job is not active in this process (unknown, or already finished).
@@ -275,7 +290,7 @@ class JobManager(Watched, Reports):
                 return False
             if owner is not None and job.owner != owner:
                 raise JobError("That run was started by someone else; only they can stop it.")
-            dequeued = [job] if self._stop(job, None) else []
+            dequeued = [job] if self._stop(job, reason, status=status) else []
         self._record_dequeued(dequeued)
         return True
 

@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
+from ..values import finite_or_none
 from .admission import Admission
 from .feed import AskerIs, LiveRun, Progress, nobody
 from .stored import StoredRuns
@@ -51,6 +52,28 @@ class Watched:
         if job is not None:
             return job.progress(position)
         return Progress.stored(self.store, run_id)
+
+    def evaluations(
+        self, run_id: str, *, since: int = 0
+    ) -> list[tuple[int, float | None, float | None]]:
+        """The held-out evaluations after step `since`: (step, loss, metric), from memory
+        while this process holds the run, else from the store (what a study's pruner is
+        fed, rnnlab.tune)."""
+        with self._lock:
+            job = self._jobs.get(run_id)
+            if job is not None:
+                return [e[:3] for e in job.evaluations if e[0] > since]
+        table = self.store.evaluations(run_id)
+        return [
+            (int(step), finite_or_none(loss), finite_or_none(metric))
+            for step, loss, metric in zip(
+                table["step"].tolist(),
+                table["loss"].tolist(),
+                table["metric"].tolist(),
+                strict=True,
+            )
+            if step > since
+        ]
 
     def live(
         self, run_id: str, *, since: int = 0, asker_is: AskerIs = nobody

@@ -35,6 +35,8 @@ class RunRecord:
     pid: int | None = None
     host: str | None = None
     pinned: bool = False  # its owner asked to keep its weights and history (retention)
+    study: str | None = None  # the study it is a trial of (rnnlab.tune), and which trial
+    trial: int | None = None
 
     @property
     def active(self) -> bool:
@@ -94,10 +96,11 @@ class Queries(Liveness):
         status: str | Iterable[str] | None = None,
         owner: str | None = None,
         sweep_id: str | None = None,
+        study: str | None = None,
         config: Mapping[str, Any] | None = None,
         limit: int | None = None,
     ) -> list[RunRecord]:
-        """Runs, newest first, filtered by status, owner, sweep and config values.
+        """Runs, newest first, filtered by status, owner, sweep, study and config values.
 
         `config={"task": "adding", "cell": "lstm"}` keeps runs whose config has those values.
         """
@@ -113,6 +116,9 @@ class Queries(Liveness):
         if sweep_id is not None:
             where.append("sweep_id = ?")
             parameters.append(sweep_id)
+        if study is not None:
+            where.append("study = ?")
+            parameters.append(study)
         known = {f.name for f in fields(RunConfig)}
         for name, value in (config or {}).items():
             if name not in known:
@@ -140,6 +146,8 @@ class Queries(Liveness):
                     "owner": run.owner,
                     "pinned": run.pinned,
                     "sweep_id": run.sweep_id,
+                    "study": run.study,
+                    "trial": run.trial,
                     "created_at": run.created_at,
                     "finished_at": run.finished_at,
                     **run.config,

@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from collections.abc import Callable
 
-STATUSES = ("queued", "running", "completed", "diverged", "stopped", "interrupted", "failed")
+STATUSES = (
+    "queued",
+    "running",
+    "completed",
+    "diverged",
+    "stopped",
+    "interrupted",
+    "failed",
+    "pruned",  # a study's pruner stopped it early (rnnlab.tune)
+)
 ACTIVE_STATUSES = ("queued", "running")
 FINISHED_STATUSES = tuple(s for s in STATUSES if s not in ACTIVE_STATUSES)
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 STEP_COLUMNS = ("step", "loss", "grad_norm", "elapsed_s")
 EVALUATION_COLUMNS = ("step", "loss", "metric", "solved", "elapsed_s")
@@ -17,7 +27,7 @@ EVALUATION_COLUMNS = ("step", "loss", "metric", "solved", "elapsed_s")
 
 def _schema_v1(connection: sqlite3.Connection) -> None:
     """Runs, their step and evaluation history, and each run's latest snapshot."""
-    statuses = ", ".join(f"'{s}'" for s in STATUSES)
+    statuses = ", ".join(f"'{s}'" for s in STATUSES[:7])  # the statuses of schema 1
     # One statement at a time: executescript() would commit the migration's transaction.
     schema = f"""
         CREATE TABLE runs (
@@ -100,10 +110,35 @@ def _retention_v3(connection: sqlite3.Connection) -> None:
     connection.execute("CREATE INDEX runs_by_owner ON runs (owner, created_at)")
 
 
+def _studies_v4(connection: sqlite3.Connection) -> None:
+    """Runs that are trials of a study (rnnlab.tune): the study's name and the trial's
+    number; and the status `pruned`. SQLite cannot alter a CHECK constraint, and rebuilding
+    `runs` would cascade into its history: the constraint is widened in the stored schema
+    instead, the change SQLite documents for constraints every existing row meets."""
+    for column in ("study TEXT", "trial INTEGER"):
+        connection.execute(f"ALTER TABLE runs ADD COLUMN {column}")
+    connection.execute("CREATE INDEX runs_by_study ON runs (study, trial)")
+    statuses = ", ".join(f"'{s}'" for s in STATUSES)
+    (sql,) = connection.execute(
+        "SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = 'runs'"
+    ).fetchone()
+    widened = re.sub(r"status IN \([^)]*\)", f"status IN ({statuses})", sql, count=1)
+    (version,) = connection.execute("PRAGMA schema_version").fetchone()
+    connection.execute("PRAGMA writable_schema = ON")
+    try:
+        connection.execute(
+            "UPDATE sqlite_schema SET sql = ? WHERE type = 'table' AND name = 'runs'", (widened,)
+        )
+        connection.execute(f"PRAGMA schema_version = {version + 1}")
+    finally:
+        connection.execute("PRAGMA writable_schema = OFF")
+
+
 # Schema version -> the change that brings a file from the version before it to this one.
 # To change the schema: add a function here, raise SCHEMA_VERSION, never edit an old one.
 MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
     1: _schema_v1,
     2: _weights_v2,
     3: _retention_v3,
+    4: _studies_v4,
 }

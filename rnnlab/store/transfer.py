@@ -78,6 +78,8 @@ class Transfer(Queries):
             "status": status,
             "owner": run.get("owner") or "",
             "sweep_id": run.get("sweep_id"),
+            "study": run.get("study"),
+            "trial": run.get("trial"),
             "config": json.dumps(run.get("config") or {}),
             "created_at": run.get("created_at") or now,
             "updated_at": run.get("updated_at") or now,

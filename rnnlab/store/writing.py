@@ -114,9 +114,12 @@ class Writing(Liveness):
         *,
         owner: str = "",
         sweep_id: str | None = None,
+        study: str | None = None,
+        trial: int | None = None,
         status: str = "queued",
     ) -> str:
-        """Record a new run and return its id. `status` is 'queued' or 'running'."""
+        """Record a new run and return its id. `status` is 'queued' or 'running'; a trial
+        of a study (rnnlab.tune) is recorded with the study's name and its number."""
         if status not in ACTIVE_STATUSES:
             raise ValueError(f"a new run is queued or running, not {status!r}")
         run_id = secrets.token_hex(6)
@@ -134,6 +137,8 @@ class Writing(Liveness):
             "host": self.host,
             "process": self._process_token(),
         }
+        if study is not None:
+            row.update(study=study, trial=trial)
         self._write(lambda db: insert(db, "runs", row))
         return run_id
 
