@@ -149,6 +149,8 @@ def param(
             raise ConfigError(
                 f"{name} takes a list of choices such as {name}=a|b, not a range", name
             )
+        if choices is not None and not choices:
+            raise ConfigError(f"give at least one choice of {name}", name)
         chosen = tuple(dict.fromkeys(choices)) if choices else tuple(spec["choices"])
         return Param(name, "categorical", choices=tuple(check_field(name, c) for c in chosen))
     if choices is not None:
