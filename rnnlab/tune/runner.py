@@ -201,6 +201,11 @@ class StudyRunner:
         with self._lock:
             return [f for f in self._followed.values() if owner is None or f.owner == owner]
 
+    def finished_by(self, owner: str) -> list[int]:
+        """The numbers of the trials `owner` asked for that have ended in this process."""
+        with self._lock:
+            return [n for n, f in self._finished.items() if f["owner"] == owner]
+
     def label_of(self, number: int) -> str | None:
         """The name the contributor of trial `number` goes by, if this runner knows it."""
         with self._lock:
@@ -397,6 +402,23 @@ class StudyRunner:
         with self._lock:
             self.version += 1
             self._changed.notify_all()
+
+
+_runners: dict[tuple[int, str], StudyRunner] = {}
+_runners_lock = threading.Lock()
+
+
+def runner_for(
+    name: str, manager: JobManager, settings: StudySettings | None = None
+) -> StudyRunner:
+    """This process's one runner of study `name` on `manager`, shared by everyone who
+    opens the study (a room study): made, or reopened from the storage, on first use.
+    `settings` only matter for a study that does not exist yet."""
+    with _runners_lock:
+        runner = _runners.get((id(manager), name))
+        if runner is None or runner.manager.closed:
+            runner = _runners[(id(manager), name)] = StudyRunner.open(name, manager, settings)
+        return runner
 
 
 def stored_settings(name: str, storage: Any) -> StudySettings | None:
