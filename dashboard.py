@@ -25,6 +25,9 @@ pages = [
     ),
     st.Page("views/race.py", title=_("Race"), icon=":material/sports_score:", url_path="race"),
     st.Page("views/room.py", title=_("Room"), icon=":material/groups:", url_path="room"),
+    st.Page(
+        "views/explore.py", title=_("Explore"), icon=":material/travel_explore:", url_path="explore"
+    ),
     st.Page("views/learn.py", title=_("Learn"), icon=":material/school:", url_path="learn"),
 ]
 page = st.navigation(pages)

@@ -217,3 +217,190 @@ def since_pairs(text: str, limit: int) -> dict[str, int] | None:
 def decoded(payload: bytes | None) -> Any:
     """A JSON answer's bytes as values, for a page that feeds its views itself."""
     return None if payload is None else json.loads(payload)
+
+
+# A study (rnnlab.tune) as the Explore page draws it. rnnlab.tune brings Optuna (~30 MB):
+# it is imported here only once a page has opened a study, never as the server starts.
+STUDY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+MAX_STUDY_TRIALS = 300  # trials in an answer at most: the latest, and the best one
+MAX_BEST_POINTS = 1000  # points of the best-so-far series at most (evenly thinned)
+
+
+@dataclass
+class _OpenStudy:
+    runner: Any  # rnnlab.tune.StudyRunner
+    contributors: set[str] = field(default_factory=set)  # owners who added trials here
+    shared: tuple[int, Encoded] | None = None  # (version, answer for a non-contributor)
+    importances: dict[str, tuple[int, Any]] = field(default_factory=dict)  # evaluator ->
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+_studies: dict[tuple[int, str], _OpenStudy] = {}  # (id(manager), name) -> what a page opened
+_studies_lock = threading.Lock()
+
+
+def open_study(manager: JobManager, name: str, settings: Any = None) -> Any:
+    """The study `name` on `manager` (rnnlab.tune.runner_for: made with `settings` if it
+    does not exist), from now on answered by the study route. StudyNotFound if it does not
+    exist and no settings are given; ConfigError for a name the route would refuse."""
+    from rnnlab.config import ConfigError
+    from rnnlab.tune import runner_for
+
+    if not STUDY_NAME.fullmatch(name):
+        raise ConfigError(f"a study name is 1 to 64 letters, digits, '.', '_' or '-', not {name!r}")
+    runner = runner_for(name, manager, settings)
+    with _studies_lock:
+        opened = _studies.get((id(manager), name))
+        if opened is None or opened.runner is not runner:
+            opened = _studies[(id(manager), name)] = _OpenStudy(runner)
+    return runner
+
+
+def _opened(manager: JobManager, name: str) -> _OpenStudy | None:
+    return _studies.get((id(manager), name))
+
+
+def add_trials(manager: JobManager, name: str, owner: str, trials: int, label: str | None) -> int:
+    """`owner` adds `trials` trials to an open study under their room name `label`;
+    how many were added (a grid stops at its last point)."""
+    opened = _opened(manager, name)
+    if opened is None:
+        raise KeyError(name)
+    with opened.lock:
+        opened.contributors.add(owner)
+    return opened.runner.add(owner, trials, label=label)
+
+
+def _asker(opened: _OpenStudy, key: str | None) -> str | None:
+    """The contributor whose viewer key `key` is, if any."""
+    if key is None or not VIEWER_KEY.fullmatch(key):
+        return None
+    with opened.lock:
+        owners = list(opened.contributors)
+    return next((o for o in owners if hmac.compare_digest(viewer_key(o), key)), None)
+
+
+def _bounded(view: dict[str, Any]) -> dict[str, Any]:
+    """A study view with at most MAX_STUDY_TRIALS trials (the latest, and the best) and
+    MAX_BEST_POINTS points of best-so-far."""
+    trials = view["trials"]
+    if len(trials) > MAX_STUDY_TRIALS:
+        best = view["best"]["number"] if view["best"] else None
+        kept = trials[-MAX_STUDY_TRIALS:]
+        if best is not None and all(t["number"] != best for t in kept):
+            kept = [next(t for t in trials if t["number"] == best), *kept[1:]]
+        view = {**view, "trials": kept}
+    series = view["best_so_far"]
+    count = len(series["trials"])
+    if count > MAX_BEST_POINTS:
+        picked = sorted(
+            {round(i * (count - 1) / (MAX_BEST_POINTS - 1)) for i in range(MAX_BEST_POINTS)}
+        )
+        view = {**view, "best_so_far": {k: [v[i] for i in picked] for k, v in series.items()}}
+    return view
+
+
+def _importances(opened: _OpenStudy, complete: int, evaluator: str) -> Any:
+    """What matters by `evaluator` (not the default): computed once per count of
+    complete trials. KeyError for an evaluator that does not exist; a plain reason (str)
+    for one that cannot run here."""
+    from rnnlab.tune import study_view
+    from rnnlab.tune.importance import EVALUATORS, evaluator_available
+
+    if evaluator not in EVALUATORS:
+        raise KeyError(f"no evaluator {evaluator!r}; known: {', '.join(EVALUATORS)}")
+    reason = evaluator_available(evaluator)
+    if reason is not None:
+        return {"evaluator": evaluator, "unavailable": reason}
+    with opened.lock:  # fANOVA takes seconds: one viewer computes, the others wait for it
+        cached = opened.importances.get(evaluator)
+        if cached is None or cached[0] != complete:
+            found = study_view(opened.runner, evaluator=evaluator)["importances"]
+            cached = opened.importances[evaluator] = (complete, found)
+        return cached[1]
+
+
+def _study(manager: JobManager, name: str) -> _OpenStudy:
+    opened = _opened(manager, name)
+    if opened is None:
+        raise KeyError("no such study on this server")
+    return opened
+
+
+def study_answer(
+    manager: JobManager,
+    name: str,
+    *,
+    since: int = -1,
+    evaluator: str | None = None,
+    key: str | None = None,
+) -> dict[str, Any] | None:
+    """The study as everyone sees it (rnnlab.tune.study_view, at most MAX_STUDY_TRIALS
+    trials), with what matters by `evaluator` (default: the view's own, main-effect) and
+    `mine`: the numbers of the trials the holder of `key` asked for. None if nothing
+    changed since version `since`; KeyError if no page of this process has opened the
+    study, or for an evaluator that does not exist."""
+    from rnnlab.tune import study_view
+    from rnnlab.tune.importance import DEFAULT_EVALUATOR
+    from rnnlab.tune.view import mine
+
+    opened = _study(manager, name)
+    runner = opened.runner
+    if since >= 0 and runner.version == since:
+        return None
+    view = _bounded(study_view(runner))
+    # "status" as a run's: a page that feeds its views itself (ui/live.py) reads it.
+    answer = {**view, "status": "running" if view["busy"] else "completed"}
+    if evaluator and evaluator != DEFAULT_EVALUATOR:
+        answer["importances"] = _importances(opened, view["counts"]["complete"], evaluator)
+    asker = _asker(opened, key)
+    answer["mine"] = mine(runner, asker) if asker is not None else []
+    return answer
+
+
+def study_encoded(
+    manager: JobManager,
+    name: str,
+    *,
+    since: int = -1,
+    evaluator: str | None = None,
+    key: str | None = None,
+) -> Encoded | None:
+    """study_answer() as JSON bytes: for a viewer who asked for no trial, with the
+    default evaluator, encoded (and gzipped) once per version of the study."""
+    from rnnlab.tune.importance import DEFAULT_EVALUATOR
+
+    opened = _study(manager, name)
+    chosen = evaluator not in (None, "", DEFAULT_EVALUATOR)
+    if chosen or _asker(opened, key) is not None:
+        answer = study_answer(manager, name, since=since, evaluator=evaluator, key=key)
+        return None if answer is None else Encoded.of(answer)
+    version = opened.runner.version
+    if since >= 0 and version == since:
+        return None
+    shared = opened.shared
+    if shared is None or shared[0] != version:
+        answer = study_answer(manager, name)
+        shared = opened.shared = (answer["version"], Encoded.of(answer))
+    return shared[1]
+
+
+SHARED_STUDIES = 12  # studies in the room's list at most, the latest shared first
+_shared_studies: dict[int, dict[str, str | None]] = {}  # id(manager) -> name -> by whom
+
+
+def share_study(manager: JobManager, name: str, label: str | None) -> None:
+    """Put an open study at the top of the room's list (shared_studies)."""
+    _study(manager, name)
+    with _studies_lock:
+        shared = _shared_studies.setdefault(id(manager), {})
+        shared.pop(name, None)
+        shared[name] = label
+        while len(shared) > SHARED_STUDIES:
+            del shared[next(iter(shared))]
+
+
+def shared_studies(manager: JobManager) -> list[tuple[str, str | None]]:
+    """The studies shared with the room, latest first: (name, the sharer's room name)."""
+    with _studies_lock:
+        return list(reversed(_shared_studies.get(id(manager), {}).items()))

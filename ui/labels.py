@@ -30,6 +30,7 @@ STATUSES = {  # a run's status (rnnlab.store.STATUSES) as a reader sees it
     "completed": N_("completed"),
     "diverged": N_("diverged"),
     "stopped": N_("stopped"),
+    "pruned": N_("pruned"),
     "interrupted": N_("interrupted"),
     "failed": N_("failed"),
 }
@@ -212,6 +213,7 @@ def room_labels() -> dict[str, Any]:
             "completed": _("finished"),
             "diverged": _("diverged"),
             "stopped": _("stopped"),
+            "pruned": _("pruned"),
             "interrupted": _("interrupted"),
             "failed": _("failed"),
         },
@@ -222,3 +224,100 @@ def room_labels() -> dict[str, Any]:
         "loss_axis": _("loss"),
         "not_solved": "—",
     }
+
+
+SETTING_NAMES = {  # a searched setting as the study view names it (as the settings form)
+    "cell": N_("Cell"),
+    "activation": N_("Activation"),
+    "hidden_size": N_("Hidden size"),
+    "num_layers": N_("Layers"),
+    "batch_size": N_("Batch size"),
+    "seq_len": N_("Sequence length"),
+    "lr": N_("Learning rate"),
+    "optimizer": N_("Optimizer"),
+    "clip": N_("Gradient clipping (0 = off)"),
+    "init": N_("Initialisation"),
+}
+TRIAL_STATES = {  # a trial's state (rnnlab.tune.study.STATES, and the run's while it trains)
+    "complete": N_("complete"),
+    "pruned": N_("pruned"),
+    "failed": N_("failed"),
+    "running": N_("training"),
+    "queued": N_("waiting"),
+    "waiting": N_("waiting"),
+}
+
+
+def objective_label(objective: str, *, steps: int, penalty: float) -> str:
+    """A study's objective in words; for steps to solve, what an unsolved trial counts."""
+    if objective == "loss":
+        return _("final held-out loss (lower is better)")
+    if objective == "metric":
+        return _("final held-out metric of the task")
+    return _(
+        "steps to solve (lower is better; a trial that never solves counts {penalty} steps, "
+        "{factor} × its steps)"
+    ).format(penalty=f"{penalty * steps:g}", factor=f"{penalty:g}")
+
+
+def study_labels() -> dict[str, Any]:
+    """A study: counts, best so far, curves, parallel coordinates, slices, what matters."""
+    return {
+        **_common(),
+        "settings": {name: _(label) for name, label in SETTING_NAMES.items()},
+        "states": {state: _(label) for state, label in TRIAL_STATES.items()},
+        "counts": _(
+            "{drawn} finished ({complete} complete, {pruned} pruned) · {failed} failed · "
+            "{running} training · {queued} waiting · {to_ask} still to ask"
+        ),
+        "best": _("Best so far: **{value}** (trial {number})"),
+        "no_best": _("No trial has completed yet."),
+        "waiting": _("The first trials are training; their curves appear here as they go."),
+        "best_title": _("**Best so far**"),
+        "finished_axis": _("finished trials"),
+        "cpu_axis": _("CPU-seconds spent"),
+        "objective_axis": _("objective"),
+        "curves_title": _("**Every trial's held-out curve** (× where a pruned trial stopped)"),
+        "step_axis": _("step"),
+        "held_out_axis": _("held-out value"),
+        "trial_trace": _("trial {number}"),
+        "pruned_marker": _("pruned at step {step}"),
+        "parallel_title": _("**Parallel coordinates** — one line per complete trial"),
+        "show": _("Show"),
+        "all_trials": _("all trials"),
+        "best_k": _("best {k}"),
+        "parallel_empty": _("Appears once complete trials differ in a searched setting."),
+        "slices_title": _("**Slices** — the objective against each searched setting"),
+        "importance_title": _("**What matters** — importance with a 5–95 % interval"),
+        "importance_axis": _("share of the objective's variance explained"),
+        "evaluator": _("evaluator: {name}, {trials} complete trials, {resamples} resamples"),
+        "none_varies": _("No setting varies among the {n} finished trials."),
+        "none_explains": _("No setting explains the objective yet; {more} more trials may tell."),
+        "stable": _(
+            "Stable ranking from {n} trials: {first} comes first in {share}% of resamples."
+        ),
+        "more_needed_one": _more_trials(1),
+        "more_needed_other": _more_trials(2),
+        "unavailable": _("This evaluator cannot run on this server: {reason}"),
+        "no_importance": _("What matters appears once two trials have completed."),
+        "table_title": _("**Trials**"),
+        "columns": {
+            "number": "#",
+            "state": _("State"),
+            "value": _("Objective"),
+            "who": _("Asked by"),
+            "settings": _("Settings"),
+            "cpu_s": _("CPU-s"),
+            "note": _("Note"),
+        },
+        "you": _("you"),
+        "anonymous": _("anonymous"),
+    }
+
+
+def _more_trials(n: int) -> str:
+    return ngettext(
+        "{more} more trial for a stable ranking ({first} first so far).",
+        "{more} more trials for a stable ranking ({first} first so far).",
+        n,
+    )

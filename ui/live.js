@@ -14,6 +14,7 @@
 //               settings: {cell, activation, num_layers, hidden_size, steps}}
 //   "race":    {sweep_id, sweep_url, total, axes}
 //   "room":    {room_url}
+//   "study":   {study, study_url, evaluator, objective (the objective in words)}
 // Every word a view shows comes translated in data.labels, with {name} placeholders that
 // fill() replaces and **bold** that markdown() renders; numbers are formatted for data.lang.
 //
@@ -24,7 +25,8 @@
 //
 // Tests follow the views through data-rnnlab-* attributes: last-step (loss chart),
 // snapshot-step (heatmaps), gradient-step (gradient history), layer and units (Inside's
-// root), race-runs and race-done (Race's root), room-runs (Room's chart).
+// root), race-runs and race-done (Race's root), room-runs (Room's chart), trials (finished
+// trials drawn, complete + pruned) and version (the study view's root).
 
 const MAX_POINTS = 3000;
 const COLOURS = ["#4C78A8", "#F58518", "#54A24B", "#E45756", "#72B7B2", "#B279A2", "#FF9DA6"];
@@ -1272,14 +1274,328 @@ class RoomView extends RunsView {
   }
 }
 
+// ---------------------------------------------------------------- a study's trials
+
+// A study (rnnlab.tune, answered by GET /api/studies/NAME): its counts and best trial,
+// best so far against finished trials and against CPU-seconds, every trial's held-out
+// curve (× where a pruned one stopped), parallel coordinates of the settings that vary
+// (a log setting as log10 with its real values as ticks, a categorical one as its
+// choices; the best k only, if asked), one slice per searched setting, what matters
+// (bars with their 5-95 % interval, and a sentence), and the trials with who asked for
+// them. Asked again every poll_ms while trials train, every STUDY_IDLE_POLL_MS when none
+// does (someone in the room may add more); a 204 means nothing changed.
+const STUDY_IDLE_POLL_MS = 3000;
+const TOP_K = [0, 5, 10, 20];  // 0: every complete trial
+const SLICE_COLUMNS = 3;
+
+class StudyView extends View {
+  constructor(root, data, component) {
+    super(root, data, component);
+    this.version = -1;
+    this.topK = 0;
+    this.answer = null;
+    root.dataset.rnnlabStudy = data.study;
+    root.dataset.rnnlabTrials = "0";
+    const labels = this.labels;
+    this.summary = element("div", "rnnlab-status-text", root);
+    this.bestLine = element("div", "rnnlab-message", root);
+    this.bestLine.textContent = labels.waiting;
+    const section = (title) => {
+      const box = element("div", "rnnlab-study-section", root);
+      markdown(element("div", "rnnlab-chart-title", box), title);
+      return box;
+    };
+    this.bestChart = element("div", "rnnlab-study-chart", section(labels.best_title));
+    this.curvesChart = element("div", "rnnlab-study-chart", section(labels.curves_title));
+    const parallel = section(labels.parallel_title);
+    const controls = element("label", "rnnlab-range", parallel);
+    element("span", "", controls).textContent = labels.show;
+    this.topKSelect = element("select", "", controls);
+    for (const k of TOP_K) {
+      const option = element("option", "", this.topKSelect);
+      option.value = String(k);
+      option.textContent = k ? fill(labels.best_k, { k }) : labels.all_trials;
+    }
+    this.topKSelect.addEventListener("change", () => {
+      this.topK = Number(this.topKSelect.value);
+      if (this.answer) this.drawParallel();
+    });
+    this.parallelEmpty = element("div", "rnnlab-caption", parallel);
+    this.parallelEmpty.textContent = labels.parallel_empty;
+    this.parallelChart = element("div", "rnnlab-study-chart", parallel);
+    this.slicesChart = element("div", "rnnlab-study-chart", section(labels.slices_title));
+    const matters = section(labels.importance_title);
+    this.importanceMessage = element("div", "rnnlab-message", matters);
+    this.importanceChart = element("div", "rnnlab-study-chart", matters);
+    this.importanceCaption = element("div", "rnnlab-caption", matters);
+    const trials = section(labels.table_title);
+    this.table = element("table", "rnnlab-table rnnlab-study-table", trials);
+    const head = element("tr", "", element("thead", "", this.table));
+    for (const column of Object.keys(labels.columns)) element("th", "", head).textContent = labels.columns[column];
+    this.body = element("tbody", "", this.table);
+  }
+
+  async poll() {
+    if (!this.polling()) return;
+    const started = performance.now();
+    const polled = await this.once("poll", async () => {
+      try {
+        let query = `since=${this.version}`;
+        if (this.data.evaluator) query += `&evaluator=${encodeURIComponent(this.data.evaluator)}`;
+        const answer = await this.get(this.data.study_url, query);
+        this.failures = 0;
+        if (answer) this.receive(answer);
+      } catch (error) {
+        this.failed(error);
+      }
+    });
+    if (!polled) return;
+    const wait = this.answer && !this.answer.busy ? STUDY_IDLE_POLL_MS : this.data.poll_ms;
+    this.schedule(wait - (performance.now() - started));
+  }
+
+  feed(answer) {
+    if (answer) this.receive(answer);
+  }
+
+  receive(answer) {
+    this.answer = answer;
+    this.version = answer.version;
+    this.mine = new Set(answer.mine || []);
+    this.space = new Map(answer.settings.space.map((p) => [p.name, p]));
+    this.drawSummary();
+    this.drawBest();
+    this.drawCurves();
+    this.drawParallel();
+    this.drawSlices();
+    this.drawImportance();
+    this.drawTable();
+    this.root.dataset.rnnlabVersion = String(answer.version);
+    this.root.dataset.rnnlabTrials = String(answer.drawn);
+  }
+
+  settingLabel(name) {
+    return (this.labels.settings || {})[name] || name;
+  }
+
+  // A setting's value as a person reads it: numbers to 3 significant digits.
+  value(v) {
+    return typeof v === "number" ? this.number(v, 3) : String(v);
+  }
+
+  // Complete trials with an objective, best first.
+  ranked() {
+    const sign = this.answer.settings.direction === "maximize" ? -1 : 1;
+    return this.answer.trials.filter((t) => t.state === "complete" && t.value !== null)
+      .sort((a, b) => sign * (a.value - b.value));
+  }
+
+  layout(extra) {
+    return { margin: { l: 60, r: 20, t: 20, b: 45 }, paper_bgcolor: "rgba(0,0,0,0)",
+      plot_bgcolor: "#F3F6FA", showlegend: false, uirevision: this.data.study, ...extra };
+  }
+
+  drawSummary() {
+    const counts = this.answer.counts;
+    this.summary.textContent = fill(this.labels.counts, {
+      drawn: this.count(this.answer.drawn), complete: this.count(counts.complete),
+      pruned: this.count(counts.pruned), failed: this.count(counts.failed),
+      running: this.count(counts.running), queued: this.count(counts.queued),
+      to_ask: this.count(counts.to_ask) });
+    const best = this.answer.best;
+    if (!best) {
+      this.bestLine.textContent = this.answer.trials.length ? this.labels.no_best : this.labels.waiting;
+      return;
+    }
+    const settings = Object.entries(best.params).map(([name, v]) => `${this.settingLabel(name)} = ${this.value(v)}`);
+    markdown(this.bestLine, `${fill(this.labels.best, { value: this.number(best.value), number: best.number })} — ${settings.join(", ")}`);
+    this.bestLine.dataset.rnnlabBest = String(best.number);
+  }
+
+  drawBest() {
+    const series = this.answer.best_so_far, labels = this.labels;
+    const line = (x, axis) => ({ x, y: series.value, xaxis: "x" + axis, yaxis: "y" + axis, mode: "lines+markers",
+      line: { shape: "hv", color: COLOURS[0], width: 2 }, marker: { size: 4 },
+      text: series.number.map((n) => fill(labels.trial_trace, { number: n })),
+      hovertemplate: "%{text}: %{y:.4g}<extra></extra>" });
+    const values = series.value.filter((v) => v !== null);
+    const logY = values.length > 0 && values.every((v) => v > 0);
+    this.Plotly.react(this.bestChart, [line(series.trials, ""), line(series.cpu_s, "2")], this.layout({
+      height: 300, grid: { rows: 1, columns: 2, pattern: "independent", xgap: 0.12 },
+      xaxis: { title: { text: labels.finished_axis } }, xaxis2: { title: { text: labels.cpu_axis } },
+      yaxis: { title: { text: this.data.objective || labels.objective_axis }, type: logY ? "log" : "linear" },
+      yaxis2: { type: logY ? "log" : "linear", matches: "y" },
+    }), PLOT_CONFIG);
+    this.bestChart.dataset.rnnlabPoints = String(series.trials.length);
+  }
+
+  drawCurves() {
+    const labels = this.labels, best = this.answer.best ? this.answer.best.number : null;
+    const traces = [], stops = { x: [], y: [], text: [] };
+    let positive = true;
+    for (const trial of this.answer.trials) {
+      const curve = trial.curve;
+      if (!curve.step.length) continue;
+      positive = positive && curve.value.every((v) => v === null || v > 0);
+      const who = trial.who ? ` · ${trial.who}` : "";
+      traces.push({ x: curve.step, y: curve.value, mode: "lines",
+        name: escapeHtml(fill(labels.trial_trace, { number: trial.number }) + who),
+        line: trial.number === best ? { color: COLOURS[1], width: 3 }
+          : { color: trial.state === "pruned" ? "rgba(150,150,150,0.55)" : "rgba(76,120,168,0.6)", width: 1.2 } });
+      if (trial.state === "pruned" && trial.pruned_at !== null) {
+        const at = curve.step.lastIndexOf(trial.pruned_at);
+        stops.x.push(trial.pruned_at);
+        stops.y.push(curve.value[at >= 0 ? at : curve.value.length - 1]);
+        stops.text.push(escapeHtml(`${fill(labels.trial_trace, { number: trial.number })}: ${fill(labels.pruned_marker, { step: this.count(trial.pruned_at) })}`));
+      }
+    }
+    traces.push({ ...stops, mode: "markers", marker: { symbol: "x", size: 9, color: COLOURS[3] },
+      hovertemplate: "%{text}<extra></extra>" });
+    this.Plotly.react(this.curvesChart, traces, this.layout({ height: 340,
+      xaxis: { title: { text: labels.step_axis } },
+      yaxis: { title: { text: labels.held_out_axis }, type: positive ? "log" : "linear", exponentformat: "power" },
+    }), PLOT_CONFIG);
+    this.curvesChart.dataset.rnnlabCurves = String(traces.length - 1);
+    this.curvesChart.dataset.rnnlabPrunedMarks = String(stops.x.length);
+  }
+
+  // One parallel-coordinates axis: a log setting as log10 with its real values as ticks,
+  // a categorical one as the index of its choice with the choices as ticks.
+  dimension(name, trials) {
+    const p = this.space.get(name), values = trials.map((t) => t.params[name]);
+    const label = escapeHtml(this.settingLabel(name));
+    if (!p || p.kind === "categorical") {
+      const choices = p ? p.choices.map(String) : [...new Set(values.map(String))];
+      return { label, values: values.map((v) => choices.indexOf(String(v))), range: [0, Math.max(1, choices.length - 1)],
+        tickvals: choices.map((c, i) => i), ticktext: choices.map(escapeHtml) };
+    }
+    if (p.log) {
+      const low = Math.log10(p.low), high = Math.log10(p.high), ticks = [];
+      for (let e = Math.floor(low); e <= Math.ceil(high); e++) {
+        for (const m of [1, 2, 5]) {
+          const t = m * 10 ** e;
+          if (Math.log10(t) >= low - 1e-9 && Math.log10(t) <= high + 1e-9) ticks.push(t);
+        }
+      }
+      return { label, values: values.map((v) => Math.log10(v)), range: [low, high],
+        tickvals: ticks.map((t) => Math.log10(t)), ticktext: ticks.map((t) => this.value(Number(t.toPrecision(3)))) };
+    }
+    return { label, values, range: [p.low, p.high] };
+  }
+
+  drawParallel() {
+    const varying = this.answer.varying;
+    let trials = this.ranked();
+    if (this.topK) trials = trials.slice(0, this.topK);
+    const empty = !varying.length || trials.length < 2;
+    this.parallelEmpty.style.display = empty ? "" : "none";
+    this.parallelChart.style.display = empty ? "none" : "";
+    this.parallelChart.dataset.rnnlabParallel = empty ? "0" : String(varying.length);
+    this.parallelChart.dataset.rnnlabLines = empty ? "0" : String(trials.length);
+    if (empty) return;
+    const values = trials.map((t) => t.value);
+    const dimensions = varying.map((name) => this.dimension(name, trials));
+    dimensions.push({ label: escapeHtml(this.labels.objective_axis), values });
+    this.Plotly.react(this.parallelChart, [{
+      type: "parcoords", dimensions,
+      line: { color: values, colorscale: "Viridis", reversescale: this.answer.settings.direction !== "maximize",
+        showscale: true, colorbar: { thickness: 12 } },
+    }], { height: 360, margin: { l: 70, r: 70, t: 50, b: 30 }, paper_bgcolor: "rgba(0,0,0,0)" }, PLOT_CONFIG);
+  }
+
+  drawSlices() {
+    const names = [...this.space.keys()], labels = this.labels;
+    const trials = this.ranked().reverse();  // the best drawn last, on top
+    const rows = Math.max(1, Math.ceil(names.length / SLICE_COLUMNS));
+    const columns = Math.min(SLICE_COLUMNS, Math.max(1, names.length));
+    const layout = this.layout({ height: 240 * rows + 40,
+      grid: { rows, columns, pattern: "independent", xgap: 0.1, ygap: 0.3 } });
+    const traces = names.map((name, index) => {
+      const axis = index === 0 ? "" : String(index + 1), p = this.space.get(name);
+      layout["xaxis" + axis] = { title: { text: escapeHtml(this.settingLabel(name)) },
+        type: p.kind === "categorical" ? "category" : p.log ? "log" : "linear" };
+      layout["yaxis" + axis] = { title: { text: index % columns === 0 ? labels.objective_axis : "" } };
+      return { x: trials.map((t) => (p.kind === "categorical" ? String(t.params[name]) : t.params[name])),
+        y: trials.map((t) => t.value), xaxis: "x" + axis, yaxis: "y" + axis, mode: "markers",
+        marker: { size: 8, color: trials.map((t) => t.number), colorscale: "Blues", line: { width: 0.5, color: "#333" } },
+        text: trials.map((t) => fill(labels.trial_trace, { number: t.number })),
+        hovertemplate: "%{text}: %{x} → %{y:.4g}<extra></extra>" };
+    });
+    this.Plotly.react(this.slicesChart, traces, layout, PLOT_CONFIG);
+    this.slicesChart.dataset.rnnlabSlices = String(names.length);
+  }
+
+  // What matters in one sentence, in the page's language (rnnlab.tune.importance's rule).
+  importanceSentence(found) {
+    const labels = this.labels;
+    if (!found) return labels.no_importance;
+    if (found.unavailable) return fill(labels.unavailable, { reason: found.unavailable });
+    if (!found.ranking.length) return fill(labels.none_varies, { n: found.trials });
+    const first = this.settingLabel(found.ranking[0]);
+    if (found.importances[0].value <= 0) {
+      return fill(labels.none_explains, { more: found.more_trials_needed || found.trials });
+    }
+    if (found.more_trials_needed === 0) {
+      return fill(labels.stable, { n: found.trials, first, share: Math.round(100 * found.first_share) });
+    }
+    const more = found.more_trials_needed;
+    return fill(more === 1 ? labels.more_needed_one : labels.more_needed_other, { more, first });
+  }
+
+  drawImportance() {
+    const found = this.answer.importances;
+    this.importanceMessage.textContent = this.importanceSentence(found);
+    const rows = found && found.importances ? [...found.importances].reverse() : [];  // the first on top
+    this.importanceChart.style.display = rows.length ? "" : "none";
+    this.importanceChart.dataset.rnnlabImportance = String(rows.length);
+    this.importanceCaption.textContent = found && found.importances
+      ? fill(this.labels.evaluator, { name: found.evaluator, trials: found.trials, resamples: found.resamples }) : "";
+    if (!rows.length) return;
+    this.Plotly.react(this.importanceChart, [{
+      type: "bar", orientation: "h", y: rows.map((r) => escapeHtml(this.settingLabel(r.param))),
+      x: rows.map((r) => r.value), marker: { color: COLOURS[0] },
+      error_x: { type: "data", symmetric: false, array: rows.map((r) => r.high - r.value),
+        arrayminus: rows.map((r) => r.value - r.low), color: "#333", thickness: 1.5 },
+      hovertemplate: "%{y}: %{x:.2f}<extra></extra>",
+    }], this.layout({ height: 70 + 40 * rows.length, margin: { l: 140, r: 20, t: 10, b: 45 },
+      xaxis: { title: { text: this.labels.importance_axis }, range: [0, 1.05] } }), PLOT_CONFIG);
+  }
+
+  drawTable() {
+    const labels = this.labels;
+    this.body.innerHTML = "";
+    for (const trial of [...this.answer.trials].reverse()) {  // the latest first
+      const tr = element("tr", this.mine.has(trial.number) ? "mine" : "", this.body);
+      tr.dataset.rnnlabTrial = String(trial.number);
+      tr.dataset.state = trial.state;
+      const who = trial.who || labels.anonymous;
+      const note = trial.state === "pruned" && trial.pruned_at !== null
+        ? fill(labels.pruned_marker, { step: this.count(trial.pruned_at) }) : trial.error || "";
+      const cells = {
+        number: String(trial.number), state: labels.states[trial.state] || trial.state,
+        value: this.number(trial.value), who: this.mine.has(trial.number) ? `${who} (${labels.you})` : who,
+        settings: Object.entries(trial.params).map(([name, v]) => `${name}=${this.value(v)}`).join(", "),
+        cpu_s: trial.cpu_s === null || trial.cpu_s === undefined ? "—" : this.number(trial.cpu_s, 3), note,
+      };
+      for (const column of Object.keys(labels.columns)) {
+        const td = element("td", "", tr);
+        td.textContent = cells[column];  // a name someone typed stays text
+        td.dataset.column = column;
+      }
+    }
+  }
+}
+
 // ---------------------------------------------------------------- mounting
 
-const VIEWS = { loss: LossView, gates: GatesView, inside: InsideView, race: RaceView, room: RoomView };
+const VIEWS = {
+  loss: LossView, gates: GatesView, inside: InsideView, race: RaceView, room: RoomView, study: StudyView,
+};
 
 // Two mounts with the same identity are the same view: a remount updates it in place.
 function identity(data) {
-  return JSON.stringify([data.view, data.run_id ?? data.sweep_id ?? null, data.layer ?? null,
-    data.lang ?? null, data.active ?? null, isFed(data)]);
+  return JSON.stringify([data.view, data.run_id ?? data.sweep_id ?? data.study ?? null, data.layer ?? null,
+    data.evaluator ?? null, data.lang ?? null, data.active ?? null, isFed(data)]);
 }
 
 function preload(data) {

@@ -6,6 +6,8 @@
     GET /api/runs/{run_id}/gradients?after=S   the gradient-through-time history
     GET /api/sweeps/{sweep_id}?since=ID:N,...  a race's runs and their new points
     GET /api/room?since=ID:N,ID:N      every live and recent run's row and new points
+    GET /api/studies/{name}?since=V&evaluator=E   a study's trials, best, what matters
+                                       (204 if still at version V), and the asker's own
     GET /api/plotly.js                 Plotly's JavaScript, from the plotly package
 
 Live views (ui/live.js) poll these instead of rerunning their page: the answers
@@ -24,7 +26,8 @@ A public room that no visitor can take down:
   ROOM_RUNS (60) rows of at most ROW_POINTS + 1 (401) points, about 0.4 MB; a race at
   most MAX_SWEEP_RUNS (256) rows of at most 1,501 points; one layer's gate pictures at most
   MAX_STEPS × MAX_UNITS (100 × 32) bytes per state (under 64 KB in all); the gradient
-  history at most 64 profiles of 100 steps. Answers over 1 MB are streamed in chunks, so
+  history at most 64 profiles of 100 steps; a study at most MAX_STUDY_TRIALS (300)
+  trials of at most 120 points each, about 0.6 MB. Answers over 1 MB are streamed in chunks, so
   a slow reader holds a chunk of server memory, not the whole answer.
 - A per-address rate limit (RATE_PER_S, BURST): beyond it, 429 with Retry-After.
 """
@@ -33,6 +36,7 @@ from __future__ import annotations
 
 import gzip
 import math
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -51,12 +55,14 @@ from .answers import (
     ROOM,
     ROOM_RUNS,
     RUN_ID,
+    STUDY_NAME,
     SWEEP_ID,
     Encoded,
     gates_bytes,
     gradients_bytes,
     run_answer,
     since_pairs,
+    study_encoded,
     sweep_answer,
 )
 
@@ -262,6 +268,30 @@ async def room(request: Request) -> Response:
     return await _json(request, lambda: ROOM.encoded(get_manager(), since))
 
 
+EVALUATOR = re.compile(r"[a-z-]{1,20}")
+
+
+async def study(request: Request) -> Response:
+    """A study opened by a page of this server (ui/answers.open_study); rnnlab.tune is
+    imported in the thread pool on the first request, never on the event loop."""
+    name = request.path_params["name"]
+    if not STUDY_NAME.fullmatch(name):
+        return _error(404, "no such study")
+    numbers = _whole_numbers(request, since=-1)
+    if numbers is None:
+        return _error(400, "since must be a whole number (a study's version)")
+    evaluator = request.query_params.get("evaluator") or None
+    if evaluator is not None and not EVALUATOR.fullmatch(evaluator):
+        return _error(400, "evaluator must be a name such as main-effect")
+    key = _key(request)
+    return await _json(
+        request,
+        lambda: study_encoded(
+            get_manager(), name, since=numbers["since"], evaluator=evaluator, key=key
+        ),
+    )
+
+
 def plotly_source() -> Path:
     return Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
 
@@ -301,4 +331,5 @@ ROUTES = [
     Route("/api/sweeps/{sweep_id}", _limited(sweep)),
     Route("/api/plotly.js", _limited(plotly_js)),
     Route("/api/room", _limited(room)),
+    Route("/api/studies/{name}", _limited(study)),
 ]
