@@ -320,8 +320,8 @@ def study_panel(name: str) -> None:
         stopped = runner.stop(owner())
         st.info(
             ngettext(
-                "Stopped your trials ({n} training).",
-                "Stopped your trials ({n} training).",
+                "Stopped your trials ({n} was training).",
+                "Stopped your trials ({n} were training).",
                 stopped,
             ).format(n=stopped)
         )
@@ -335,11 +335,7 @@ def study_panel(name: str) -> None:
         share(name)
     remaining = runner.remaining(owner())
     if remaining:
-        st.caption(
-            ngettext(
-                "{n} of your trials still to ask.", "{n} of your trials still to ask.", remaining
-            ).format(n=remaining)
-        )
+        st.caption(_("Your trials still to ask: {n}.").format(n=remaining))
     evaluator = st.selectbox(
         _("What matters, by"),
         EVALUATORS,
