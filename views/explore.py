@@ -123,30 +123,41 @@ def load_preset() -> None:
     st.session_state[widget_key("preset", "train")] = NO_PRESET
     for name in SEARCHABLE:
         st.session_state[key(f"search_{name}")] = name in PRESET["search"]
-    for name, chosen in PRESET["search"].items():
-        st.session_state[key(f"range_{name}")] = chosen
+        # A range slider is a range by its `value`: the widget is made anew from it.
+        st.session_state.pop(key(f"range_{name}"), None)
+    st.session_state[key("ranges")] = PRESET["search"]
     for name in ("trials", "steps", "sampler", "pruner", "objective"):
         st.session_state[key(name)] = PRESET[name]
+
+
+def range_default(name: str) -> Any:
+    """A setting's range or choices before anyone moves them: the preset's, once loaded,
+    else DEFAULT_RANGES (or every choice)."""
+    chosen = st.session_state.get(key("ranges"), {})
+    if name in chosen:
+        return chosen[name]
+    spec = field_spec(name)
+    if "choices" in spec:
+        return DEFAULT_CHOICES.get(name, list(spec["choices"]))
+    return DEFAULT_RANGES.get(name, spec["range"])
 
 
 def range_widget(name: str) -> Any:
     """The range (or the choices) of one searched setting."""
     spec = field_spec(name)
-    label = setting_label(name)
+    label, value, widget = setting_label(name), range_default(name), key(f"range_{name}")
     if "choices" in spec:
-        st.session_state.setdefault(
-            key(f"range_{name}"), DEFAULT_CHOICES.get(name, spec["choices"])
-        )
-        return st.multiselect(label, spec["choices"], key=key(f"range_{name}"))
+        return st.multiselect(label, spec["choices"], default=value, key=widget)
     if name in LADDERS:
-        ladder = list(LADDERS[name])
-        st.session_state.setdefault(key(f"range_{name}"), DEFAULT_RANGES.get(name, spec["range"]))
         scale = _("log scale") if name in LOG_SCALE else _("linear scale")
         return st.select_slider(
-            f"{label} ({scale})", ladder, key=key(f"range_{name}"), format_func=lambda v: f"{v:g}"
+            f"{label} ({scale})",
+            LADDERS[name],
+            value=tuple(value),
+            key=widget,
+            format_func=lambda v: f"{v:g}",
         )
-    st.session_state.setdefault(key(f"range_{name}"), DEFAULT_RANGES.get(name, spec["range"]))
-    return st.slider(label, *spec["range"], key=key(f"range_{name}"))
+    return st.slider(label, *spec["range"], value=tuple(value), key=widget)
 
 
 def searched(name: str, value: Any) -> Any:
