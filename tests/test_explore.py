@@ -226,7 +226,9 @@ def test_the_preset_sets_the_search_and_the_train_settings():
     assert_no_exception(at)
     assert at.session_state["train_task"] == "adding"
     assert at.session_state["train_seq_len"] == 50
-    assert at.multiselect(key="explore_range_cell").value == ["rnn", "lstm", "gru"]
+    assert list(at.multiselect(key="explore_range_cell").value) == ["rnn", "lstm", "gru"]
+    assert at.select_slider(key="explore_range_hidden_size").value == (8, 64)
+    assert at.select_slider(key="explore_range_lr").value == (1e-3, 3e-2)
     assert at.number_input(key="explore_trials").value == 20
     assert at.number_input(key="explore_steps").value == 1500
     assert not at.checkbox(key="explore_search_num_layers").value

@@ -1418,13 +1418,10 @@ class StudyView extends View {
       line: { shape: "hv", color: COLOURS[0], width: 2 }, marker: { size: 4 },
       text: series.number.map((n) => fill(labels.trial_trace, { number: n })),
       hovertemplate: "%{text}: %{y:.4g}<extra></extra>" });
-    const values = series.value.filter((v) => v !== null);
-    const logY = values.length > 0 && values.every((v) => v > 0);
     this.Plotly.react(this.bestChart, [line(series.trials, ""), line(series.cpu_s, "2")], this.layout({
       height: 300, grid: { rows: 1, columns: 2, pattern: "independent", xgap: 0.12 },
       xaxis: { title: { text: labels.finished_axis } }, xaxis2: { title: { text: labels.cpu_axis } },
-      yaxis: { title: { text: this.data.objective || labels.objective_axis }, type: logY ? "log" : "linear" },
-      yaxis2: { type: logY ? "log" : "linear", matches: "y" },
+      yaxis: { title: { text: this.data.objective || labels.objective_axis } }, yaxis2: { matches: "y" },
     }), PLOT_CONFIG);
     this.bestChart.dataset.rnnlabPoints = String(series.trials.length);
   }

@@ -123,19 +123,16 @@ def load_preset() -> None:
     st.session_state[widget_key("preset", "train")] = NO_PRESET
     for name in SEARCHABLE:
         st.session_state[key(f"search_{name}")] = name in PRESET["search"]
-        # A range slider is a range by its `value`: the widget is made anew from it.
-        st.session_state.pop(key(f"range_{name}"), None)
-    st.session_state[key("ranges")] = PRESET["search"]
+    for name, chosen in PRESET["search"].items():
+        st.session_state[key(f"range_{name}")] = chosen
     for name in ("trials", "steps", "sampler", "pruner", "objective"):
         st.session_state[key(name)] = PRESET[name]
 
 
 def range_default(name: str) -> Any:
-    """A setting's range or choices before anyone moves them: the preset's, once loaded,
-    else DEFAULT_RANGES (or every choice)."""
-    chosen = st.session_state.get(key("ranges"), {})
-    if name in chosen:
-        return chosen[name]
+    """A setting's range or choices before anyone moves them: DEFAULT_RANGES (or every
+    choice). A range slider is a range by its `value`, so it always gets this one; what
+    the widget holds in session state (moved, or set by the preset) wins over it."""
     spec = field_spec(name)
     if "choices" in spec:
         return DEFAULT_CHOICES.get(name, list(spec["choices"]))
@@ -147,7 +144,8 @@ def range_widget(name: str) -> Any:
     spec = field_spec(name)
     label, value, widget = setting_label(name), range_default(name), key(f"range_{name}")
     if "choices" in spec:
-        return st.multiselect(label, spec["choices"], default=value, key=widget)
+        st.session_state.setdefault(widget, value)
+        return st.multiselect(label, spec["choices"], key=widget)
     if name in LADDERS:
         scale = _("log scale") if name in LOG_SCALE else _("linear scale")
         return st.select_slider(
@@ -344,9 +342,6 @@ def study_panel(name: str) -> None:
         st.warning(_("No trial has completed yet: there is no best to apply."))
     with columns[4].popover(_("Share"), icon=":material/group_add:"):
         share(name)
-    remaining = runner.remaining(owner())
-    if remaining:
-        st.caption(_("Your trials still to ask: {n}.").format(n=remaining))
     evaluator = st.selectbox(
         _("What matters, by"),
         EVALUATORS,
