@@ -1,9 +1,10 @@
-"""Command line: `python -m rnnlab train|sweep|runs ...` (also installed as `rnnlab`).
+"""Command line: `python -m rnnlab train|sweep|tune|runs ...` (also installed as `rnnlab`).
 
 Every RunConfig field is an option (hidden_size -> --hidden-size); `sweep` takes comma
 lists (--cell rnn,lstm) and trains the grid they make, on this machine's worker pool or,
 with `--executor ray`, on Ray (a local runtime, or the cluster at --ray-address; Ray is
-an optional extra, imported only then). `train` and `sweep` record their
+an optional extra, imported only then). `tune` searches several settings at once with
+Optuna (rnnlab.tune). `train`, `sweep` and `tune` record their
 runs in the run store ($RNNLAB_HOME/runs.sqlite); `runs` lists, shows, exports, deletes
 and pins them, and `runs prune` keeps the store within its disk budget. Invalid options
 or values exit with status 2 and one line on stderr; a run
@@ -49,6 +50,7 @@ from .train import Evaluation, Finished, Step, resolve_device
 from .weights import WeightsError
 
 MAX_WORKERS = 64
+MAX_TRIALS = 1000
 INTERRUPTED = 130  # the exit status of a command stopped by Ctrl-C (128 + SIGINT)
 
 
@@ -250,6 +252,124 @@ def command_sweep(args: argparse.Namespace) -> int:
     else:
         print(format_sweep(sweep))
     return INTERRUPTED if pressed.is_set() else 0
+
+
+def command_tune(args: argparse.Namespace) -> int:
+    from .tune import StudySettings, parse_space, tune
+    from .tune.study import STATES
+
+    base = config_from_args(args)
+    trials = _whole_number("--trials", args.trials, 1, MAX_TRIALS)
+    workers = _whole_number("--workers", args.workers, 1, MAX_WORKERS)
+    parallel = _whole_number("--parallel", args.parallel, 1, MAX_WORKERS * 32)
+    if args.executor != "ray" and args.ray_address is not None:
+        fail("--ray-address goes with --executor ray")
+    try:
+        space = parse_space(args.search)
+        StudySettings(space, base, args.sampler, args.pruner, args.objective, base.seed)
+    except ConfigError as error:
+        fail(str(error))
+    store = _open_store()
+    executor, close = _sweep_executor(args.executor, args.ray_address, workers, store)
+    bar = _progress_bar(trials, unit="trial")
+    told: set[int] = set()
+
+    def on_change(runner: Any) -> None:
+        ended = [
+            t
+            for t in runner.study.get_trials(deepcopy=False)
+            if t.state.is_finished() and t.number not in told
+        ]
+        for trial in ended:
+            told.add(trial.number)
+            if args.json:
+                row = {
+                    "trial": trial.number,
+                    "state": STATES.get(trial.state),
+                    "value": trial.value,
+                    "params": trial.params,
+                    **{k: trial.user_attrs.get(k) for k in ("run_id", "steps", "cpu_s")},
+                }
+                print(json.dumps(row), flush=True)
+        if bar is not None and ended:
+            bar.update(len(ended))
+            bar.set_postfix_str(_describe_study(runner), refresh=True)
+
+    stopping = "the study: its trials end at their next step, no more are asked"
+    try:
+        with _stopped_by_ctrl_c(lambda: requested.set(), stopping) as requested:
+            study = tune(
+                space,
+                base,
+                trials=trials,
+                sampler=args.sampler,
+                pruner=args.pruner,
+                objective=args.objective,
+                seed=base.seed,
+                study=args.study,
+                manager=executor.manager,
+                parallel=parallel,
+                owner="cli",
+                on_change=on_change,
+                stop=requested,
+            )
+    except KeyboardInterrupt:
+        print("rnnlab: study interrupted; the trials that finished are kept", file=sys.stderr)
+        return INTERRUPTED
+    finally:
+        close()
+        if bar is not None:
+            bar.close()
+    summary = study.to_dict()
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(format_study(summary))
+    return INTERRUPTED if study.interrupted else 0
+
+
+def _describe_study(runner: Any) -> str:
+    trials = runner.study.get_trials(deepcopy=False)
+    pruned = sum(t.state.name == "PRUNED" for t in trials)
+    complete = [t.value for t in trials if t.state.name == "COMPLETE"]
+    best = (
+        "-"
+        if not complete
+        else f"{(max if runner.settings.direction == 'maximize' else min)(complete):.4g}"
+    )
+    return f"pruned {pruned}, best {best}"
+
+
+def format_study(summary: dict[str, Any]) -> str:
+    """A finished study for a terminal: counts, the best trial, what matters."""
+    counts = ", ".join(f"{n} {state}" for state, n in summary["counts"].items() if n)
+    lines = [
+        f"study {summary['study']} ({summary['sampler']}, {summary['pruner']} pruner): "
+        f"{counts or 'no trials'} in {summary['wall_s']:.1f} s",
+        f"objective: {summary['objective']}",
+    ]
+    if summary["best_trial"] is None:
+        lines.append("no trial completed")
+    else:
+        settings = " ".join(
+            f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+            for k, v in summary["best_settings"].items()
+        )
+        lines.append(
+            f"best: trial {summary['best_trial']}, {summary['best_value']:.4g} with {settings}"
+        )
+    importances = summary.get("importances") or {}
+    for row in importances.get("importances", []):
+        lines.append(
+            f"  {row['param']:<12} {row['value']:.2f}  ({row['low']:.2f} to {row['high']:.2f})"
+        )
+    if importances.get("message"):
+        lines.append(importances["message"])
+    lines.append(
+        f"storage: {summary['storage']} "
+        f"(optuna-dashboard {summary['storage']}; rnnlab runs list --study {summary['study']})"
+    )
+    return "\n".join(lines)
 
 
 def _sweep_executor(
@@ -614,6 +734,64 @@ def build_parser() -> argparse.ArgumentParser:
         help='one JSON line per finished run, then {"summary": ...}',
     )
     sweep_parser.set_defaults(handler=command_sweep)
+
+    tune_parser = commands.add_parser(
+        "tune",
+        help="search several settings at once: an Optuna study whose trials are runs",
+        allow_abbrev=False,
+    )
+    add_config_options(tune_parser)
+    tune_parser.add_argument(
+        "--search",
+        metavar="SPACE",
+        required=True,
+        help="the settings to search, comma-separated: a bare name (its default range or "
+        "every choice), NAME=LO:HI[:log|:linear] or NAME=A|B|C; e.g. "
+        "cell,hidden_size,lr=1e-4:1e-1:log. The other options fix the rest; --steps is "
+        "each trial's budget",
+    )
+    tune_parser.add_argument("--trials", metavar="N", default="20", help="trials (default 20)")
+    tune_parser.add_argument(
+        "--sampler", choices=("tpe", "random", "grid", "nsga2"), default="tpe", help="default tpe"
+    )
+    tune_parser.add_argument(
+        "--pruner",
+        choices=("halving", "median", "none"),
+        default="halving",
+        help="stop poor trials early (default: successive halving)",
+    )
+    tune_parser.add_argument(
+        "--objective",
+        choices=("loss", "metric", "steps_to_solve"),
+        default="loss",
+        help="final held-out loss (default), the task's metric, or steps to solve "
+        "(an unsolved trial counts twice its steps)",
+    )
+    tune_parser.add_argument(
+        "--study",
+        metavar="NAME",
+        help="the study's name; an existing study of that name is resumed with its settings",
+    )
+    tune_parser.add_argument(
+        "--parallel", metavar="N", help="trials training at once (default: as the pool allows)"
+    )
+    tune_parser.add_argument(
+        "--workers",
+        metavar="N",
+        help="training processes (default: RNNLAB_WORKERS, else one per core)",
+    )
+    tune_parser.add_argument(
+        "--executor", choices=("local", "ray"), default="local", help="as for sweep"
+    )
+    tune_parser.add_argument(
+        "--ray-address", metavar="ADDRESS", help="Ray cluster to train on (as for sweep)"
+    )
+    tune_parser.add_argument(
+        "--json",
+        action="store_true",
+        help="one JSON line per finished trial, then one object: the study",
+    )
+    tune_parser.set_defaults(handler=command_tune)
 
     runs_parser = commands.add_parser(
         "runs",

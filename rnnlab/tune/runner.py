@@ -62,6 +62,7 @@ class Followed:
     run_id: str | None = None  # None until the manager takes it
     reported: int = 0  # the last step reported to the pruner
     pruned_at: int | None = None
+    told: bool = False  # Optuna has been told how it ended (or is being told)
     curve: list[tuple[int, float | None]] = field(default_factory=list)
 
 
@@ -246,8 +247,8 @@ class StudyRunner:
             ):
                 value = self.settings.intermediate(loss, metric)
                 followed.reported = step
-                if value is None or not math.isfinite(value):
-                    continue
+                if followed.pruned_at is not None or value is None or not math.isfinite(value):
+                    continue  # a pruned trial's last report is the one it was judged on
                 followed.trial.report(value, step)
                 followed.curve.append((step, value))
                 self._changed_now()
@@ -274,6 +275,10 @@ class StudyRunner:
     ) -> None:
         trial, value = followed.trial, self.settings.value(summary)
         steps = (summary or {}).get("steps", followed.reported)
+        with self._lock:  # told once, whatever Optuna says below
+            if followed.told:
+                return
+            followed.told = True
         for key, attribute in (
             ("status", status),
             ("steps", steps),
@@ -281,20 +286,27 @@ class StudyRunner:
             ("error", error),
         ):
             trial.set_user_attr(key, attribute)
-        if status == "completed" and value is not None and math.isfinite(value):
-            self.study.tell(trial, value)
-        elif status == "pruned" and followed.curve:
-            self.study.tell(trial, state=TrialState.PRUNED)
-        else:
-            self.study.tell(trial, state=TrialState.FAIL)
-        with self._lock:
-            self._followed.pop(followed.number, None)
-            self._finished[followed.number] = {
-                "label": followed.label,
-                "owner": followed.owner,
-                "curve": followed.curve[-CURVE_POINTS:],
-            }
-            self._changed_now()
+        try:
+            if status == "completed" and value is not None and math.isfinite(value):
+                self.study.tell(trial, value)
+            elif status == "pruned" and followed.curve:
+                self.study.tell(trial, state=TrialState.PRUNED)
+            else:
+                self.study.tell(trial, state=TrialState.FAIL)
+        except RuntimeError:
+            # A grid sampler calls study.stop() once its last point is told, which only
+            # Optuna's own loop may do; the trial is recorded all the same.
+            if self.study.trials[followed.number].state == TrialState.RUNNING:
+                raise
+        finally:
+            with self._lock:
+                self._followed.pop(followed.number, None)
+                self._finished[followed.number] = {
+                    "label": followed.label,
+                    "owner": followed.owner,
+                    "curve": followed.curve[-CURVE_POINTS:],
+                }
+                self._changed_now()
 
     def _launch(self) -> None:
         """Ask and submit trials while contributors have budget and room to wait."""

@@ -54,7 +54,7 @@ class StudySettings:
     @property
     def direction(self) -> str:
         """Optuna's direction: the task's metric may be one that grows (accuracy)."""
-        grows = self.objective == "metric" and task_spec(self.base.task).higher_is_better
+        grows = self.objective == "metric" and task_spec(self.base).higher_is_better
         return "maximize" if grows else "minimize"
 
     def describe_objective(self) -> str:
@@ -62,7 +62,7 @@ class StudySettings:
         if self.objective == "loss":
             return "final held-out loss (lower is better)"
         if self.objective == "metric":
-            spec = task_spec(self.base.task)
+            spec = task_spec(self.base)
             better = "higher" if spec.higher_is_better else "lower"
             return f"final held-out {spec.metric_name} ({better} is better)"
         penalty = UNSOLVED_PENALTY * self.base.steps

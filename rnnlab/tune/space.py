@@ -153,8 +153,11 @@ def param(
             raise ConfigError(f"give at least one choice of {name}", name)
         chosen = tuple(dict.fromkeys(choices)) if choices else tuple(spec["choices"])
         return Param(name, "categorical", choices=tuple(check_field(name, c) for c in chosen))
-    if choices is not None:
-        raise ConfigError(f"{name} takes a range such as {name}=lo:hi, not choices", name)
+    if choices is not None:  # a list of numbers, such as powers of two: 16|32|64
+        if not choices:
+            raise ConfigError(f"give at least one value of {name}", name)
+        values = tuple(dict.fromkeys(check_field(name, c) for c in choices))
+        return Param(name, "categorical", choices=values)
     kind = spec["type"]
     default_low, default_high = DEFAULT_RANGES.get(name, spec["range"])
     low = default_low if low is None else low
@@ -173,7 +176,8 @@ def param(
 
 def parse_space(text: str) -> SearchSpace:
     """A space from the CLI's form: comma-separated settings, each bare (its default
-    range or every choice), `name=lo:hi[:log|:linear]`, or `name=a|b|c`."""
+    range or every choice), `name=lo:hi[:log|:linear]`, or a list `name=a|b|c` (of
+    choices, or of numbers such as hidden_size=16|32|64)."""
     params: dict[str, Param] = {}
     for item in (part.strip() for part in text.split(",")):
         if not item:

@@ -14,6 +14,7 @@ No Streamlit: the same runner serves the dashboard's Explore page (rnnlab.tune.r
 from __future__ import annotations
 
 import secrets
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -159,6 +160,7 @@ def tune(
     parallel: int | None = None,
     owner: str = "tune",
     on_change: Callable[[StudyRunner], None] | None = None,
+    stop: threading.Event | None = None,
 ) -> Study:
     """Search `space` (a SearchSpace or the CLI's text form) around `base` with `trials`
     trials of `base.steps` steps each, and return the study once every trial has ended.
@@ -167,8 +169,9 @@ def tune(
     with the settings it was made with. The trials train on `manager` (default: a pool
     of this process's own, or Ray actors with executor="ray"), at most `parallel` at a
     time (default: as many as the pool runs for one owner). Ctrl-C stops the trials
-    under way and returns what finished, with `interrupted` set. on_change(runner) is
-    called about four times a second while trials train, e.g. to draw progress.
+    under way and returns what finished, with `interrupted` set; so does setting `stop`
+    (from a signal handler, say). on_change(runner) is called about four times a second
+    while trials train, e.g. to draw progress.
     """
     space = parse_space(space) if isinstance(space, str) else space
     settings = StudySettings(
@@ -190,6 +193,9 @@ def tune(
                     on_change(runner)
                 if done:
                     break
+                if stop is not None and stop.is_set() and not interrupted:
+                    interrupted = True
+                    runner.stop()
             except KeyboardInterrupt:
                 interrupted = True
                 runner.stop()
