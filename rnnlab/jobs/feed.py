@@ -389,10 +389,11 @@ class LiveRun:
         public: bool,
     ) -> dict[str, Any]:
         """The run as a row of the room or a race (see row()), its curve on a grid of
-        about ROW_POINTS steps."""
+        about ROW_POINTS steps; a study's trial says which study and trial it is."""
         stride = max(1, math.ceil(self.config.steps / ROW_POINTS))
         steps, losses = self.grid_points(since, stride)
-        return row(
+        trial = {"study": self.study, "trial": self.trial} if self.study is not None else {}
+        return trial | row(
             self.progress(queue_position, with_snapshot=False),
             steps,
             losses,
