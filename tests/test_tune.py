@@ -120,6 +120,8 @@ def test_trials_are_runs_recorded_with_their_study_and_load_study_sees_them(make
     assert study.counts()["complete"] + study.counts()["pruned"] == 5
     best = min(t.value for t in loaded.trials if t.state == TrialState.COMPLETE)
     assert study.best_value == best
+    best_run = runs[study.best.number]
+    assert store.get_run(best_run.id).pinned  # kept through the store's pruning
     assert study.best_config().task == "adding"
     summary = json.loads(json.dumps(study.to_dict()))
     assert summary["storage"] == str(storage_path(store.path))

@@ -289,6 +289,7 @@ class StudyRunner:
         try:
             if status == "completed" and value is not None and math.isfinite(value):
                 self.study.tell(trial, value)
+                self._keep_if_best(followed)
             elif status == "pruned" and followed.curve:
                 self.study.tell(trial, state=TrialState.PRUNED)
             else:
@@ -307,6 +308,17 @@ class StudyRunner:
                     "curve": followed.curve[-CURVE_POINTS:],
                 }
                 self._changed_now()
+
+    def _keep_if_best(self, followed: Followed) -> None:
+        """Pin the run of a trial that is the study's best so far: the store's pruning
+        keeps its weights and history however many trials come after (rnnlab.store.
+        retention), so the best settings found can always be reloaded."""
+        if self.study.best_trial.number != followed.number or followed.run_id is None:
+            return
+        try:
+            self.manager.store.pin(followed.run_id)
+        except Exception:  # the run is gone, or the store busy: only the pin is lost
+            log.warning("study %s: could not pin its best run %s", self.name, followed.run_id)
 
     def _launch(self) -> None:
         """Ask and submit trials while contributors have budget and room to wait."""
