@@ -367,3 +367,19 @@ def test_ctrl_c_stops_the_study_and_exits_130(tmp_path):
     assert summary["counts"]["failed"] >= 1 and summary["counts"]["running"] == 0
     with RunStore(tmp_path / "runs.sqlite") as store:
         assert {run.status for run in store.list_runs()} == {"stopped"}
+
+
+def test_a_visitor_who_left_stops_adding_trials_and_others_go_on(make_manager, store):
+    manager = make_manager()
+    settings = StudySettings(parse_space("lr"), HELLO)
+    runner = StudyRunner.open("left", manager, settings)
+    with manager._lock:
+        manager.admission._gone.add("gone")  # what the manager does once a session closes
+    runner.add("gone", 5)
+    runner.add("here", 2)
+    assert runner.wait(timeout=120)
+    trials = runner.study.trials
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    assert len(failed) == 1 and "session was closed" in failed[0].user_attrs["error"]
+    assert sum(t.state == TrialState.COMPLETE for t in trials) == 2
+    assert runner.remaining() == 0

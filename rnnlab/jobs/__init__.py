@@ -13,7 +13,7 @@ watch       what pages and routes read: progress, points, pictures, rows
 manager     JobManager, which ties them together, and get_manager()
 """
 
-from .admission import JobError, QueueFull
+from .admission import JobError, QueueFull, TooLarge
 from .feed import LiveRun, Progress
 from .manager import JobManager, get_manager
 from .settings import EXECUTORS, default_executor, default_orphan_after_s, default_workers
@@ -25,6 +25,7 @@ __all__ = [
     "LiveRun",
     "Progress",
     "QueueFull",
+    "TooLarge",
     "default_executor",
     "default_orphan_after_s",
     "default_workers",

@@ -34,6 +34,10 @@ class QueueFull(JobError):
     """This owner already has as many jobs waiting as one owner may."""
 
 
+class TooLarge(JobError):
+    """The run would take too long a step, or more memory than a worker has, here."""
+
+
 class Admission:
     """Who may submit, and who has gone. Methods marked "lock held" are called with the
     manager's lock (`lock`) held; the others take it themselves."""

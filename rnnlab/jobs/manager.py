@@ -45,7 +45,7 @@ from collections.abc import Callable, Iterable
 
 from ..config import RunConfig
 from ..store import ACTIVE_STATUSES, RunStore, open_store
-from .admission import Admission, JobError
+from .admission import Admission, JobError, TooLarge
 from .feed import LiveRun
 from .pool import WorkerPool, make_local_worker, make_ray_worker, process_context
 from .reports import Export, Reports
@@ -173,15 +173,15 @@ class JobManager(Watched, Reports):
         snapshot_every_s is passed to train() (math.inf: only the final snapshot).
         `label` is the name the owner goes by (the room shows it; memory only).
         `study` and `trial`: the run is that trial of a study (rnnlab.tune).
-        Raises QueueFull when the owner already has max_queued_per_owner jobs waiting, and
-        JobError when the run is too large for this server, after shutdown(), or once the
-        owner has been dropped as absent.
+        Raises QueueFull when the owner already has max_queued_per_owner jobs waiting,
+        TooLarge (a JobError) when the run is too large for this server, and JobError after
+        shutdown() or once the owner has been dropped as absent.
         """
         if not isinstance(config, RunConfig):
             raise TypeError(f"submit() takes a RunConfig, not {type(config).__name__}")
         refusal = too_large(config, self.pool.calibration, self.scheduler.memory_per_worker)
         if refusal is not None:
-            raise JobError(refusal[0].upper() + refusal[1:] + ".")
+            raise TooLarge(refusal[0].upper() + refusal[1:] + ".")
         with self._lock:
             if self._closed:
                 raise JobError("the training pool is shutting down; try again in a moment")

@@ -28,7 +28,7 @@ import optuna
 from optuna.trial import TrialState
 
 from ..config import ConfigError
-from ..jobs import JobError, JobManager, QueueFull
+from ..jobs import JobError, JobManager, QueueFull, TooLarge
 from ..store import ACTIVE_STATUSES, RunNotFound
 from .settings import StudySettings
 from .storage import open_storage, storage_path
@@ -384,11 +384,18 @@ class StudyRunner:
             )
         except QueueFull:
             return False
-        except (ConfigError, JobError) as error:
-            # A combination RunConfig or the room refuses (init=identity with an LSTM, a
-            # run too large for this machine): the trial fails, and says why.
+        except (ConfigError, TooLarge) as error:
+            # A combination RunConfig or this machine refuses (init=identity with an LSTM,
+            # a step too slow here): the trial fails, says why, and the sampler learns.
             self._tell(pending, "failed", None, str(error), 0.0)
             return True
+        except JobError as error:
+            # The contributor may add no more runs (their session closed, the server is
+            # stopping): this trial fails, saying why, and their other trials are dropped.
+            with self._lock:
+                contributor.remaining = 0
+            self._tell(pending, "failed", None, str(error), 0.0)
+            return False
         trial.set_user_attr("run_id", run_id)
         with self._lock:
             pending.run_id = run_id
