@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -233,6 +234,30 @@ def test_the_preset_sets_the_search_and_the_train_settings():
     assert at.number_input(key="explore_steps").value == 1500
     assert not at.checkbox(key="explore_search_num_layers").value
     assert not at.button(key="explore_start").disabled
+
+
+def test_the_server_starts_without_optuna():
+    """app.py's routes import rnnlab.tune (Optuna, ~30 MB) only once a study is asked for."""
+    script = (
+        "import sys; import app, ui.routes, ui.answers; "
+        "assert 'optuna' not in sys.modules and 'rnnlab.tune' not in sys.modules"
+    )
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+
+
+def test_a_shared_studys_button_shows_the_sharers_name_as_text():
+    at = open_explore(state=TRAIN)
+    name = start_tiny_study(at, trials=1, steps=12)
+    answers.share_study(jobs.get_manager(), name, "**Bold** [x](http://e.com)")
+    wait_for_study(name)
+    other = open_explore()
+    (button,) = [b for b in other.button if b.key == f"explore_open_{name}"]
+    assert "\\*\\*Bold\\*\\*" in button.label and "\\[x\\]" in button.label, button.label
+    button.click().run()
+    assert_no_exception(other)
+    assert other.session_state["explore_study"] == name
+    assert [v["study"] for v in study_views(other)] == [name]
 
 
 # The route ---------------------------------------------------------------------------

@@ -421,7 +421,7 @@ if shared:
     st.markdown("**" + _("Studies shared with the room") + "**")
     columns = st.columns(min(4, len(shared)))
     for index, (name, by) in enumerate(shared):
-        label = _("{study} by {name}").format(study=name, name=by or _("anonymous"))
+        label = markdown_format(_("{study} by {name}"), study=name, name=by or _("anonymous"))
         if columns[index % 4].button(label, key=key(f"open_{name}")):
             st.session_state[key("study")] = name
             st.query_params[STUDY] = name
