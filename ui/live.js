@@ -1390,6 +1390,14 @@ class StudyView extends View {
       .sort((a, b) => sign * (a.value - b.value));
   }
 
+  // "log" for positive values spanning more than a decade (a loss falling from 0.15 to
+  // 0.0001), else "linear" (a log axis over a narrow range labels every minor tick).
+  axisType(values) {
+    const shown = values.filter((v) => v !== null && v !== undefined);
+    const low = Math.min(...shown), high = Math.max(...shown);
+    return shown.length && low > 0 && high / low > 10 ? "log" : "linear";
+  }
+
   layout(extra) {
     return { margin: { l: 60, r: 20, t: 20, b: 45 }, paper_bgcolor: "rgba(0,0,0,0)",
       plot_bgcolor: "#F3F6FA", showlegend: false, uirevision: this.data.study, ...extra };
@@ -1421,7 +1429,9 @@ class StudyView extends View {
     this.Plotly.react(this.bestChart, [line(series.trials, ""), line(series.cpu_s, "2")], this.layout({
       height: 300, grid: { rows: 1, columns: 2, pattern: "independent", xgap: 0.12 },
       xaxis: { title: { text: labels.finished_axis } }, xaxis2: { title: { text: labels.cpu_axis } },
-      yaxis: { title: { text: this.data.objective || labels.objective_axis } }, yaxis2: { matches: "y" },
+      yaxis: { title: { text: this.data.objective || labels.objective_axis }, type: this.axisType(series.value),
+        exponentformat: "power" },
+      yaxis2: { matches: "y", type: this.axisType(series.value), exponentformat: "power" },
     }), PLOT_CONFIG);
     this.bestChart.dataset.rnnlabPoints = String(series.trials.length);
   }
@@ -1511,7 +1521,8 @@ class StudyView extends View {
       const axis = index === 0 ? "" : String(index + 1), p = this.space.get(name);
       layout["xaxis" + axis] = { title: { text: escapeHtml(this.settingLabel(name)) },
         type: p.kind === "categorical" ? "category" : p.log ? "log" : "linear" };
-      layout["yaxis" + axis] = { title: { text: index % columns === 0 ? labels.objective_axis : "" } };
+      layout["yaxis" + axis] = { title: { text: index % columns === 0 ? labels.objective_axis : "" },
+        type: this.axisType(trials.map((t) => t.value)), exponentformat: "power" };
       return { x: trials.map((t) => (p.kind === "categorical" ? String(t.params[name]) : t.params[name])),
         y: trials.map((t) => t.value), xaxis: "x" + axis, yaxis: "y" + axis, mode: "markers",
         marker: { size: 8, color: trials.map((t) => t.number), colorscale: "Blues", line: { width: 0.5, color: "#333" } },

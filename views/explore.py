@@ -73,14 +73,17 @@ EVALUATOR_LABELS = {
     "fanova": N_("fANOVA (random forest, slow)"),
 }
 # "What matters on the adding problem?": three cells, their sizes and learning rates, at
-# T = 50; 20 trials of 1,500 steps, TPE with successive halving: a few minutes on 2 cores.
+# T = 50; 20 trials of 1,500 steps, TPE with the median pruner. Successive halving took 62 s
+# on 2 cores but stopped 18 of the 20 trials at their first evaluation, and only complete
+# trials tell what matters; the median pruner lets the first five finish, then stops the
+# trials behind them.
 PRESET = {
     "train": dict(task="adding", seq_len=50, batch_size=32, clip=1.0, stop_when_solved=False),
     "search": {"cell": ["rnn", "lstm", "gru"], "hidden_size": (8, 64), "lr": (1e-3, 3e-2)},
     "trials": 20,
     "steps": 1500,
     "sampler": "tpe",
-    "pruner": "halving",
+    "pruner": "median",
     "objective": "loss",
 }
 
