@@ -98,6 +98,31 @@ class Snapshot(Event):
     predictions: dict[str, Any]  # top-k next symbols, or predicted vs true values
     gradient_step: int  # the training step the gradient fields are from
     gradient_history: list[list]  # [step, layer 1's gradient_norms] so far, thinned to 64
+    # Which input steps the predictions use (None in snapshots recorded before it):
+    #   {"step": S,              the training step it was computed at (a gradient_step)
+    #    "seq_len": T,
+    #    "steps": [t, ...],      the kept steps, as kept["steps"]
+    #    "last": [[‖∂ŷ_{T−1}/∂x_t‖ at each of steps] per probe sequence, the first 4],
+    #    "map_steps": [t′, ...] (≤ 16, first and last included) or None,
+    #    "map": [[‖∂ŷ_{t′_i}/∂x_{t_j}‖ for j ≤ i] for each t′_i] or None,
+    #    "directions": k, "captured": share of the head's ‖W‖²_F followed (1.0: exact)}
+    # Raw Frobenius norms of the Jacobian of the model's output (logits or value), three
+    # significant digits; `map`'s t_j are map_steps too, and it is None where the model
+    # answers at the last step only (adding). A view divides each list, and each map
+    # row, by its own largest value and draws log10 of that from INFLUENCE_FLOOR to 1:
+    # see relative_influence. Computed with the gradients, at most as often.
+    influence: dict[str, Any] | None = None
+    # Where each layer's hidden state travels (None before it was recorded), per layer:
+    #   {"reference_step": S,    the snapshot whose PCA gave these axes
+    #    "components": [[...H], [...H]], "mean": [...H],   the axes: 2 principal
+    #                            components and the mean of h_t at reference_step
+    #    "explained": [v1, v2],  share of this snapshot's variance of h_t along each axis
+    #    "best_explained": v,    the share its own two best axes would explain
+    #    "paths": [[[x, y] per kept step] per probe sequence, the first 4]}
+    # paths = (h_t − mean) · componentsᵀ on the axes kept from reference_step, so that
+    # pictures of one run compare; refitted when training has moved the states out of
+    # their plane (rnnlab.trajectory). None for a layer whose states are not finite.
+    trajectory: list[dict[str, Any] | None] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Shallow: the fields are already plain values, and deep-copying them is slow."""
@@ -113,6 +138,17 @@ class Snapshot(Event):
 
 
 _SNAPSHOT_FIELDS = tuple(f.name for f in fields(Snapshot))
+
+INFLUENCE_FLOOR = 1e-4  # influence views draw relative influence from here to 1, log scale
+
+
+def relative_influence(values: list[float | None]) -> list[float | None]:
+    """One list of a snapshot's influence (a `last` list or a `map` row) as a view draws
+    it: each value over the list's largest, no less than INFLUENCE_FLOOR (None stays)."""
+    peak = max((value for value in values if value is not None), default=0.0)
+    if not peak > 0:
+        return [None if value is None else INFLUENCE_FLOOR for value in values]
+    return [None if value is None else max(value / peak, INFLUENCE_FLOOR) for value in values]
 
 
 def layer_view(snapshot: dict[str, Any], layer: int) -> dict[str, Any]:

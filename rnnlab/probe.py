@@ -8,10 +8,12 @@ hold the probe's h to the model's own output.
 
 `gradients_through_time` backpropagates the task's loss through those states, with the
 same cells' backward pass, to each layer's hidden state at each step; `saturation` and
-`spectral_radius` summarise gates and recurrent weights, and `snapshot` packs all of
-it, cut to 100 steps and 32 units with heatmaps of one byte per value (`heatmap` reads
-one back), into what a `Snapshot` event carries to a browser; `layer_view` is one
-layer's share of it, as a page's gate pictures draw it.
+`spectral_radius` summarise gates and recurrent weights; `input_influence` is how much
+each input step moves the predictions, ‖∂ŷ_{t′}/∂x_t‖, by the same backward pass on the
+same forward pass; `snapshot` packs all of it, with each layer's PCA trajectory
+(`rnnlab.trajectory`), cut to 100 steps and 32 units with heatmaps of one byte per
+value (`heatmap` reads one back), into what a `Snapshot` event carries to a browser;
+`layer_view` is one layer's share of it, as a page's gate pictures draw it.
 
 Nothing here changes the model: weights are detached, `.grad` is never touched.
 (`rnnlab.probe` the package attribute is the function; this module is
@@ -36,6 +38,7 @@ from .cells import CELLS
 from .models import RecurrentNet, is_fused
 from .steps import STEPS, Steps, input_projection, previous
 from .tasks import Task
+from .trajectory import trajectory
 from .values import finite_or_none
 
 PROBE_SEQUENCES = 8  # held-out sequences a snapshot looks at
@@ -52,6 +55,15 @@ GRADIENT_SHARE = 0.005
 GRADIENT_EVERY_S = 5.0
 MAX_GRADIENT_HISTORY = 64
 COST_SAMPLES = 3  # a snapshot's cost is the least of this many of the latest
+# Influence of the inputs on the predictions (input_influence): the probe sequences whose
+# last prediction it follows, the output steps t′ of sequence 0 its map keeps, and the
+# head's strongest output directions it follows (exact up to this many outputs).
+INFLUENCE_SEQUENCES = 4
+INFLUENCE_MAP_STEPS = 16
+INFLUENCE_DIRECTIONS = 4
+# Snapshots compute it with their gradients, but no more often than keeps its own cost
+# within this share of what the snapshots cost in all.
+INFLUENCE_SHARE = 0.1
 
 
 @dataclass(frozen=True)
@@ -178,7 +190,14 @@ def gradients_through_time(
     (autograd only for the head and the loss): a per-step autograd graph costs several
     times more, and snapshots run while training.
     """
-    x = _model_input(model, x)
+    return _through_time(model, _model_input(model, x), y, loss)[0]
+
+
+def _through_time(
+    model: RecurrentNet, x: Tensor, y: Tensor, loss: Callable[[Tensor, Tensor], Tensor]
+) -> tuple[GradientsThroughTime, list[Steps]]:
+    """gradients_through_time(), and the scanned layers it went through (input_influence
+    runs its backward passes on the same forward pass)."""
     layers = _scan(model, x)
     h_last = layers[-1].hs_all.transpose(0, 1).detach().requires_grad_()  # (B, T, H)
     with torch.enable_grad():
@@ -203,6 +222,94 @@ def gradients_through_time(
         norms=[torch.linalg.vector_norm(g, dim=(0, 2)) for g in hidden],
         contributions=contributions,
         probe=_probe_of(model, layers),
+    ), layers
+
+
+@dataclass(frozen=True)
+class Influence:
+    """How much each input step moves the model's predictions: Jacobian norms
+    ‖∂ŷ_{t′}/∂x_t‖ (Frobenius, over every output and input component), ŷ the model's
+    output (logits for a classification task, the value for a regression task).
+
+    `last[b, t]` is ‖∂ŷ_{T−1}/∂x_t‖ for probe sequence b (the prediction at the last
+    step; for adding the only one). `map[i, t]` is ‖∂ŷ_{t′}/∂x_t‖ of sequence 0 for the
+    output steps t′ = map_steps[i], zero for t > t′ (x_t cannot move an earlier output);
+    None where the model predicts at the last step only. The norms follow the output
+    along the head's `directions` strongest directions (its right singular vectors
+    scaled by their singular values): exact when the head has no more outputs than
+    that (adding, sine, hello up to four letters), otherwise the part of the Jacobian in
+    those directions, which carry `captured` of the head's ‖W‖²_F (1.0: exact).
+    """
+
+    last: Tensor  # (S, T)
+    map: Tensor | None  # (M, T)
+    map_steps: Tensor  # (M,), empty without a map
+    directions: int
+    captured: float
+
+
+def _head_directions(model: RecurrentNet, count: int) -> tuple[Tensor, float]:
+    """The head's `count` strongest directions s_j v_jᵀ: (k, H), and the share of its
+    ‖W‖²_F they carry. For ŷ = W h + b, ‖W J‖_F² = Σ_j ‖s_j v_jᵀ J‖² over all j."""
+    weight = model.head.weight.detach()
+    _, values, vectors = torch.linalg.svd(weight.double().cpu(), full_matrices=False)
+    total = values.square().sum().item()
+    k = max(1, min(count, int((values > values[0] * 1e-12).sum()) if total > 0 else 1))
+    captured = values[:k].square().sum().item() / total if total > 0 else 1.0
+    directions = values[:k, None] * vectors[:k]  # (k, H)
+    return directions.to(device=weight.device, dtype=weight.dtype), captured
+
+
+def input_influence(
+    model: RecurrentNet,
+    x: Tensor,
+    *,
+    sequences: int = INFLUENCE_SEQUENCES,
+    map_steps: int = INFLUENCE_MAP_STEPS,
+    directions: int = INFLUENCE_DIRECTIONS,
+    layers: list[Steps] | None = None,
+) -> Influence:
+    """‖∂ŷ_{t′}/∂x_t‖ of `model` on the batch x: (B, T, D); see Influence.
+
+    One backward pass through every layer by the cells' own backward (rnnlab.steps) on
+    the probe's forward pass (`layers`, as `_through_time` leaves them; scanned here if
+    not given), with one row per (sequence, output step, head direction): the rows are
+    the forward pass's buffers picked by sequence, and each is seeded at its output
+    step with its direction.
+    """
+    x = _model_input(model, x)
+    if layers is None:
+        layers = _scan(model, x)
+    T, B, H = layers[-1].hs_all.shape
+    seeds, captured = _head_directions(model, directions)  # (k, H)
+    k, S = seeds.shape[0], min(sequences, B)
+    outputs = _spread(T, map_steps) if model.every_step else torch.empty(0, dtype=torch.long)
+    M = len(outputs)
+    # Rows: (sequence b < S, step T - 1, direction j), then (sequence 0, step t′, j).
+    sequence = torch.cat(
+        [torch.arange(S).repeat_interleave(k), torch.zeros(M * k, dtype=torch.long)]
+    )
+    step = torch.cat([torch.full((S * k,), T - 1), outputs.repeat_interleave(k)])
+    rows = len(sequence)
+    device = seeds.device
+    outside = seeds.new_zeros(T, rows, H)  # ∂(d_jᵀ h_{t′})/∂h_t from outside the last layer
+    outside[step.to(device), torch.arange(rows, device=device)] = seeds.repeat(S + M, 1)
+    picked = sequence.to(device)
+    with torch.no_grad():
+        for layer in reversed(range(len(layers))):
+            steps, w_ih = layers[layer], _weights(model, layer)[0]
+            buffers = (buffer.index_select(1, picked) for buffer in steps.buffers())
+            expanded = STEPS[model.cell](model.activation, steps.w_hh, *buffers)
+            expanded.backward(outside)
+            outside = expanded.dxw_all @ w_ih  # ∂/∂(this layer's input at t): (T, rows, D)
+    squares = outside.square().sum(-1).T.reshape(S + M, k, T).sum(1)  # (S + M, T)
+    norms = squares.sqrt()
+    return Influence(
+        last=norms[:S],
+        map=norms[S:] if model.every_step else None,
+        map_steps=outputs,
+        directions=k,
+        captured=captured,
     )
 
 
@@ -376,6 +483,10 @@ def snapshot(
     y: Tensor,
     *,
     gradients: bool = True,
+    influence: bool = True,
+    trajectories: bool = True,
+    reference: list[dict[str, Any] | None] | None = None,
+    step: int = 0,
     max_units: int = MAX_UNITS,
     max_steps: int = MAX_STEPS,
     top_k: int = TOP_K,
@@ -388,9 +499,16 @@ def snapshot(
     read back with `heatmap`) at `max_steps` and `max_units` evenly spaced steps and
     units, listed in "kept"; statistics (gate means, saturation, state and gradient
     norms) use the whole batch, every step and unit, and are reported at those.
+
+    With the gradients, unless not `influence`, the `influence` of each input step on
+    the predictions (input_influence, see _influence_fields); always the `trajectory`
+    of each layer's hidden state on the `reference` axes of the previous snapshot
+    (rnnlab.trajectory), unless not `trajectories`. `step` is the training step, which
+    both name.
     """
+    scanned = None
     if gradients:
-        through_time = gradients_through_time(model, x, y, task.loss)
+        through_time, scanned = _through_time(model, _model_input(model, x), y, task.loss)
         result, output, loss = through_time.probe, through_time.output, through_time.loss
     else:
         fused = model.cell == "lstm" and is_fused(model.cell, model.activation)
@@ -456,6 +574,36 @@ def snapshot(
         fields["gradient_contributions"] = [
             _significant(norms[steps_device]) for norms in through_time.contributions
         ]
+        if influence:
+            fields["influence"] = _influence_fields(
+                input_influence(model, x, layers=scanned), step, steps
+            )
+    if trajectories:
+        fields["trajectory"] = trajectory(
+            [layer["h"] for layer in layers], reference, step, steps_device
+        )
+    return fields
+
+
+def _influence_fields(result: Influence, step: int, steps: Tensor) -> dict[str, Any]:
+    """A snapshot's `influence` (documented in rnnlab.events.Snapshot): `last` at the
+    kept steps, the map at its own steps on both axes, t ≤ t′ only (a triangle)."""
+    T = result.last.shape[1]
+    fields: dict[str, Any] = {
+        "step": step,
+        "seq_len": T,
+        "steps": steps.tolist(),
+        "last": [_significant(row, 3) for row in result.last[:, steps.to(result.last.device)]],
+        "map_steps": None,
+        "map": None,
+        "directions": result.directions,
+        "captured": round(result.captured, 4),
+    }
+    if result.map is not None:
+        outputs = result.map_steps.tolist()
+        values = result.map[:, result.map_steps.to(result.map.device)]  # (M, M): t′, t
+        fields["map_steps"] = outputs
+        fields["map"] = [_significant(values[i, : i + 1], 3) for i in range(len(outputs))]
     return fields
 
 
@@ -466,6 +614,11 @@ class SnapshotSchedule:
     run's own computing time (GRADIENT_SHARE of it for the snapshots with gradients,
     which cost several times more; long sequences make both slower). every_s = 0 asks
     for a whole snapshot, gradients included, after every step, whatever it costs.
+
+    The inputs' influence is computed with some of the snapshots with gradients (see
+    influence_due) and carried by the others, like the gradients; each layer's
+    trajectory in every snapshot, on the axes the previous one kept. `influence` and
+    `trajectories` False leave them out (None), for comparing what they cost.
 
     `busy` tells the seconds the run has spent computing so far, `wall` the time (both
     default to the wall clock), and `cpu` the processor time that measures what a
@@ -486,10 +639,13 @@ class SnapshotSchedule:
         busy: Callable[[], float] = time.perf_counter,
         wall: Callable[[], float] = time.perf_counter,
         cpu: Callable[[], float] = time.process_time,
+        influence: bool = True,
+        trajectories: bool = True,
     ):
         if not every_s >= 0:
             raise ValueError(f"snapshot_every_s must be at least 0 or None, got {every_s!r}")
         self.task, self.every_s, self.busy, self.wall, self.cpu = task, every_s, busy, wall, cpu
+        self.with_influence, self.with_trajectories = influence, trajectories
         self.gradient_every_s = 0.0 if every_s == 0 else max(every_s, gradient_every_s)
         self.x, self.y = probe_batch(task, device=device)
         self.last = self.gradients_last = wall()
@@ -500,6 +656,16 @@ class SnapshotSchedule:
         self.gradients_costs: collections.deque[float] = collections.deque(maxlen=COST_SAMPLES)
         self.gradients: dict[str, Any] | None = None  # the latest gradient fields
         self.history: list[list] = []  # [step, layer 1's ‖∂L/∂h_t‖ at the kept steps]
+        # The latest influence fields; the cost of the recent snapshots with gradients
+        # and influence, and with gradients but none; what the snapshots since the
+        # latest influence cost in all.
+        self.influence: dict[str, Any] | None = None
+        self.influence_costs: collections.deque[float] = collections.deque(maxlen=COST_SAMPLES)
+        self.plain_gradients_costs: collections.deque[float] = collections.deque(
+            maxlen=COST_SAMPLES
+        )
+        self.spent_since_influence = 0.0
+        self.trajectory: list[dict[str, Any] | None] | None = None  # the latest, its axes
 
     def due(self) -> bool:
         if self.every_s == 0:
@@ -526,12 +692,40 @@ class SnapshotSchedule:
         worked = self.busy() - self.gradients_last_busy
         return waited >= self.gradient_every_s and worked >= self.gradients_cost / GRADIENT_SHARE
 
+    def influence_due(self) -> bool:
+        """Whether a snapshot with fresh gradients computes the inputs' influence too:
+        whenever that keeps its own cost (the least of the recent snapshots with it, less
+        the least of those with gradients but without it; all of it until one without
+        is known) within INFLUENCE_SHARE of what the snapshots cost in all."""
+        if self.influence is None or self.every_s == 0:
+            return True
+        with_influence = min(self.influence_costs, default=0.0)
+        added = with_influence - min(self.plain_gradients_costs, default=0.0)
+        if not self.plain_gradients_costs:
+            added = with_influence
+        return added * (1 - INFLUENCE_SHARE) <= INFLUENCE_SHARE * self.spent_since_influence
+
     def take(self, model: RecurrentNet, step: int, *, final: bool = False) -> dict[str, Any]:
         """snapshot() of the model on the probe batch at training step `step`, with fresh
-        gradients when they are due (or `final`), timed for the next due()."""
+        gradients when they are due (or `final`), and the inputs' influence with them when
+        that is due too (or `final`), timed for the next due()."""
         fresh = final or self.gradients_due()
+        influence = self.with_influence and fresh and (final or self.influence_due())
         start = self.cpu()
-        fields = snapshot(model, self.task, self.x, self.y, gradients=fresh)
+        fields = snapshot(
+            model,
+            self.task,
+            self.x,
+            self.y,
+            gradients=fresh,
+            influence=influence,
+            trajectories=self.with_trajectories,
+            reference=self.trajectory,
+            step=step,
+        )
+        self.trajectory = fields.get("trajectory")
+        if influence:
+            self.influence = fields.pop("influence")
         if fresh:
             self.gradients = {"gradient_step": step} | {
                 name: fields.pop(name)
@@ -541,9 +735,17 @@ class SnapshotSchedule:
                 self.history = self.history[::2]  # still from the first to the latest
             self.history.append([step, self.gradients["gradient_norms"][0]])
         self.last, self.last_busy = self.wall(), self.busy()
+        cost = self.cpu() - start
         if fresh:
             self.gradients_last, self.gradients_last_busy = self.last, self.last_busy
-            self.gradients_costs.append(self.cpu() - start)
+            self.gradients_costs.append(cost)
+            (self.influence_costs if influence else self.plain_gradients_costs).append(cost)
         else:
-            self.costs.append(self.cpu() - start)
-        return {**fields, **self.gradients, "gradient_history": list(self.history)}
+            self.costs.append(cost)
+        self.spent_since_influence = 0.0 if influence else self.spent_since_influence + cost
+        return {
+            **fields,
+            **self.gradients,
+            "gradient_history": list(self.history),
+            "influence": self.influence,
+        }
