@@ -236,6 +236,16 @@ def test_the_preset_sets_the_search_and_the_train_settings():
     assert not at.button(key="explore_start").disabled
 
 
+def test_a_lesson_link_fixes_its_settings_here_too():
+    at = open_explore({"hide": "cell,lr", "cell": "gru", "lr": "0.01"})
+    ticks = {box.key for box in at.checkbox}
+    assert "explore_search_cell" not in ticks and "explore_search_lr" not in ticks, ticks
+    assert "explore_search_hidden_size" in ticks
+    fixed = [c for c in texts(at.caption) if c.startswith("Fixed from the Train page")]
+    assert fixed and "cell=gru" in fixed[0] and "lr=0.01" in fixed[0], fixed
+    assert any("a lesson or the word sets them" in c for c in texts(at.caption))
+
+
 def test_the_server_starts_without_optuna():
     """app.py's routes import rnnlab.tune (Optuna, ~30 MB) only once a study is asked for."""
     script = (
