@@ -30,8 +30,9 @@ PRESETS = {
             N_("Hello, RNN"),
             N_(
                 "The note's example: four characters one-hot encoded, four next-character "
-                "pairs. After the first 'l' the answer is 'l', after the second it is 'o': "
-                "only the hidden state's memory of what came before can tell them apart."
+                "pairs. After the first 'l' the answer is 'l', after the second it is 'o', "
+                "and only the hidden state's memory of what came before can tell them apart. "
+                "Accuracy reaches 1 (all four right) within the first few dozen steps."
             ),
             dict(task="hello", word="hello", cell="rnn", hidden_size=16, lr=1e-2, steps=300),
         ),
@@ -76,8 +77,10 @@ PRESETS = {
             N_("Why not relu?"),
             N_(
                 "The same recurrent weights multiply the state at every step and relu does "
-                "not squash it, so states and gradients can blow up: without clipping this "
-                "run diverges. Turn clipping on, or lower the learning rate, and try again."
+                "not squash it, so states and gradients can blow up: the first gradient is "
+                "already in the thousands, and after one update the loss is NaN or "
+                "astronomical, so this run diverges at step 2. A learning rate 10 times "
+                "lower diverges too; turn clipping on (1.0) and it trains."
             ),
             dict(
                 task="adding",
@@ -96,8 +99,13 @@ PRESETS = {
         Preset(
             N_("Forget gate at work: copy memory"),
             N_(
-                "Ten symbols must be held for 30 steps. Watch the forget gate f saturate "
-                "near 1 (keep) while the input gate opens only when a symbol arrives."
+                "Ten symbols must be held for 30 time steps. Watch the forget gate's "
+                "heatmap: at the start every unit sits near 0.73; within a few hundred steps "
+                "half to two thirds of the units keep f above 0.9 through the whole wait "
+                "(rows that stay bright), while about one in six closes below 0.5 (dark "
+                "rows). The memory is kept by those open units, not by the gate as a "
+                "whole. Recall itself takes far longer: after these 2,000 steps its "
+                "accuracy is still about 0.16, against 1 in 8 by chance."
             ),
             dict(
                 task="copy",

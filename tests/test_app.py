@@ -831,11 +831,33 @@ def test_learn_shows_true_activation_ranges_and_derivative_bounds():
 def test_learn_parameter_counts_match_pytorch():
     at = open_app("views/learn.py")
     at.slider(key="learn_hidden").set_value(16).run()
-    at.slider(key="learn_layers").set_value(1).run()
-    rows = {row["cell"]: row for row in at.dataframe[-1].value.to_dict("records")}
+    at.slider(key="learn_layers").set_value(3).run()  # the diagram's depth: no effect here
+    rows = {row["cell"]: row for row in at.dataframe[1].value.to_dict("records")}
     for cell in CELL_NAMES:
-        shown = int(str(rows[cell.upper()]["parameters (with a 4-way head)"]).replace(",", ""))
+        shown = int(str(rows[cell.upper()]["total: 1 layer + 4-way head"]).replace(",", ""))
         assert shown == _reference_parameters(cell, 4, 16, 1, 4), cell
+    assert rows["LSTM"]["layer 1, PyTorch"] == "4 × (16·4 + 16·16 + 2·16) = 1,408"
+    assert rows["LSTM"]["layer 1, Keras"] == "1,344", "Keras: one bias per gate block"
+    assert rows["GRU"]["layer 1, Keras"] == rows["GRU"]["layer 1, PyTorch"].split("= ")[-1]
+
+    at.slider(key="learn_param_layers").set_value(2).run()
+    at.text_input(key="learn_word").set_value("abcab").run()  # 3 letters: input and head 3
+    rows = {row["cell"]: row for row in at.dataframe[1].value.to_dict("records")}
+    for cell in CELL_NAMES:
+        shown = int(str(rows[cell.upper()]["total: 2 layers + 3-way head"]).replace(",", ""))
+        assert shown == _reference_parameters(cell, 3, 16, 2, 3), cell
+    assert rows["RNN"]["W_ih, layer 1"] == "(1·16, 3)"
+    assert rows["RNN"]["W_ih, layers 2–2"] == "(1·16, 16)"
+
+
+def test_learn_reconciles_the_notes_five_steps_with_four_inputs():
+    at = open_app("views/learn.py")
+    shown = " ".join(texts(at.markdown))
+    assert "X_0..X_4" in shown and "X_0..X_3" in shown and "`o`" in shown
+    assert at.slider(key="learn_seq_len").value == 4, "the diagram starts at hello's 4 steps"
+    assert figure(at, "learn_folded")["layout"]["shapes"], "the folded loop is drawn"
+    glossary = at.dataframe[-1].value
+    assert {"은닉 상태", "기울기 폭발", "장기 의존성"} <= set(glossary["한국어"])
 
 
 def test_learn_try_it_opens_train_with_the_preset():

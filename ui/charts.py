@@ -204,3 +204,47 @@ def unrolled_figure(
     figure.update_xaxes(visible=False, range=[-1, len(shown) * 1.6 - 0.6])
     figure.update_yaxes(visible=False, range=[-1.5, layers * 1.4 + 0.2])
     return _layout(figure, height=160 + 110 * layers, showlegend=False)
+
+
+def folded_figure(layers: int, *, cell: str = "RNN") -> go.Figure:
+    """The network folded: one cell per layer whose output h_t loops back as its input at
+    the next step (the study note's left-hand picture; unrolled_figure is the right)."""
+    figure = go.Figure()
+    width, height = 1.0, 0.6
+    x = 0.0
+    figure.add_annotation(x=x, y=-1.1, text="x<sub>t</sub>", showarrow=False, font=dict(size=14))
+    figure.add_annotation(
+        x=x, y=-0.35, ax=x, ay=-0.95, xref="x", yref="y", axref="x", ayref="y",
+        showarrow=True, arrowhead=2, text="",
+    )  # fmt: skip
+    for layer in range(layers):
+        y = layer * 1.4
+        figure.add_shape(
+            type="rect", x0=x - width / 2, x1=x + width / 2, y0=y - height / 2,
+            y1=y + height / 2, fillcolor=COLOURS[layer % 7], opacity=0.85,
+            line=dict(color="#333"),
+        )  # fmt: skip
+        figure.add_annotation(x=x, y=y, text=cell, showarrow=False, font=dict(color="white"))
+        figure.add_annotation(
+            x=x, y=y + height / 2 + 0.4, ax=x, ay=y + height / 2, xref="x", yref="y",
+            axref="x", ayref="y", showarrow=True, arrowhead=2,
+            text=f"h<sub>t</sub><sup>({layer + 1})</sup>", font=dict(size=12),
+        )  # fmt: skip
+        right, top, bottom = x + width / 2, y + 0.15, y - 0.15
+        figure.add_shape(
+            type="path",
+            path=f"M {right},{top} C {right + 0.7},{top + 0.3} {right + 0.7},{bottom - 0.3} "
+            f"{right + 0.02},{bottom}",
+            line=dict(color="#333", width=1.5),
+        )
+        figure.add_annotation(
+            x=right, y=bottom, ax=right + 0.25, ay=bottom - 0.12, xref="x", yref="y",
+            axref="x", ayref="y", showarrow=True, arrowhead=2, text="",
+        )  # fmt: skip
+        figure.add_annotation(
+            x=right + 0.75, y=y, text=f"h<sub>t−1</sub><sup>({layer + 1})</sup>",
+            showarrow=False, xanchor="left", font=dict(size=11),
+        )  # fmt: skip
+    figure.update_xaxes(visible=False, range=[-0.9, 2.0])
+    figure.update_yaxes(visible=False, range=[-1.5, layers * 1.4 + 0.2])
+    return _layout(figure, height=160 + 110 * layers, showlegend=False)
