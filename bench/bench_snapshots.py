@@ -8,6 +8,12 @@ a training step, of a snapshot of gates only and of one with gradients through t
 and of what the worker adds to send one (the event's JSON and each layer's view), for
 RNN, LSTM and GRU at T = 10, 50, 100, 200; ratios are to one training step.
 
+Part 1b, what the inputs' influence and the PCA trajectories add, for the presets:
+a gates-only snapshot with and without trajectories, one with gradients with and
+without influence and trajectories, and a run's snapshots as SnapshotSchedule takes
+them (one a second, gradients every 5 s, influence when its cadence allows) in all,
+with and without both (target: at most 10 % more); --skip-insight leaves it out.
+
 Part 2, a full room: 16 adding runs (T = 100, LSTM hidden 64) interleaved on one
 rnnlab.worker.Worker in this process, with snapshots every --every s and without;
 prints the steps/s of both (target ratio >= 0.95) and the snapshots each run sent per
@@ -26,7 +32,8 @@ import torch
 
 from rnnlab import RunConfig, build_model, make_task
 from rnnlab.events import layer_view
-from rnnlab.probe import SnapshotSchedule
+from rnnlab.presets import PRESETS
+from rnnlab.probe import SnapshotSchedule, snapshot
 from rnnlab.train import Snapshot
 from rnnlab.worker import Worker
 
@@ -76,6 +83,54 @@ def costs(cell: str, T: int, repeats: int) -> None:
     )
 
 
+def schedule_cpu(model, task, extras: bool, snapshots: int) -> float:
+    """Processor seconds of `snapshots` snapshots as a run takes them: one every second
+    of the run's (simulated) time, gradients every 5 s, the rest by the schedule's rules."""
+    clock = [0.0]
+    schedule = SnapshotSchedule(
+        task,
+        "cpu",
+        1.0,
+        busy=lambda: clock[0],
+        wall=lambda: clock[0],
+        influence=extras,
+        trajectories=extras,
+    )
+    start = time.process_time()
+    for step in range(1, snapshots + 1):
+        clock[0] += 1.0
+        schedule.take(model, step, final=step == snapshots)
+    return time.process_time() - start
+
+
+def insight_costs(name: str, repeats: int, snapshots: int) -> tuple[float, float]:
+    """Print what influence and trajectories add to one preset's snapshots; return the
+    CPU of a run's snapshots without and with them."""
+    config = PRESETS[name].config()
+    task = make_task(config)
+    model = build_model(config, task)
+    x, y = SnapshotSchedule(task, "cpu", 1.0).x, SnapshotSchedule(task, "cpu", 1.0).y
+
+    def timed(**options) -> float:
+        return median_ms(lambda: snapshot(model, task, x, y, **options), repeats)
+
+    gates = timed(gradients=False, trajectories=False)
+    gates_paths = timed(gradients=False)
+    gradients = timed(influence=False, trajectories=False)
+    gradients_all = timed()
+    plain = min(schedule_cpu(model, task, False, snapshots) for _ in range(2))
+    extras = min(schedule_cpu(model, task, True, snapshots) for _ in range(2))
+    print(
+        f"{name[:30]:<30} {config.cell} h={config.hidden_size} T={config.time_steps()} "
+        f"O={task.output_dim} | gates {gates:6.2f} ms, +paths {gates_paths:6.2f} "
+        f"({gates_paths / gates:4.2f}) | gradients {gradients:6.2f} ms, +influence+paths "
+        f"{gradients_all:6.2f} ({gradients_all / gradients:4.2f}) | a run's {snapshots} "
+        f"snapshots {plain * 1e3:6.1f} ms, with both {extras * 1e3:6.1f} "
+        f"({extras / plain:4.2f}, target <= 1.10)"
+    )
+    return plain, extras
+
+
 class Collect:
     """A worker's connection that keeps what it is sent."""
 
@@ -122,6 +177,9 @@ def main() -> None:
     parser.add_argument("--room-s", type=float, default=20.0, help="seconds per room run")
     parser.add_argument("--rounds", type=int, default=3, help="room runs of each kind")
     parser.add_argument("--skip-costs", action="store_true")
+    parser.add_argument("--skip-insight", action="store_true")
+    parser.add_argument("--skip-room", action="store_true")
+    parser.add_argument("--snapshots", type=int, default=30, help="of a run, part 1b")
     args = parser.parse_args()
     torch.set_num_threads(1)
     print(subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
@@ -130,6 +188,17 @@ def main() -> None:
             for T in (10, 50, 100, 200):
                 costs(cell, T, args.repeats)
     print(subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
+    if not args.skip_insight:
+        totals = [insight_costs(name, args.repeats, args.snapshots) for name in PRESETS]
+        plain = sum(total for total, _ in totals)
+        extras = sum(total for _, total in totals)
+        print(
+            f"influence + trajectories, every preset's run together: {extras / plain:.3f} "
+            f"of the snapshots' cost without them (target <= 1.10)"
+        )
+        print(subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
+    if args.skip_room:
+        return
     plains, snappeds, rates = [], [], []
     for _ in range(args.rounds):  # alternating, so that background load hits both alike
         plains.append(room(args.runs, None, args.room_s)[0])

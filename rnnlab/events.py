@@ -117,11 +117,12 @@ class Snapshot(Event):
     #    "components": [[...H], [...H]], "mean": [...H],   the axes: 2 principal
     #                            components and the mean of h_t at reference_step
     #    "explained": [v1, v2],  share of this snapshot's variance of h_t along each axis
-    #    "best_explained": v,    the share its own two best axes would explain
+    #    "reference_explained": [v1, v2],  the same at reference_step
     #    "paths": [[[x, y] per kept step] per probe sequence, the first 4]}
     # paths = (h_t − mean) · componentsᵀ on the axes kept from reference_step, so that
-    # pictures of one run compare; refitted when training has moved the states out of
-    # their plane (rnnlab.trajectory). None for a layer whose states are not finite.
+    # pictures of one run compare; refitted when they explain less than half of what
+    # they did at reference_step (rnnlab.trajectory). None for a layer whose states
+    # are not finite.
     trajectory: list[dict[str, Any] | None] | None = None
 
     def to_dict(self) -> dict[str, Any]:

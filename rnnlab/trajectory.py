@@ -5,10 +5,11 @@ same axes, so the axes are a *reference basis*: the two principal components of 
 snapshot's hidden states (every probe sequence, every step, every unit), with that
 snapshot's mean, fitted at `reference_step` and kept for the snapshots after it. They are
 fitted again only when training has moved the states out of their plane: when the
-reference axes explain less than REFIT_SHARE of the variance that the snapshot's own two
-principal components would explain. A slider over a run's snapshots then shows the same
-axes from one `reference_step` to the next; a new fit keeps the signs of the old axes
-where it can, so that a picture does not flip over when they are refitted.
+reference axes explain less than REFIT_SHARE of the share of the variance they explained
+when they were fitted (a test that needs no eigendecomposition per snapshot). A slider
+over a run's snapshots then shows the same axes from one `reference_step` to the next;
+a new fit keeps the signs of the old axes where it can, so that a picture does not flip
+over when they are refitted.
 
 The basis travels in the snapshot itself (its components and mean, rounded as stored),
 and paths are projected on exactly those rounded numbers, so each snapshot is whole on
@@ -25,7 +26,7 @@ import torch
 from torch import Tensor
 
 COMPONENTS = 2  # principal components a path is drawn on
-REFIT_SHARE = 0.5  # refit when the reference axes explain less than this share of the best
+REFIT_SHARE = 0.5  # refit when the axes explain less than this share of what they did
 PATH_SEQUENCES = 4  # probe sequences whose paths a snapshot keeps
 COMPONENT_DECIMALS = 4  # of the stored components and mean
 
@@ -34,34 +35,30 @@ def _round(tensor: Tensor, decimals: int) -> Tensor:
     return tensor.double().round(decimals=decimals)
 
 
-def principal_axes(points: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """The mean (H,), the top COMPONENTS principal axes (C, H) as rows, and every
-    eigenvalue of the covariance, largest first (H,), of points: (N, H).
-
-    An eigendecomposition of the H × H covariance, cheaper than an SVD of the points
-    when, as here, there are many more points than units.
-    """
-    points = points.double()
+def covariance(points: Tensor) -> tuple[Tensor, Tensor]:
+    """The mean (H,) and the covariance (H, H) of points: (N, H), in float64 (the
+    product itself in the points' precision: it is most of the cost)."""
     mean = points.mean(0)
     centred = points - mean
-    covariance = centred.T @ centred / points.shape[0]  # (H, H)
-    values, vectors = torch.linalg.eigh(covariance)  # ascending
-    values, vectors = values.flip(0).clamp_min(0), vectors.flip(1)
-    axes = vectors[:, :COMPONENTS].T  # (C, H), fewer when H < C
+    return mean.double(), (centred.T @ centred).double() / points.shape[0]
+
+
+def principal_axes(cov: Tensor) -> Tensor:
+    """The top COMPONENTS principal axes of a covariance (H, H), as rows (C, H); zero
+    rows where H < C."""
+    _, vectors = torch.linalg.eigh(cov)  # ascending
+    axes = vectors.flip(1)[:, :COMPONENTS].T  # (C, H)
     if axes.shape[0] < COMPONENTS:
         axes = torch.cat([axes, axes.new_zeros(COMPONENTS - axes.shape[0], axes.shape[1])])
-    return mean, axes, values
+    return axes
 
 
-def explained(points: Tensor, axes: Tensor) -> Tensor:
-    """The share of the variance of points: (N, H) about their own mean along each of
-    axes: (C, H) (unit rows), (C,)."""
-    points = points.double()
-    centred = points - points.mean(0)
-    total = centred.square().sum()
+def explained(cov: Tensor, axes: Tensor) -> Tensor:
+    """The share of the variance along each of axes: (C, H) (unit rows), (C,)."""
+    total = cov.trace()
     if not total > 0:
-        return axes.new_zeros(axes.shape[0], dtype=torch.float64)
-    return (centred @ axes.double().T).square().sum(0) / total
+        return cov.new_zeros(axes.shape[0])
+    return ((axes @ cov) * axes).sum(1) / total
 
 
 def _aligned(axes: Tensor, old: Tensor | None) -> Tensor:
@@ -90,29 +87,24 @@ def trajectory(
     entries: list[dict[str, Any] | None] = []
     for layer, h in enumerate(states):
         old = reference[layer] if reference is not None else None
-        points = h.detach().reshape(-1, h.shape[-1]).double().cpu()  # (B·T, H)
+        h = h.detach().cpu()
+        points = h.reshape(-1, h.shape[-1])  # (B·T, H)
         if not bool(torch.isfinite(points).all()):
             entries.append(old)
             continue
-        _, own_axes, values = principal_axes(points)
-        best = values[:COMPONENTS].sum() / values.sum() if values.sum() > 0 else 0.0
+        own_mean, cov = covariance(points)
         old_axes = torch.tensor(old["components"], dtype=torch.float64) if old else None
-        if old_axes is not None:
-            share = explained(points, old_axes).sum()
-            keep = share >= REFIT_SHARE * best
-        else:
-            keep = False
-        if keep:
+        shares = explained(cov, old_axes) if old_axes is not None else None
+        if shares is not None and shares.sum() >= REFIT_SHARE * sum(old["reference_explained"]):
             mean = torch.tensor(old["mean"], dtype=torch.float64)
             axes, reference_step = old_axes, old["reference_step"]
+            reference_shares = old["reference_explained"]
         else:
-            mean, axes, _ = principal_axes(points)
-            axes = _aligned(axes, old_axes)
-            mean = _round(mean, COMPONENT_DECIMALS)
-            axes = _round(axes, COMPONENT_DECIMALS)
-            reference_step = step
-        shares = explained(points, axes)
-        kept = h.detach()[:sequences].double().cpu().index_select(1, steps.cpu())  # (S, K, H)
+            axes = _round(_aligned(principal_axes(cov), old_axes), COMPONENT_DECIMALS)
+            mean, reference_step = _round(own_mean, COMPONENT_DECIMALS), step
+            shares = explained(cov, axes)
+            reference_shares = [round(v, 4) for v in shares.tolist()]
+        kept = h[:sequences].index_select(1, steps.cpu()).double()  # (S, K, H)
         paths = (kept - mean) @ axes.T  # (S, K, C)
         entries.append(
             {
@@ -120,7 +112,7 @@ def trajectory(
                 "components": axes.tolist(),
                 "mean": mean.tolist(),
                 "explained": [round(v, 4) for v in shares.tolist()],
-                "best_explained": round(float(best), 4),
+                "reference_explained": reference_shares,
                 "paths": _rounded_paths(paths),
             }
         )
