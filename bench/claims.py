@@ -12,6 +12,11 @@
 3. An LSTM's forget gate (1 = keep the past) learns to stay open when memory matters:
    its mean and saturation (fraction of steps < 0.1 or > 0.9) before and after training
    on the adding problem.
+4. What each preset's text says will happen, on the preset itself at full scale
+   (`--presets`, one run per seed): when the adding LSTM solves, whether a plain RNN
+   leaves the baseline, the copy task's forget gate per unit through the wait (units
+   with mean f > 0.9 open, < 0.5 closed) and its input gate on symbols against blanks,
+   the character model's bits per char and the sine GRU against the naive forecast.
 
 Everything trains through rnnlab.train() and reads the final Snapshot, as the
 dashboard does; fresh models are probed directly (in float64 where a gradient would
@@ -26,10 +31,20 @@ import argparse
 import math
 import statistics
 import time
+from dataclasses import replace
 
 import torch
 
-from rnnlab import RunConfig, build_model, gradients_through_time, make_task, probe, train
+from rnnlab import (
+    RunConfig,
+    build_model,
+    gradients_through_time,
+    load_model,
+    make_task,
+    probe,
+    train,
+)
+from rnnlab.presets import PRESETS
 from rnnlab.probe import probe_batch, saturation
 
 T = 50
@@ -186,6 +201,65 @@ def forget_gate_claim(steps: int, lr: float) -> None:
         )
 
 
+def trained(config: RunConfig) -> tuple[dict, torch.nn.Module]:
+    """Train to the end without snapshots; the summary and the trained model."""
+    summary, model = {}, None
+    for event in train(config, snapshot_every_s=None):
+        if event.kind == "weights":
+            model = load_model(event.data)[0]
+        elif event.kind == "finished":
+            summary = event.summary
+    return summary, model
+
+
+def copy_gates(config: RunConfig, model: torch.nn.Module) -> str:
+    """The copy task's forget gate per unit through the wait, and its input gate."""
+    task = make_task(config)
+    x, _ = probe_batch(task)
+    layer = probe(model, x).layers[0]
+    symbols, wait = slice(0, task.memory), slice(task.memory, task.memory + config.seq_len)
+    per_unit = layer["f"][:, wait].mean((0, 1))  # (H,)
+    return (
+        f"f mean {layer['f'].mean():.3f}; units open {int((per_unit > 0.9).sum())}, "
+        f"closed {int((per_unit < 0.5).sum())} of {per_unit.numel()}; "
+        f"i on symbols {layer['i'][:, symbols].mean():.3f}, "
+        f"waiting {layer['i'][:, wait].mean():.3f}"
+    )
+
+
+def presets_claim(seeds: range) -> None:
+    print(
+        f"\n4. The presets' texts, each preset at full scale, seeds {seeds.start}..{seeds.stop - 1}"
+    )
+    runs = [
+        ("Hello, RNN", {}),
+        ("Why LSTM? long-range memory", {}),
+        ("Why LSTM? long-range memory", {"cell": "rnn", "stop_when_solved": False}),
+        ("Why not relu?", {}),
+        ("Why not relu?", {"lr": 0.001}),
+        ("Why not relu?", {"clip": 1.0}),
+        ("Forget gate at work: copy memory", {}),
+        ("Character language model", {}),
+        ("Forecast a noisy sine", {}),
+    ]
+    for name, changes in runs:
+        for seed in seeds:
+            config = replace(PRESETS[name].config(), seed=seed, **changes)
+            if name.startswith("Forget gate"):
+                fresh = copy_gates(config, build_model(config, make_task(config)))
+                print(f"   {name}, seed {seed}, fresh: {fresh}")
+            summary, model = trained(config)
+            metric = summary["metric"]
+            print(
+                f"   {name} {changes or ''}, seed {seed}: {summary['status']} after "
+                f"{summary['steps']} steps, {summary['metric_name']} "
+                f"{'n/a' if metric is None else f'{metric:.4g}'} (baseline "
+                f"{summary['metric_baseline']:.4g}), solved at {summary['solved_at_step']}"
+            )
+            if name.startswith("Forget gate") and model is not None:
+                print(f"      trained: {copy_gates(config, model)}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=5)
@@ -195,6 +269,10 @@ def main() -> None:
     parser.add_argument(
         "--threads", type=int, default=1, help="torch threads (these models are tiny)"
     )
+    parser.add_argument(
+        "--presets", type=int, default=0, metavar="SEEDS",
+        help="also train every preset whole, this many seeds each (about 10 CPU-minutes a seed)",
+    )  # fmt: skip
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
@@ -202,6 +280,8 @@ def main() -> None:
     gradient_ratio_claim(seeds, args.steps)
     relu_claim(seeds, args.steps, [("sgd", 0.1), ("adam", 0.01)])
     forget_gate_claim(args.lstm_steps, args.lstm_lr)
+    if args.presets:
+        presets_claim(range(args.presets))
     print(f"\n({time.perf_counter() - start:.0f} s, {args.threads} thread(s))")
 
 

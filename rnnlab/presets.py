@@ -40,8 +40,9 @@ PRESETS = {
             N_("Why LSTM? long-range memory"),
             N_(
                 "The adding problem at T = 100: two marked numbers far apart must be summed. "
-                "Always answering 1.0 scores MSE 0.167; an LSTM drops below 0.01 within a few "
-                "thousand steps. Switch the cell to rnn and watch it stay at the baseline."
+                "Always answering 1.0 scores MSE 0.167; this LSTM drops below 0.01 within its "
+                "3,000 steps (at step 1,500 and 2,280 on two seeds we measured). Switch the "
+                "cell to rnn and watch it stay at the baseline."
             ),
             dict(
                 task="adding",
