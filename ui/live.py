@@ -34,6 +34,7 @@ from .labels import (
     loss_labels,
     race_labels,
     room_labels,
+    study_labels,
 )
 from .state import manager, owner
 from .text import plain
@@ -293,6 +294,32 @@ def room_view(*, key: str, page: str) -> None:
         )
 
     _live(mount, lambda: answers.room_answer(manager(), {}), active=True, ends=False)
+
+
+def study_view(
+    name: str, *, active: bool, evaluator: str, objective: str, key: str, page: str
+) -> None:
+    """A study (rnnlab.tune) drawn live: best so far, every trial's curve, parallel
+    coordinates, slices and what matters; `objective` is its label in words."""
+
+    def mount(fed: Any) -> bool:
+        return _mount(
+            "study",
+            key=key,
+            page=page,
+            active=True,
+            fed=fed,
+            study=name,
+            study_url=f"api/studies/{name}",
+            evaluator=evaluator,
+            objective=objective,
+            labels=study_labels(),
+        )
+
+    def answer() -> Any:
+        return answers.study_answer(manager(), name, evaluator=evaluator, key=viewer_key())
+
+    _live(mount, answer, active=active, ends=False)
 
 
 def _eta(seconds: float | None) -> str:

@@ -27,10 +27,9 @@ from rnnlab.tune import (
 )
 from rnnlab.tune.importance import EVALUATORS, evaluator_available
 from rnnlab.tune.space import DEFAULT_RANGES, LOG_SCALE
-from ui import answers
+from ui import answers, live
 from ui.i18n import N_, _, ngettext, translator
-from ui.labels import SETTING_NAMES, objective_label, study_labels
-from ui.live import _live, _mount, fed_notice, viewer_key
+from ui.labels import SETTING_NAMES, objective_label
 from ui.room import room_name
 from ui.state import DEFAULTS, lesson, manager, owner, widget_key
 from ui.text import markdown_format, plain
@@ -360,7 +359,7 @@ def study_panel(name: str) -> None:
             if evaluator == "fanova"
             else plain(evaluator_available(evaluator))
         )
-    fed_notice()
+    live.fed_notice()
     live_study(runner, name, evaluator)
 
 
@@ -383,27 +382,16 @@ def live_study(runner: Any, name: str, evaluator: str) -> None:
     """The study drawn live by live.js from its route; fed by the page where the routes
     cannot be reached."""
     settings = runner.settings
-
-    def mount(fed: Any) -> bool:
-        return _mount(
-            "study",
-            key=key(name),
-            page=PAGE,
-            active=True,
-            fed=fed,
-            study=name,
-            study_url=f"api/studies/{name}",
-            evaluator=evaluator,
-            objective=objective_label(
-                settings.objective, steps=settings.base.steps, penalty=UNSOLVED_PENALTY
-            ),
-            labels=study_labels(),
-        )
-
-    def answer() -> Any:
-        return answers.study_answer(manager(), name, evaluator=evaluator, key=viewer_key())
-
-    _live(mount, answer, active=runner.busy(), ends=False)
+    live.study_view(
+        name,
+        active=runner.busy(),
+        evaluator=evaluator,
+        objective=objective_label(
+            settings.objective, steps=settings.base.steps, penalty=UNSOLVED_PENALTY
+        ),
+        key=key(name),
+        page=PAGE,
+    )
 
 
 st.title(_("Explore: which settings matter?"))
