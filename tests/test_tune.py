@@ -248,6 +248,10 @@ def test_thirty_people_adding_trials_at_once_get_distinct_trials(make_manager, s
     assert sorted(owners.values()) == sorted(f"visitor-{i}" for i in range(30))
     view = study_view(runner)
     assert {t["who"] for t in view["trials"]} == {f"V{i}" for i in range(30)}
+    rows = manager.room({}, runs=60, ended=60)  # the Room page says whose trial is which
+    assert sorted((r["trial"], r["name"]) for r in rows if r.get("study") == "room") == sorted(
+        (owners_trial, f"V{int(owner.split('-')[1])}") for owners_trial, owner in owners.items()
+    )
 
 
 ASKER = """

@@ -218,6 +218,7 @@ def room_labels() -> dict[str, Any]:
             "failed": _("failed"),
         },
         "queued_at": _("waiting (#{position})"),
+        "trial_of": _("trial {number} of {study}"),
         "anonymous": _("anonymous"),
         "empty": _("No runs yet. Runs started on any page of this server appear here."),
         "step_axis": _("step"),

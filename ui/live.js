@@ -1212,8 +1212,11 @@ class RoomView extends RunsView {
     this.drawTable();
   }
 
+  // Who started the run, and which study's trial it is (a study's trials are whose).
   name(row) {
-    return row.name || this.labels.anonymous;
+    const who = row.name || this.labels.anonymous;
+    if (row.study === undefined || row.study === null) return who;
+    return `${who} · ${fill(this.labels.trial_of, { number: row.trial, study: row.study })}`;
   }
 
   draw() {
