@@ -78,8 +78,8 @@ PRESETS = {
             N_("Why not relu?"),
             N_(
                 "The same recurrent weights multiply the state at every step and relu does "
-                "not squash it, so states and gradients can blow up: the first gradient is "
-                "already in the thousands, and after one update the loss is NaN or "
+                "not squash it, so states and gradients can blow up: the first gradient's norm "
+                "is already in the hundreds or thousands, and after one update the loss is NaN or "
                 "astronomical, so this run diverges at step 2. A learning rate 10 times "
                 "lower diverges too; turn clipping on (1.0) and it trains."
             ),
