@@ -113,7 +113,8 @@ class Snapshot(Event):
     # see relative_influence. Computed with the gradients, at most as often.
     influence: dict[str, Any] | None = None
     # Where each layer's hidden state travels (None before it was recorded), per layer:
-    #   {"reference_step": S,    the snapshot whose PCA gave these axes
+    #   {"step": S′,             the training step of the paths (with the gradients)
+    #    "reference_step": S,    the snapshot whose PCA gave these axes
     #    "components": [[...H], [...H]], "mean": [...H],   the axes: 2 principal
     #                            components and the mean of h_t at reference_step
     #    "explained": [v1, v2],  share of this snapshot's variance of h_t along each axis

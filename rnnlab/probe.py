@@ -617,8 +617,9 @@ class SnapshotSchedule:
 
     The inputs' influence is computed with some of the snapshots with gradients (see
     influence_due) and carried by the others, like the gradients; each layer's
-    trajectory in every snapshot, on the axes the previous one kept. `influence` and
-    `trajectories` False leave them out (None), for comparing what they cost.
+    trajectory with every one with gradients, on the axes the previous one kept (a
+    gates-only snapshot costs a few milliseconds, and paths would add a third to it).
+    `influence` and `trajectories` False leave them out (None), for comparing costs.
 
     `busy` tells the seconds the run has spent computing so far, `wall` the time (both
     default to the wall clock), and `cpu` the processor time that measures what a
@@ -719,11 +720,12 @@ class SnapshotSchedule:
             self.y,
             gradients=fresh,
             influence=influence,
-            trajectories=self.with_trajectories,
+            trajectories=self.with_trajectories and fresh,
             reference=self.trajectory,
             step=step,
         )
-        self.trajectory = fields.get("trajectory")
+        if "trajectory" in fields:
+            self.trajectory = fields.pop("trajectory")
         if influence:
             self.influence = fields.pop("influence")
         if fresh:
@@ -748,4 +750,5 @@ class SnapshotSchedule:
             **self.gradients,
             "gradient_history": list(self.history),
             "influence": self.influence,
+            "trajectory": self.trajectory,
         }

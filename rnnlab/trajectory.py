@@ -108,6 +108,7 @@ def trajectory(
         paths = (kept - mean) @ axes.T  # (S, K, C)
         entries.append(
             {
+                "step": step,
                 "reference_step": reference_step,
                 "components": axes.tolist(),
                 "mean": mean.tolist(),

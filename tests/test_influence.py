@@ -216,7 +216,8 @@ def test_snapshots_carry_influence_and_trajectories_of_the_documented_shape():
     assert len(last["trajectory"]) == 2
     for entry in last["trajectory"]:
         assert set(entry) == {
-            "reference_step", "components", "mean", "explained", "reference_explained", "paths"
+            "step", "reference_step", "components", "mean", "explained",
+            "reference_explained", "paths",
         }  # fmt: skip
         assert np.shape(entry["components"]) == (2, 16) and len(entry["mean"]) == 16
         assert np.shape(entry["paths"]) == (PATH_SEQUENCES, 20, 2)
@@ -337,8 +338,12 @@ def test_influence_is_computed_only_while_it_costs_a_tenth_of_the_snapshots():
     clock["wall"] += 1e6
     later = schedule.take(model, 2)  # fresh gradients, but influence not due: carried
     assert later["gradient_step"] == 2 and later["influence"]["step"] == 1
-    final = schedule.take(model, 3, final=True)
-    assert final["influence"]["step"] == 3  # the final snapshot always has it
+    assert later["trajectory"][0]["step"] == 2  # paths come with every gradient snapshot
+    clock["wall"] += 0.5  # not yet time for gradients again: both carried
+    carried = schedule.take(model, 3)
+    assert carried["gradient_step"] == 2 and carried["trajectory"][0]["step"] == 2
+    final = schedule.take(model, 4, final=True)
+    assert final["influence"]["step"] == 4  # the final snapshot always has it
 
 
 def test_snapshot_without_the_new_pictures_and_a_blown_up_network_stay_valid_json():
