@@ -23,6 +23,10 @@ UNSOLVED_PENALTY = 2.0
 # The median pruner waits for this many finished trials, and for this fraction of a
 # trial's steps, before it stops anything.
 MEDIAN_STARTUP_TRIALS = 5
+# Successive halving first judges a trial after steps / HALVING_FIRST_RUNG, then keeps
+# the best 1 / HALVING_KEEP of the trials at each rung.
+HALVING_FIRST_RUNG = 9
+HALVING_KEEP = 3
 MEDIAN_WARMUP = 0.1
 
 
@@ -95,7 +99,15 @@ class StudySettings:
 
     def make_pruner(self) -> optuna.pruners.BasePruner:
         if self.pruner == "halving":
-            return optuna.pruners.SuccessiveHalvingPruner()
+            # Judged first after a ninth of the budget, keeping the best third at each
+            # rung (steps/9, steps/3). Optuna's "auto" judges after 1 % of the first
+            # trial's steps: on the adding problem, where every cell sits on the
+            # baseline for a few hundred steps, it stopped 18 of 20 trials at their
+            # first evaluation, LSTMs about to learn among them.
+            return optuna.pruners.SuccessiveHalvingPruner(
+                min_resource=max(1, self.base.steps // HALVING_FIRST_RUNG),
+                reduction_factor=HALVING_KEEP,
+            )
         if self.pruner == "median":
             return optuna.pruners.MedianPruner(
                 n_startup_trials=MEDIAN_STARTUP_TRIALS,
