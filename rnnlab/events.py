@@ -105,7 +105,9 @@ class Snapshot(Event):
     #    "last": [[‖∂ŷ_{T−1}/∂x_t‖ at each of steps] per probe sequence, the first 4],
     #    "map_steps": [t′, ...] (≤ 16, first and last included) or None,
     #    "map": [[‖∂ŷ_{t′_i}/∂x_{t_j}‖ for j ≤ i] for each t′_i] or None,
-    #    "directions": k, "captured": share of the head's ‖W‖²_F followed (1.0: exact)}
+    #    "directions": k, "captured": share of the head's ‖W‖²_F followed (1.0: exact),
+    #    "marked": [[t, ...] per sequence of `last`] where the input marks the steps the
+    #              answer depends on (adding: its two marked values), else None}
     # Raw Frobenius norms of the Jacobian of the model's output (logits or value), three
     # significant digits; `map`'s t_j are map_steps too, and it is None where the model
     # answers at the last step only (adding). A view divides each list, and each map

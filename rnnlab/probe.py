@@ -575,9 +575,11 @@ def snapshot(
             _significant(norms[steps_device]) for norms in through_time.contributions
         ]
         if influence:
-            fields["influence"] = _influence_fields(
-                input_influence(model, x, layers=scanned), step, steps
-            )
+            found = input_influence(model, x, layers=scanned)
+            fields["influence"] = {
+                **_influence_fields(found, step, steps),
+                "marked": task.marked_steps(x[: found.last.shape[0]]),
+            }
     if trajectories:
         fields["trajectory"] = trajectory(
             [layer["h"] for layer in layers], reference, step, steps_device

@@ -48,6 +48,11 @@ class Task(TaskSpec):
     def metric(self, output: Tensor, target: Tensor) -> float:
         raise NotImplementedError
 
+    def marked_steps(self, x: Tensor) -> list[list[int]] | None:
+        """The time steps of each sequence of x: (B, T, D) that the answer depends on, where
+        the input marks them (the adding problem); None where it marks none."""
+        return None
+
     def evaluate(
         self, model: torch.nn.Module, device: torch.device, sequences: int | None = None
     ) -> tuple[float, float]:
@@ -148,6 +153,10 @@ class AddingTask(AddingSpec, Task):
 
     def metric(self, output: Tensor, target: Tensor) -> float:
         return F.mse_loss(output, target).item()
+
+    def marked_steps(self, x: Tensor) -> list[list[int]]:
+        """The two marked steps of each sequence (its marker channel is 1 there)."""
+        return [row.nonzero().flatten().tolist() for row in x[..., 1].cpu()]
 
 
 class CopyTask(CopySpec, Task):

@@ -192,6 +192,7 @@ def test_a_trained_lstm_finds_the_two_marked_steps_of_the_adding_problem():
     top_two = torch.zeros_like(markers).scatter_(1, last.topk(2, dim=1).indices, True)
     found = (top_two == markers).all(1)
     assert found.sum() >= 3, (last, markers)
+    assert final.influence["marked"] == [row.nonzero().flatten().tolist() for row in markers]
     assert final.influence["step"] == final.gradient_step == finished["steps"]
 
 
@@ -203,8 +204,10 @@ def test_snapshots_carry_influence_and_trajectories_of_the_documented_shape():
     assert json.loads(taken[-1].to_json()) == last
     influence = last["influence"]
     assert set(influence) == {
-        "step", "seq_len", "steps", "last", "map_steps", "map", "directions", "captured"
+        "step", "seq_len", "steps", "last", "map_steps", "map", "directions", "captured",
+        "marked",
     }  # fmt: skip
+    assert influence["marked"] is None  # text marks no steps
     assert influence["steps"] == last["kept"]["steps"] and influence["seq_len"] == 20
     assert len(influence["last"]) == INFLUENCE_SEQUENCES
     assert all(len(row) == 20 for row in influence["last"])
