@@ -178,3 +178,75 @@ def layer_view(snapshot: dict[str, Any], layer: int) -> dict[str, Any]:
         "predictions": snapshot["predictions"],
         "probe_loss": snapshot["probe_loss"],
     }
+
+
+# Snapshots with influence, and with trajectories on the latest axes, whose pictures a run
+# keeps for its live views (the latest, and thinned evenly back to the first).
+MAX_INFLUENCE_HISTORY = 32
+MAX_TRAJECTORY_HISTORY = 16
+
+
+def thinned_append(history: list, entry: Any, limit: int) -> list:
+    """history with entry appended, every other one dropped first when it holds `limit`
+    (it still reaches back to the first), as a snapshot's gradient history."""
+    kept = history[::2] if len(history) >= limit else list(history)
+    return [*kept, entry]
+
+
+def probe_symbols(snapshot: dict[str, Any]) -> list[str] | None:
+    """The probe sequence's input symbols at the kept steps (a character task's), or None:
+    the word or text a run learns from, so for its owner only where it is private."""
+    predictions = snapshot.get("predictions") or {}
+    return predictions.get("input") if predictions.get("kind") == "next_symbol" else None
+
+
+def influence_view(
+    snapshot: dict[str, Any], history: list[list] | None = None
+) -> dict[str, Any] | None:
+    """What the influence views draw, from a snapshot's dict: its `influence`, the probe's
+    `symbols` (probe_symbols) and `history`: [training step, sequence 0's `last`] of the
+    snapshots with influence so far, this one's last (alone if not given). None without
+    one."""
+    influence = snapshot.get("influence")
+    if influence is None:
+        return None
+    if history is None:
+        history = [[influence["step"], influence["last"][0]]]
+    return {
+        **influence,
+        "marked": influence.get("marked"),
+        "symbols": probe_symbols(snapshot),
+        "history": history,
+    }
+
+
+def trajectory_point(entry: dict[str, Any]) -> dict[str, Any]:
+    """One snapshot's path of one layer as a trajectory view's history keeps it."""
+    return {
+        "step": entry["step"],
+        "reference_step": entry["reference_step"],
+        "explained": entry["explained"],
+        "paths": entry["paths"],
+    }
+
+
+def trajectory_view(
+    snapshot: dict[str, Any], layer: int, snapshots: list[dict[str, Any]] | None = None
+) -> dict[str, Any] | None:
+    """What the hidden-state path view draws of one layer, from a snapshot's dict: the
+    axes' reference step and shares, the kept steps, and `snapshots`: the paths
+    (trajectory_point) of the snapshots on these axes, this one's last (alone if not
+    given). None where the layer has no trajectory."""
+    entries = snapshot.get("trajectory") or []
+    entry = entries[layer] if 0 <= layer < len(entries) else None
+    if entry is None:
+        return None
+    return {
+        "layer": layer,
+        "layers": len(entries),
+        "step": entry["step"],
+        "reference_step": entry["reference_step"],
+        "reference_explained": entry["reference_explained"],
+        "steps": snapshot["kept"]["steps"],
+        "snapshots": snapshots if snapshots is not None else [trajectory_point(entry)],
+    }

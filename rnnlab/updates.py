@@ -27,6 +27,13 @@ class Update:
     # newer than the last ones sent for the run, and that gradient_step.
     gradients_json: bytes | None = None
     gradient_step: int | None = None
+    # JSON of events.influence_view (with the run's influence history so far) when the
+    # snapshot's influence is newer than the last sent, and its step; the same of each
+    # layer's events.trajectory_view (None for a layer without one) and their step.
+    influence_json: bytes | None = None
+    influence_step: int | None = None
+    trajectories_json: list[bytes | None] | None = None
+    trajectory_step: int | None = None
     finished: dict[str, Any] | None = None  # {"status", "summary", "error"}
     cpu_s: float = 0.0  # processor time the slice took
     # Only from a worker that records nothing: events of kinds the fields above do not

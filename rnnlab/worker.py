@@ -46,7 +46,15 @@ from multiprocessing.connection import Connection
 import torch
 
 from .config import RunConfig
-from .events import layer_view
+from .events import (
+    MAX_INFLUENCE_HISTORY,
+    MAX_TRAJECTORY_HISTORY,
+    influence_view,
+    layer_view,
+    thinned_append,
+    trajectory_point,
+    trajectory_view,
+)
 from .jobs.sizing import MAX_STEP_S, Calibration, step_terms
 from .recording import RecordedRun, record_failure
 from .store import RunStore
@@ -82,6 +90,10 @@ class _ActiveRun(RecordedRun):
         self.snapshot_sent_at = -math.inf
         self.waiting_snapshot: Snapshot | None = None  # taken too soon after the last sent
         self.gradient_step_sent: int | None = None
+        # [step, sequence 0's influence on the last prediction] per snapshot with
+        # influence; per layer, the paths of the snapshots on its latest axes.
+        self.influence_history: list[list] = []
+        self.trajectory_history: list[list[dict]] = []
 
 
 class _NotRecorded:
@@ -261,6 +273,48 @@ class Worker:
             }
             update.gradients_json = json.dumps(gradients, separators=(",", ":")).encode()
             update.gradient_step = event.gradient_step
+        self.attach_influence(run, snapshot, update)
+        self.attach_trajectories(run, snapshot, update)
+
+    def attach_influence(self, run: _ActiveRun, snapshot: dict, update: Update) -> None:
+        """The snapshot's influence and the run's history of it, if newer than the last sent."""
+        influence = snapshot.get("influence")
+        history = run.influence_history
+        if influence is None or (history and influence["step"] <= history[-1][0]):
+            return
+        entry = [influence["step"], influence["last"][0] if influence["last"] else []]
+        run.influence_history = thinned_append(history, entry, MAX_INFLUENCE_HISTORY)
+        view = influence_view(snapshot, run.influence_history)
+        update.influence_json = json.dumps(view, separators=(",", ":")).encode()
+        update.influence_step = influence["step"]
+
+    def attach_trajectories(self, run: _ActiveRun, snapshot: dict, update: Update) -> None:
+        """Each layer's path on its axes and the run's earlier paths on the same axes (a
+        refit starts them again), if the snapshot's paths are newer than the last sent."""
+        entries = snapshot.get("trajectory") or []
+        while len(run.trajectory_history) < len(entries):
+            run.trajectory_history.append([])
+        fresh = False
+        for layer, entry in enumerate(entries):
+            history = run.trajectory_history[layer]
+            if entry is None or (history and entry["step"] <= history[-1]["step"]):
+                continue
+            if history and history[-1]["reference_step"] != entry["reference_step"]:
+                history = []
+            point = trajectory_point(entry)
+            run.trajectory_history[layer] = thinned_append(history, point, MAX_TRAJECTORY_HISTORY)
+            fresh = True
+        if not fresh:
+            return
+        views = [
+            trajectory_view(snapshot, layer, run.trajectory_history[layer])
+            for layer in range(len(entries))
+        ]
+        update.trajectories_json = [
+            None if view is None else json.dumps(view, separators=(",", ":")).encode()
+            for view in views
+        ]
+        update.trajectory_step = max(entry["step"] for entry in entries if entry is not None)
 
     def forget(self, run_id: str) -> None:
         """Drop a run that ended, and give its memory back to the system."""

@@ -574,3 +574,138 @@ def test_answers_are_bounded(client, manager, monkeypatch):
     assert len(row["points"]["step"]) <= feed.ROW_POINTS + 1
     manager.cancel(run_id)
     manager.wait(run_id, timeout=120)
+
+
+# Which inputs the predictions use, and where the hidden state travels ---------------------
+
+
+def test_influence_and_paths_204_before_a_snapshot_then_grow_and_are_served_after(client, manager):
+    config = tiny(task="adding", seq_len=12, steps=200_000, cell="lstm", num_layers=2)
+    run_id = manager.submit(config, owner="ana")
+    waiting = manager.submit(tiny(cell="lstm"), owner="ben")
+    until(lambda: running(manager, run_id), what="the first run to train")
+    assert client.get(f"/api/runs/{waiting}/influence").status == 204
+    assert client.get(f"/api/runs/{waiting}/trajectory").status == 204
+
+    def part(path: str):
+        reply = client.get(path)
+        assert reply.status in (200, 204)
+        assert reply.headers["cache-control"] == "no-store"
+        return reply.json() if reply.status == 200 else None
+
+    first = until(lambda: part(f"/api/runs/{run_id}/influence?after=-1"), what="influence")
+    assert set(first) == {
+        "step", "seq_len", "steps", "last", "map_steps", "map", "directions", "captured",
+        "marked", "symbols", "history",
+    }  # fmt: skip
+    assert first["seq_len"] == 12 and first["steps"] == list(range(12))
+    assert len(first["last"]) == 4 and all(len(row) == 12 for row in first["last"])
+    assert first["map"] is None and first["symbols"] is None  # adding: the last step only
+    assert [len(marks) for marks in first["marked"]] == [2, 2, 2, 2]
+    assert all(marks[0] < 6 <= marks[1] for marks in first["marked"])  # one in each half
+    assert first["history"][-1] == [first["step"], first["last"][0]]
+    assert part(f"/api/runs/{run_id}/influence?after={first['step']}") is None
+
+    paths = [
+        until(lambda path=path: part(path), what="paths")
+        for path in (f"/api/runs/{run_id}/trajectory?layer={layer}" for layer in (0, 1))
+    ]
+    for layer, view in enumerate(paths):
+        assert set(view) == {
+            "layer", "layers", "step", "reference_step", "reference_explained", "steps",
+            "snapshots",
+        }  # fmt: skip
+        assert (view["layer"], view["layers"], view["steps"]) == (layer, 2, list(range(12)))
+        latest = view["snapshots"][-1]
+        assert latest["step"] == view["step"] and latest["reference_step"] == view["reference_step"]
+        assert len(latest["paths"]) == 4 and all(len(path) == 12 for path in latest["paths"])
+        assert all(len(point) == 2 for path in latest["paths"] for point in path)
+        assert 0 < sum(latest["explained"]) <= 1 + 1e-6
+    assert part(f"/api/runs/{run_id}/trajectory?layer=2") is None  # no such layer
+    assert "layer" in assert_json_error(client.get(f"/api/runs/{run_id}/trajectory?layer=x"), 400)
+    assert "after" in assert_json_error(client.get(f"/api/runs/{run_id}/influence?after=x"), 400)
+
+    later = until(
+        lambda: part(f"/api/runs/{run_id}/influence?after={first['step']}"),
+        what="a second snapshot with influence",
+    )
+    steps = [step for step, _last in later["history"]]
+    assert steps == sorted(steps) and steps[0] == first["step"] and steps[-1] == later["step"]
+    moved = until(
+        lambda: part(f"/api/runs/{run_id}/trajectory?after={paths[0]['step']}"),
+        what="a second path",
+    )
+    axes = moved["reference_step"]
+    shared = [shot for shot in moved["snapshots"] if shot["reference_step"] == axes]
+    assert shared == moved["snapshots"]  # only the snapshots on the latest axes
+    assert [shot["step"] for shot in shared] == sorted({shot["step"] for shot in shared})
+
+    manager.cancel(run_id)
+    manager.cancel(waiting)
+    manager.wait(run_id, timeout=120)
+    manager.wait(waiting, timeout=120)
+    stored = manager.store.snapshot(run_id)
+    final = part(f"/api/runs/{run_id}/influence")  # the store keeps the last snapshot alone
+    assert final["step"] == stored["influence"]["step"] >= later["step"]
+    assert final["history"] == [[final["step"], final["last"][0]]]
+    assert part(f"/api/runs/{run_id}/influence?after={final['step']}") is None
+    final_path = part(f"/api/runs/{run_id}/trajectory?layer=1")
+    assert final_path["snapshots"][-1]["paths"] == stored["trajectory"][1]["paths"]
+
+
+def test_the_probe_characters_on_the_influence_axes_are_answered_only_to_the_owner(client, manager):
+    run_id = manager.submit(tiny(steps=200_000, word=WORD), owner="ana")
+    influence = f"/api/runs/{run_id}/influence"
+    until(lambda: client.get(influence).status == 200, what="the first influence")
+    for reply in (
+        client.get(influence),
+        client.get(influence, headers=as_owner("ben")),
+        client.get(f"/api/runs/{run_id}/trajectory"),
+        client.get(f"/api/runs/{run_id}/trajectory", headers=as_owner("ana")),
+    ):
+        assert reply.status == 200 and WORD.encode() not in reply.body
+        assert all(f'"{c}"'.encode() not in reply.body for c in set(WORD))
+    public = client.get(influence).json()
+    assert public["symbols"] is None and public["private"] is True
+    assert public["map"] is not None and len(public["map_steps"]) == len(WORD) - 1
+    owners = client.get(influence, headers=as_owner("ana")).json()
+    assert "".join(owners["symbols"]) == WORD[:-1] and "private" not in owners
+
+    manager.cancel(run_id)
+    manager.wait(run_id, timeout=120)
+    with manager._lock:  # forgotten, as the oldest finished runs are: from the store now
+        del manager._jobs[run_id]
+    assert client.get(influence).json()["symbols"] is None
+    assert WORD.encode() not in client.get(influence).body
+    assert "".join(client.get(influence, headers=as_owner("ana")).json()["symbols"]) == WORD[:-1]
+    assert client.get(influence).json()["symbols"] is None  # the owner's answer is not shared
+
+
+def test_influence_and_path_answers_stay_bounded_with_full_histories():
+    """The largest answers: T = 100 kept steps, full histories, a 2-layer run's paths."""
+    from rnnlab.events import (
+        MAX_INFLUENCE_HISTORY,
+        MAX_TRAJECTORY_HISTORY,
+        influence_view,
+        thinned_append,
+        trajectory_point,
+        trajectory_view,
+    )
+    from rnnlab.train import train
+
+    config = tiny(task="text", seq_len=100, hidden_size=32, num_layers=2, steps=2)
+    snapshot = [e for e in train(config, snapshot_every_s=0.0) if e.kind == "snapshot"][-1]
+    snapshot = snapshot.to_dict()
+    influence, history, paths = snapshot["influence"], [], []
+    for step in range(200):  # the worker's thinning keeps them within their bounds
+        history = thinned_append(history, [step, influence["last"][0]], MAX_INFLUENCE_HISTORY)
+        point = trajectory_point({**snapshot["trajectory"][0], "step": step})
+        paths = thinned_append(paths, point, MAX_TRAJECTORY_HISTORY)
+        assert len(history) <= MAX_INFLUENCE_HISTORY and len(paths) <= MAX_TRAJECTORY_HISTORY
+    assert [entry[0] for entry in history][:1] == [0] and history[-1][0] == 199
+    history = [[step, influence["last"][0]] for step in range(MAX_INFLUENCE_HISTORY)]
+    paths = [{**paths[-1], "step": step} for step in range(MAX_TRAJECTORY_HISTORY)]
+    influence_size = len(json.dumps(influence_view(snapshot, history), separators=(",", ":")))
+    paths_size = len(json.dumps(trajectory_view(snapshot, 0, paths), separators=(",", ":")))
+    print(f"influence {influence_size} B, paths of one layer {paths_size} B")
+    assert influence_size < 40_000 and paths_size < 100_000

@@ -9,7 +9,7 @@ import pytest
 
 from rnnlab import worker as worker_module
 from rnnlab.config import RunConfig
-from rnnlab.events import layer_view
+from rnnlab.events import influence_view, layer_view, trajectory_point
 from rnnlab.train import Snapshot, train
 from rnnlab.updates import Update, recorded_events
 from rnnlab.worker import SNAPSHOT_SEND_S, Worker
@@ -31,7 +31,12 @@ def clock(monkeypatch):
 
 def a_run():
     return types.SimpleNamespace(
-        run_id="r", snapshot_sent_at=-math.inf, waiting_snapshot=None, gradient_step_sent=None
+        run_id="r",
+        snapshot_sent_at=-math.inf,
+        waiting_snapshot=None,
+        gradient_step_sent=None,
+        influence_history=[],
+        trajectory_history=[],
     )
 
 
@@ -85,3 +90,39 @@ def test_gradient_history_is_sent_only_when_it_is_new(taken, clock):
         "steps": event.kept["steps"],
         "history": event.gradient_history,
     }
+
+
+def test_influence_and_paths_are_sent_when_new_with_the_runs_history_of_them(taken, clock):
+    worker, run = Worker(connection=None, store=None), a_run()
+    event = taken[0]
+    influence, (path, _second) = event.influence, event.trajectory
+    later = {**influence, "step": influence["step"] + 5}
+    moved = [{**entry, "step": entry["step"] + 5} for entry in event.trajectory]
+    refit = [{**entry, "step": entry["step"] + 9, "reference_step": entry["step"] + 9}
+             for entry in event.trajectory]  # fmt: skip
+    shots = [
+        event,
+        dataclasses.replace(event, step=event.step + 1),  # carries the same: nothing new
+        dataclasses.replace(event, step=event.step + 5, influence=later, trajectory=moved),
+        dataclasses.replace(event, step=event.step + 9, influence=later, trajectory=refit),
+    ]
+    sent = []
+    for snapshot in shots:
+        clock[0] += 1.0
+        sent.append(received(worker, run, snapshot))
+    assert sent[1].influence_json is None and sent[1].trajectories_json is None
+    assert json.loads(sent[0].influence_json) == influence_view(json.loads(event.to_json()))
+    grown = json.loads(sent[2].influence_json)
+    assert grown["history"] == [
+        [influence["step"], influence["last"][0]],
+        [later["step"], later["last"][0]],
+    ]
+    assert sent[2].influence_step == later["step"] and sent[3].influence_json is None
+
+    first, second = (json.loads(view) for view in sent[2].trajectories_json)
+    assert first["snapshots"] == [trajectory_point(path), trajectory_point(moved[0])]
+    assert second["layer"] == 1 and len(second["snapshots"]) == 2
+    assert sent[2].trajectory_step == moved[0]["step"]
+    refitted = json.loads(sent[3].trajectories_json[0])  # new axes: the slider starts again
+    assert refitted["snapshots"] == [trajectory_point(refit[0])]
+    assert refitted["reference_step"] == refit[0]["step"]

@@ -93,6 +93,28 @@ def gradients_bytes(manager: JobManager, run_id: str, after: int) -> bytes | Non
     return payload if payload is not None and step > after else None
 
 
+def influence_bytes(
+    manager: JobManager, run_id: str, after: int, *, key: str | None = None
+) -> bytes | None:
+    """Which input steps the predictions use, and how that grew, as JSON bytes if newer
+    than step `after` (the probe's symbols only for the owner's `key`); as gates_bytes."""
+    view = manager.influence_view(run_id, asker_is=asker_is(key))
+    if view is None:
+        raise KeyError(run_id)
+    step, payload = view
+    return payload if payload is not None and step > after else None
+
+
+def trajectory_bytes(manager: JobManager, run_id: str, layer: int, after: int) -> bytes | None:
+    """Where one layer's hidden state travels, on the latest axes, as JSON bytes if newer
+    than step `after`; as gates_bytes (no input text: the same for everyone)."""
+    view = manager.trajectory_view(run_id, layer)
+    if view is None:
+        raise KeyError(run_id)
+    step, payload = view
+    return payload if payload is not None and step > after else None
+
+
 class Encoded:
     """A JSON answer's bytes, gzipped at most once however many ask for it that way."""
 

@@ -4,6 +4,10 @@
     GET /api/runs/{run_id}/gates?layer=L&after=S   one layer's newest gate pictures
                                        (compact JSON; 204 if none newer than step S)
     GET /api/runs/{run_id}/gradients?after=S   the gradient-through-time history
+    GET /api/runs/{run_id}/influence?after=S   which input steps the predictions use,
+                                       and its history (204 if none newer than step S)
+    GET /api/runs/{run_id}/trajectory?layer=L&after=S   one layer's hidden-state paths
+                                       on the latest PCA axes (204 if none newer)
     GET /api/sweeps/{sweep_id}?since=ID:N,...  a race's runs and their new points
     GET /api/room?since=ID:N,ID:N      every live and recent run's row and new points
     GET /api/studies/{name}?since=V&evaluator=E   a study's trials, best, what matters
@@ -26,7 +30,9 @@ A public room that no visitor can take down:
   ROOM_RUNS (60) rows of at most ROW_POINTS + 1 (401) points, about 0.4 MB; a race at
   most MAX_SWEEP_RUNS (256) rows of at most 1,501 points; one layer's gate pictures at most
   MAX_STEPS × MAX_UNITS (100 × 32) bytes per state (under 64 KB in all); the gradient
-  history at most 64 profiles of 100 steps; a study at most MAX_STUDY_TRIALS (300)
+  history at most 64 profiles of 100 steps; the influence at most 4 + 16 rows and a
+  history of 32 of 100 steps (under 40 KB); a layer's paths at most 16 snapshots of 4
+  sequences of 100 steps (under 100 KB); a study at most MAX_STUDY_TRIALS (300)
   trials of at most 120 points each, about 0.6 MB. Answers over 1 MB are streamed in chunks, so
   a slow reader holds a chunk of server memory, not the whole answer.
 - A per-address rate limit (RATE_PER_S, BURST): beyond it, 429 with Retry-After.
@@ -60,10 +66,12 @@ from .answers import (
     Encoded,
     gates_bytes,
     gradients_bytes,
+    influence_bytes,
     run_answer,
     since_pairs,
     study_encoded,
     sweep_answer,
+    trajectory_bytes,
 )
 
 NO_STORE = {"Cache-Control": "no-store", "Vary": "Accept-Encoding"}
@@ -245,6 +253,19 @@ async def run_gradients(request: Request) -> Response:
     return await _snapshot_part(request, gradients_bytes, after=-1)
 
 
+async def run_influence(request: Request) -> Response:
+    key = _key(request)
+
+    def read(manager, run_id: str, *, after: int) -> bytes | None:
+        return influence_bytes(manager, run_id, after, key=key)
+
+    return await _snapshot_part(request, read, after=-1)
+
+
+async def run_trajectory(request: Request) -> Response:
+    return await _snapshot_part(request, trajectory_bytes, layer=0, after=-1)
+
+
 async def sweep(request: Request) -> Response:
     sweep_id = request.path_params["sweep_id"]
     if not SWEEP_ID.fullmatch(sweep_id):
@@ -328,6 +349,8 @@ ROUTES = [
     Route("/api/runs/{run_id}", _limited(run_points)),
     Route("/api/runs/{run_id}/gates", _limited(run_gates)),
     Route("/api/runs/{run_id}/gradients", _limited(run_gradients)),
+    Route("/api/runs/{run_id}/influence", _limited(run_influence)),
+    Route("/api/runs/{run_id}/trajectory", _limited(run_trajectory)),
     Route("/api/sweeps/{sweep_id}", _limited(sweep)),
     Route("/api/plotly.js", _limited(plotly_js)),
     Route("/api/room", _limited(room)),

@@ -86,6 +86,17 @@ def public_view(payload: bytes) -> bytes:
     return json.dumps(without_inputs(json.loads(payload)), separators=(",", ":")).encode()
 
 
+def without_symbols(view: dict[str, Any]) -> dict[str, Any]:
+    """An influence view (rnnlab.events.influence_view) without the probe's symbols (the
+    characters of the word or the uploaded text): its axes then say t only."""
+    return {**view, "symbols": None, "private": True}
+
+
+def public_influence(payload: bytes) -> bytes:
+    """An influence view's JSON without the probe's symbols (without_symbols)."""
+    return json.dumps(without_symbols(json.loads(payload)), separators=(",", ":")).encode()
+
+
 @dataclass(frozen=True)
 class Progress:
     """What a page shows about one job; a copy, safe to keep and to read from any thread."""
@@ -259,6 +270,13 @@ class LiveRun:
     public_views_json: list[bytes] | None = None
     gradient_step: int | None = None
     gradients_json: bytes | None = None
+    # The influence view with its history (as anyone but the owner may see it: without
+    # the probe's symbols if the run is private), and each layer's trajectory view.
+    influence_step: int | None = None
+    influence_json: bytes | None = None
+    public_influence_json: bytes | None = None
+    trajectory_step: int | None = None
+    trajectories_json: list[bytes | None] | None = None
     _snapshot: dict[str, Any] | None = None
     done: threading.Event = field(default_factory=threading.Event)
     # Set when the job is stopped for a reason other than its owner asking.
@@ -288,6 +306,7 @@ class LiveRun:
 
     def forget_snapshot(self) -> None:
         self.snapshot_json = self.views_json = self.public_views_json = self._snapshot = None
+        self.influence_json = self.public_influence_json = self.trajectories_json = None
 
     def eta_s(self) -> float | None:
         if self.status == "running" and self.steps_per_s:
@@ -349,6 +368,13 @@ class LiveRun:
         if update.gradients_json is not None:
             self.gradients_json = update.gradients_json
             self.gradient_step = update.gradient_step
+        if update.influence_json is not None:
+            payload = update.influence_json
+            self.public_influence_json = public_influence(payload) if self.private else payload
+            self.influence_json, self.influence_step = payload, update.influence_step
+        if update.trajectories_json is not None:
+            self.trajectories_json = update.trajectories_json
+            self.trajectory_step = update.trajectory_step
 
     def points(self, since: int, limit: int | None = None) -> tuple[list[int], list[float | None]]:
         """The curve's points after step `since`: steps, and losses (None where not finite);

@@ -10,10 +10,18 @@ import math
 import threading
 from typing import Any
 
-from ..events import layer_view
+from ..events import influence_view, layer_view, trajectory_view
 from ..store import RunStore
 from ..values import finite_or_none
-from .feed import AskerIs, Progress, nobody, private_inputs, row, without_inputs
+from .feed import (
+    AskerIs,
+    Progress,
+    nobody,
+    private_inputs,
+    row,
+    without_inputs,
+    without_symbols,
+)
 
 # A curve answered from the store keeps at most this many points (every k-th, and the last).
 STORED_POINTS = 1500
@@ -132,6 +140,43 @@ class StoredRuns:
             view = layer_view(snapshot, layer)
             views[layer] = json.dumps(without_inputs(view) if public else view).encode()
         return snapshot["step"], views[layer]
+
+    def _public(self, answer: dict[str, Any], asker_is: AskerIs) -> bool:
+        """Whether `answer`'s run has private inputs that the asker may not see."""
+        progress = answer["progress"]
+        config = progress.config
+        private = private_inputs(config["task"], config.get("text_file", ""))
+        return private and not asker_is(progress.owner)
+
+    def influence(self, run_id: str, asker_is: AskerIs = nobody) -> tuple[int, bytes | None] | None:
+        """The last snapshot's influence view, as LiveRun's influence_json holds it but
+        with that snapshot's alone as its history (the store keeps one snapshot)."""
+        answer = self._answer(run_id)
+        if answer is None:
+            return None
+        snapshot = self._snapshot(answer)
+        view = influence_view(snapshot) if snapshot is not None else None
+        if view is None:
+            return -1, None
+        public = self._public(answer, asker_is)
+        name = "public_influence" if public else "influence"
+        if name not in answer:
+            answer[name] = json.dumps(without_symbols(view) if public else view).encode()
+        return view["step"], answer[name]
+
+    def trajectory(self, run_id: str, layer: int) -> tuple[int, bytes | None] | None:
+        """One layer's trajectory view of the last snapshot (its paths alone)."""
+        answer = self._answer(run_id)
+        if answer is None:
+            return None
+        snapshot = self._snapshot(answer)
+        view = trajectory_view(snapshot, layer) if snapshot is not None else None
+        if view is None:
+            return -1, None
+        views = answer.setdefault("trajectories", {})
+        if layer not in views:
+            views[layer] = json.dumps(view).encode()
+        return view["step"], views[layer]
 
     def gradients(self, run_id: str) -> tuple[int, bytes | None] | None:
         """The run's gradient history, as LiveRun's gradients_json holds it."""

@@ -124,6 +124,33 @@ class Watched:
             return -1, None
         return job.gradient_step or 0, job.gradients_json
 
+    def influence_view(
+        self, run_id: str, *, asker_is: AskerIs = nobody
+    ) -> tuple[int, bytes | None] | None:
+        """Which input steps the predictions use (rnnlab.events.influence_view: the latest
+        snapshot's influence and the run's history of it) as JSON bytes, without the
+        probe's symbols unless `asker_is` the run's owner, and its training step; as
+        gates_view."""
+        job = self._jobs.get(run_id)
+        if job is None or not job.active:
+            return self.stored.influence(run_id, asker_is)
+        payload = job.influence_json if asker_is(job.owner) else job.public_influence_json
+        if payload is None:
+            return -1, None
+        return job.influence_step or 0, payload
+
+    def trajectory_view(self, run_id: str, layer: int = 0) -> tuple[int, bytes | None] | None:
+        """Where one layer's hidden state travels (rnnlab.events.trajectory_view: the
+        paths of the snapshots on the latest axes) as JSON bytes, and its training step;
+        as gates_view."""
+        job = self._jobs.get(run_id)
+        if job is None or not job.active:
+            return self.stored.trajectory(run_id, layer)
+        views = job.trajectories_json
+        if views is None or not 0 <= layer < len(views) or views[layer] is None:
+            return -1, None
+        return job.trajectory_step or 0, views[layer]
+
     def room(self, since: dict[str, int], *, runs: int, ended: int) -> list[dict[str, Any]]:
         """Every active run and the latest `ended` that ended (`runs` at most), as rows
         with the new points of their curves after the step `since` gives for each; the
