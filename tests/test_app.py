@@ -358,6 +358,13 @@ def test_a_tiny_training_run_finishes_and_shows_its_curve(home):
     assert view["predictions"]["input"] == list("hell")  # the owner sees its word
     public = answers.decoded(answers.gates_bytes(jobs.get_manager(), run_id, 0, -1))
     assert "hell" not in json.dumps(public)  # anyone else does not
+    influence = live_view(at, "influence")
+    assert influence["influence_url"] == f"api/runs/{run_id}/influence"
+    assert influence["active"] is False and influence["labels"]["marked_trace"]
+    mine = answers.influence_bytes(jobs.get_manager(), run_id, -1, key=owner_key)
+    assert answers.decoded(mine)["symbols"] == list("hell")  # the word's letters, the owner's
+    public = answers.decoded(answers.influence_bytes(jobs.get_manager(), run_id, -1))
+    assert public["symbols"] is None and public["step"] == 30 and len(public["last"]) == 1
 
     record = jobs.get_manager().store.get_run(run_id)
     assert record.status == "completed"
@@ -667,6 +674,32 @@ def test_inside_shows_gates_and_gradients_of_a_run():
     assert history["gradient_step"] == 30 and history["history"][-1][0] == 30
     norms = view["gradient_norms"]
     assert len(norms) == 2 and all(v is None or v >= 0 for v in norms[0])
+    # Which inputs the predictions use, and where each layer's hidden state travels.
+    assert inside["influence_url"] == f"api/runs/{run_id}/influence"
+    assert inside["trajectory_url"] == f"api/runs/{run_id}/trajectory"
+    assert inside["labels"]["pc_axis"] == "PC{n} ({percent} % of the variance)"
+    influence = answers.decoded(answers.influence_bytes(pool, run_id, -1))
+    assert influence["step"] == 30 and influence["map"] is not None
+    for layer in (0, 1):
+        paths = answers.decoded(answers.trajectory_bytes(pool, run_id, layer, -1))
+        assert paths["layer"] == layer and paths["snapshots"][-1]["step"] == 30
+    assert answers.trajectory_bytes(pool, run_id, 0, 30) is None  # nothing newer
+
+
+def test_inside_speaks_korean_about_influence_and_paths():
+    query = {"lang": "ko", "task": "adding", "cell": "lstm", "seq_len": 10, **TINY}
+    at = open_app(query=query)
+    at.button(key="train_start").click().run()
+    assert_no_exception(at)
+    wait_for(at.session_state["train_run"])
+    at.switch_page("views/inside.py").run()
+    assert_no_exception(at)
+    labels = live_view(at, "inside")["labels"]
+    for name in ("influence_title", "influence_caption_marked", "trajectory_title",
+                 "trajectory_caption", "pc_axis", "marked_trace", "sequence_trace"):  # fmt: skip
+        assert HANGUL.search(labels[name]), (name, labels[name])
+    assert "은닉 상태" in labels["trajectory_title"] and "관찰용" in labels["sequence_trace"]
+    assert "0~1" not in labels["influence_caption"] and "10⁻⁴~1" in labels["influence_caption"]
 
 
 # Compare ------------------------------------------------------------------------------

@@ -173,6 +173,80 @@ def inside_labels() -> dict[str, Any]:
             "Appears once the gradients have been computed twice: at the first snapshot, "
             "then about every 5 seconds of the run's training."
         ),
+        **influence_labels(),
+        **trajectory_labels(),
+    }
+
+
+def influence_labels() -> dict[str, str]:
+    """Which input steps the predictions use: the influence charts (Train and Inside)."""
+    return {
+        **_common(),
+        "influence_title": _("**Which inputs does the prediction use?** ‖∂ŷ_T/∂x_t‖"),
+        "influence_waiting": _(
+            "Appears with the first gradients through time (at the first snapshot)."
+        ),
+        "sequence_trace": _("probe sequence {n}"),
+        "marked_trace": _("marked positions"),
+        "input_step_axis": _("input time step t"),
+        "prediction_step_axis": _("prediction at time step t′"),
+        "influence_axis": _("relative influence on the last prediction"),
+        "relative_axis": _("relative influence"),
+        "training_step_axis": _("training step"),
+        "influence_caption": _(
+            "How much each input x_t moves the last prediction (training step {step}), each "
+            "line divided by its own largest value, log scale 10⁻⁴~1. A tanh RNN's line "
+            "falls within a few time steps: it cannot use inputs further back."
+        ),
+        "influence_caption_marked": _(
+            "How much each input x_t moves the last prediction (training step {step}), each "
+            "line divided by its own largest value, log scale 10⁻⁴~1. Stars mark the two "
+            "values to add: a trained LSTM's lines peak there however far back they are, "
+            "while a tanh RNN's influence dies within a few time steps."
+        ),
+        "influence_private": _(
+            "The axes show time steps only: the characters are the run's word or text, "
+            "which only the tab that started it sees."
+        ),
+        "influence_map_title": _("**Every prediction** (probe sequence 1)"),
+        "influence_map_caption": _(
+            "Row t′: how much each earlier input t moves the prediction at t′, divided by "
+            "the row's largest value. A bright diagonal only: the network looks one or "
+            "two characters back; brightness further left: it remembers more."
+        ),
+        "influence_history_title": _("**How the reach grew during training** (probe sequence 1)"),
+        "influence_history_caption": _(
+            "One row per snapshot with influence, the earliest at the bottom. Colour that "
+            "spreads to the left as training goes on: the network learns to use inputs "
+            "further back."
+        ),
+        "influence_history_empty": _(
+            "Fills in as training goes on: a row about every 5 seconds of training."
+        ),
+    }
+
+
+def trajectory_labels() -> dict[str, str]:
+    """Where the hidden state travels: the PCA path chart and its slider (Inside)."""
+    return {
+        "trajectory_title": _("**Where the hidden state travels** — its path through time"),
+        "trajectory_waiting": _(
+            "Appears with the first gradients through time (at the first snapshot)."
+        ),
+        "trajectory_slider": _("Snapshot"),
+        "trajectory_position": _("training step {step} ({n} of {count})"),
+        "start_trace": _("start (t = 0)"),
+        "end_trace": _("end"),
+        "pc_axis": _("PC{n} ({percent} % of the variance)"),
+        "trajectory_caption": _(
+            "The hidden state h_t of each probe sequence projected on the two directions "
+            "in which it varied most (principal components, fitted at training step "
+            "{reference}: {percent} % of the variance). Colour is the time step. The "
+            "slider moves over the {count} snapshots that share these axes; the axes are "
+            "fitted again when training has moved the hidden state out of their plane, "
+            "and the slider starts again there. As the network learns, the paths "
+            "organise by what each sequence must remember."
+        ),
     }
 
 

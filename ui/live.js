@@ -10,7 +10,9 @@
 //   "preload": only loads Plotly, ahead of the first run.
 //   "loss":    {run_id, points_url, steps, baseline, baseline_label, metric_baseline}
 //   "gates":   {run_id, gates_url, layer, cell: {name, states, sigmoid}, titles}
-//   "inside":  {run_id, points_url, gates_url, gradients_url, layers, cell, titles,
+//   "influence": {run_id, influence_url}
+//   "inside":  {run_id, points_url, gates_url, gradients_url, influence_url,
+//               trajectory_url, layers, cell, titles,
 //               settings: {cell, activation, num_layers, hidden_size, steps}}
 //   "race":    {sweep_id, sweep_url, total, axes}
 //   "room":    {room_url}
@@ -24,7 +26,9 @@
 // the view in place. A fed view never fetches anything but Plotly.
 //
 // Tests follow the views through data-rnnlab-* attributes: last-step (loss chart),
-// snapshot-step (heatmaps), gradient-step (gradient history), layer and units (Inside's
+// snapshot-step (heatmaps), gradient-step (gradient history), influence-step and
+// influence-history (the influence charts), trajectory-step (the snapshot a path chart
+// shows), trajectory-snapshots and trajectory-layer (its panel), layer and units (Inside's
 // root), race-runs and race-done (Race's root), room-runs (Room's chart), trials (finished
 // trials drawn, complete + pruned) and version (the study view's root).
 
@@ -697,6 +701,335 @@ class GatesView extends View {
   }
 }
 
+// ---------------------------------------------------------------- influence and paths
+
+const INFLUENCE_FLOOR = 1e-4;  // rnnlab.events.INFLUENCE_FLOOR: the log axis's bottom
+const INFLUENCE_HISTORY = 32;  // rnnlab.events.MAX_INFLUENCE_HISTORY
+const TRAJECTORY_HISTORY = 16;  // rnnlab.events.MAX_TRAJECTORY_HISTORY
+const INSIGHTS_POLL_MS = 2000;  // influence and paths change with the gradients (~5 s)
+const SUPERSCRIPTS = { "-": "⁻", 0: "⁰", 1: "¹", 2: "²", 3: "³", 4: "⁴" };
+const POWERS = [-4, -3, -2, -1, 0];
+const POWER_TEXT = POWERS.map((p) => (p === 0 ? "1" : "10" + String(p).split("").map((c) => SUPERSCRIPTS[c]).join("")));
+
+// rnnlab.events.relative_influence: each value over the list's largest, no less than
+// INFLUENCE_FLOOR (null stays).
+function relativeInfluence(values) {
+  const present = values.filter((v) => v !== null && v !== undefined);
+  const peak = present.length ? Math.max(...present) : 0;
+  return values.map((v) => (v === null || v === undefined ? null
+    : peak > 0 ? Math.max(v / peak, INFLUENCE_FLOOR) : INFLUENCE_FLOOR));
+}
+
+const log10OrNull = (v) => (v === null ? null : Math.log10(v));
+
+// `seen` and `fresh` merged by step (fresh wins), sorted, at most `limit` (every other
+// dropped, the last kept): a run that ends is answered from the store with its last
+// snapshot alone, and the browser keeps what it saw.
+function mergeByStep(seen, fresh, stepOf, limit) {
+  const byStep = new Map(seen.map((entry) => [stepOf(entry), entry]));
+  for (const entry of fresh) byStep.set(stepOf(entry), entry);
+  let merged = [...byStep.values()].sort((a, b) => stepOf(a) - stepOf(b));
+  while (merged.length > limit) merged = merged.filter((e, i, all) => i % 2 === 0 || i === all.length - 1);
+  return merged;
+}
+
+// Which input steps the predictions use: the last prediction's influence per probe
+// sequence (log scale, each line over its own largest), the map of every prediction t′
+// against every input t (tasks that answer at every step), and sequence 1's influence
+// at each snapshot with influence so far. Drawn by InsideView and InfluenceView alike.
+class InfluencePanel {
+  constructor(parent, view) {
+    this.owner = view;  // the View: its Plotly, labels, number formats
+    const labels = view.labels;
+    this.view = null;
+    this.history = [];
+    this.drawn = null;
+    this.node = element("div", "rnnlab-influence", parent);
+    markdown(element("div", "rnnlab-chart-title", this.node), labels.influence_title);
+    this.waiting = element("div", "rnnlab-caption", this.node);
+    this.waiting.textContent = labels.influence_waiting;
+    this.body = element("div", "", this.node);
+    this.body.style.display = "none";
+    this.lastChart = element("div", "rnnlab-influence-chart", this.body);
+    this.lastCaption = element("div", "rnnlab-caption", this.body);
+    this.columns = element("div", "rnnlab-columns", this.body);
+    const columns = this.columns;
+    this.mapBox = element("div", "", columns);
+    markdown(element("div", "rnnlab-chart-title", this.mapBox), labels.influence_map_title);
+    this.mapChart = element("div", "rnnlab-influence-map", this.mapBox);
+    this.mapCaption = element("div", "rnnlab-caption", this.mapBox);
+    const historyBox = element("div", "", columns);
+    markdown(element("div", "rnnlab-chart-title", historyBox), labels.influence_history_title);
+    this.historyChart = element("div", "rnnlab-influence-history", historyBox);
+    this.historyCaption = element("div", "rnnlab-caption", historyBox);
+  }
+
+  update(view) {
+    if (!view) return;
+    const fresh = view.history || [];
+    const reset = this.view && view.seq_len !== this.view.seq_len;
+    this.history = mergeByStep(reset ? [] : this.history, fresh, (entry) => entry[0], INFLUENCE_HISTORY);
+    this.view = view;
+  }
+
+  // An input step's label: t, and the probe's symbol there if the view has them.
+  tick(t) {
+    const view = this.view;
+    const at = view.symbols ? view.steps.indexOf(t) : -1;
+    return at >= 0 ? `${t} ${escapeHtml(visible(view.symbols[at]))}` : String(t);
+  }
+
+  logAxis(title) {
+    return { title: { text: title }, type: "log", range: [Math.log10(INFLUENCE_FLOOR), 0.05],
+      tickvals: POWERS.map((p) => 10 ** p), ticktext: POWER_TEXT };
+  }
+
+  colourBar(title) {
+    return { len: 0.9, thickness: 10, title: { text: title, side: "right" }, tickvals: POWERS, ticktext: POWER_TEXT };
+  }
+
+  draw() {
+    const view = this.view, owner = this.owner, Plotly = owner.Plotly;
+    this.waiting.style.display = view ? "none" : "";
+    this.body.style.display = view ? "" : "none";
+    if (!view || !Plotly) return;
+    const signature = `${view.step}:${this.history.length}:${this.node.offsetWidth}`;
+    if (this.drawn === signature) return;
+    this.drawn = signature;
+    const labels = owner.labels, uirevision = owner.data.run_id;
+    const layoutBase = { margin: { l: 70, r: 10, t: 30, b: 50 }, paper_bgcolor: "rgba(0,0,0,0)", uirevision };
+    const steps = view.steps;
+    const lines = view.last.map((values, i) => ({
+      x: steps, y: relativeInfluence(values), name: fill(labels.sequence_trace, { n: i + 1 }),
+      mode: "lines+markers", line: { color: COLOURS[i % COLOURS.length], width: 2 }, marker: { size: 4 },
+      hovertemplate: `t=%{x}: %{y:.2e}<extra>${fill(labels.sequence_trace, { n: i + 1 })}</extra>`,
+    }));
+    if (view.marked) {
+      const x = [], y = [], colours = [];
+      view.marked.forEach((positions, i) => {
+        const relative = lines[i] ? lines[i].y : null;
+        for (const t of positions) {
+          let at = 0;
+          steps.forEach((s, k) => { if (Math.abs(s - t) < Math.abs(steps[at] - t)) at = k; });
+          x.push(t);
+          y.push(relative ? relative[at] : 1);
+          colours.push(COLOURS[i % COLOURS.length]);
+        }
+      });
+      lines.push({ x, y, name: labels.marked_trace, mode: "markers", hovertemplate: `t=%{x}<extra>${labels.marked_trace}</extra>`,
+        marker: { symbol: "star", size: 14, color: colours, line: { color: "#222", width: 1 } } });
+    }
+    const xaxis = { title: { text: labels.input_step_axis }, range: [-0.5, view.seq_len - 0.5] };
+    if (view.symbols && steps.length <= 40) {
+      xaxis.tickvals = steps;
+      xaxis.ticktext = steps.map((t) => this.tick(t));
+    }
+    Plotly.react(this.lastChart, lines, {
+      ...layoutBase, height: 320, legend: { orientation: "h", yanchor: "bottom", y: 1.02, x: 0 },
+      xaxis, yaxis: this.logAxis(labels.influence_axis),
+    }, PLOT_CONFIG);
+    this.lastChart.dataset.rnnlabInfluenceStep = String(view.step);
+    this.lastCaption.textContent = fill(view.marked ? labels.influence_caption_marked : labels.influence_caption, {
+      step: owner.count(view.step),
+    }) + (view.private ? " " + labels.influence_private : "");
+
+    if (view.map && view.map_steps) {
+      const outputs = view.map_steps;
+      const z = view.map.map((row) => {
+        const relative = relativeInfluence(row).map(log10OrNull);
+        return outputs.map((_, j) => (j < relative.length ? relative[j] : null));
+      });
+      const ticks = outputs.map((t) => this.tick(t));
+      const index = outputs.map((_, i) => i);
+      Plotly.react(this.mapChart, [{
+        type: "heatmap", z, x: index, y: index, zmin: Math.log10(INFLUENCE_FLOOR), zmax: 0,
+        colorscale: "Viridis", colorbar: this.colourBar(labels.relative_axis), hoverongaps: false,
+        customdata: outputs.map((tp) => outputs.map((t) => [t, tp])),
+        hovertemplate: `t=%{customdata[0]} → t′=%{customdata[1]}: 10^%{z:.1f}<extra></extra>`,
+      }], {
+        ...layoutBase, height: 340,
+        xaxis: { title: { text: labels.input_step_axis }, tickvals: index, ticktext: ticks, tickangle: 0 },
+        yaxis: { title: { text: labels.prediction_step_axis }, tickvals: index, ticktext: ticks },
+      }, PLOT_CONFIG);
+      this.mapBox.style.display = "";
+      this.columns.classList.remove("rnnlab-single");
+      this.mapCaption.textContent = labels.influence_map_caption;
+    } else {  // the model answers at the last step only: the history gets the whole width
+      this.clear(this.mapChart);
+      this.mapBox.style.display = "none";
+      this.columns.classList.add("rnnlab-single");
+    }
+
+    const history = this.history;
+    const z = history.map(([, values]) => relativeInfluence(values).map(log10OrNull));
+    const rows = history.map((_, i) => i);
+    const shapes = (view.marked && view.marked[0] ? view.marked[0] : []).map((t) => ({
+      type: "line", x0: t, x1: t, yref: "paper", y0: 0, y1: 1, line: { color: "#fff", width: 1.5, dash: "dot" } }));
+    Plotly.react(this.historyChart, [{
+      type: "heatmap", z, x: steps, y: rows, zmin: Math.log10(INFLUENCE_FLOOR), zmax: 0,
+      colorscale: "Viridis", colorbar: this.colourBar(labels.relative_axis),
+      customdata: history.map(([step]) => steps.map(() => owner.count(step))),
+      hovertemplate: `t=%{x}, ${labels.training_step_axis} %{customdata}: 10^%{z:.1f}<extra></extra>`,
+    }], {
+      ...layoutBase, height: 340, shapes,
+      xaxis: { title: { text: labels.input_step_axis } },
+      yaxis: { title: { text: labels.training_step_axis }, tickvals: rows,
+        ticktext: history.map(([step]) => owner.count(step)), nticks: 8 },
+    }, PLOT_CONFIG);
+    this.historyChart.dataset.rnnlabInfluenceHistory = String(history.length);
+    this.historyCaption.textContent = history.length > 1 ? labels.influence_history_caption : labels.influence_history_empty;
+  }
+
+  clear(node) {
+    if (node.data && this.owner.Plotly) this.owner.Plotly.purge(node);
+  }
+}
+
+// `seen` (a layer's trajectory view the browser has) brought up to date with `fresh`:
+// the paths of the snapshots on the latest axes, those the browser saw included.
+function mergeTrajectory(seen, fresh) {
+  if (!fresh) return seen;
+  if (!seen || seen.reference_step !== fresh.reference_step) return fresh;
+  const snapshots = mergeByStep(seen.snapshots, fresh.snapshots, (entry) => entry.step, TRAJECTORY_HISTORY);
+  return { ...fresh, snapshots };
+}
+
+// Where a layer's hidden state travels: each probe sequence's path through time on the
+// two principal axes fitted at the view's reference_step (start ○, end ✕, time by
+// colour), and a slider over the snapshots that share those axes.
+class TrajectoryPanel {
+  constructor(parent, view) {
+    this.owner = view;
+    const labels = view.labels;
+    this.view = null;
+    this.chosen = null;  // the step the slider holds; null: follow the latest
+    this.drawn = null;
+    this.node = element("div", "rnnlab-trajectory", parent);
+    markdown(element("div", "rnnlab-chart-title", this.node), labels.trajectory_title);
+    this.waiting = element("div", "rnnlab-caption", this.node);
+    this.waiting.textContent = labels.trajectory_waiting;
+    this.body = element("div", "", this.node);
+    this.body.style.display = "none";
+    this.control = element("label", "rnnlab-profiles rnnlab-trajectory-control", this.body);
+    element("span", "", this.control).textContent = labels.trajectory_slider;
+    this.slider = element("input", "rnnlab-trajectory-slider", this.control);
+    this.slider.type = "range";
+    this.slider.min = "0";
+    this.slider.step = "1";
+    this.sliderText = element("span", "rnnlab-profiles-count", this.control);
+    this.slider.addEventListener("input", () => {
+      const snapshots = this.view ? this.view.snapshots : [];
+      const at = Number(this.slider.value);
+      this.chosen = at >= snapshots.length - 1 ? null : snapshots[at].step;
+      this.draw();
+    });
+    this.chart = element("div", "rnnlab-trajectory-chart", this.body);
+    this.caption = element("div", "rnnlab-caption", this.body);
+  }
+
+  show(view) {
+    if (view !== this.view) {
+      if (!view || !this.view || view.reference_step !== this.view.reference_step || view.layer !== this.view.layer) this.chosen = null;
+      this.view = view;
+    }
+    this.draw();
+  }
+
+  draw() {
+    const view = this.view, owner = this.owner, Plotly = owner.Plotly, labels = owner.labels;
+    this.waiting.style.display = view ? "none" : "";
+    this.body.style.display = view ? "" : "none";
+    if (!view || !Plotly) return;
+    const snapshots = view.snapshots;
+    let at = snapshots.length - 1;
+    if (this.chosen !== null) {
+      const found = snapshots.findIndex((entry) => entry.step >= this.chosen);
+      at = found >= 0 ? found : at;
+    }
+    const entry = snapshots[at];
+    const signature = `${view.layer}:${view.step}:${snapshots.length}:${at}:${this.node.offsetWidth}`;
+    this.slider.max = String(snapshots.length - 1);
+    this.slider.value = String(at);
+    this.slider.disabled = snapshots.length < 2;
+    this.sliderText.textContent = fill(labels.trajectory_position, {
+      step: owner.count(entry.step), n: at + 1, count: snapshots.length });
+    this.node.dataset.rnnlabTrajectorySnapshots = String(snapshots.length);
+    this.node.dataset.rnnlabTrajectoryLayer = String(view.layer);
+    if (this.drawn === signature) return;
+    this.drawn = signature;
+    // The same ranges for every snapshot on these axes: moving the slider moves the paths.
+    let xs = [], ys = [];
+    for (const shot of snapshots) for (const path of shot.paths) for (const [x, y] of path) { xs.push(x); ys.push(y); }
+    const span = (values) => {
+      const low = Math.min(...values), high = Math.max(...values), pad = 0.06 * (high - low || 1);
+      return [low - pad, high + pad];
+    };
+    const steps = view.steps, traces = [];
+    entry.paths.forEach((path, i) => {
+      const colour = COLOURS[i % COLOURS.length];
+      const name = fill(labels.sequence_trace, { n: i + 1 });
+      traces.push({ x: path.map((p) => p[0]), y: path.map((p) => p[1]), name, mode: "lines+markers",
+        line: { color: colour, width: 1.5 }, customdata: steps,
+        marker: { size: 6, color: steps, colorscale: "Viridis", cmin: 0, cmax: Math.max(1, steps[steps.length - 1]),
+          showscale: i === 0, colorbar: { len: 0.8, thickness: 10, title: { text: labels.time_step_t, side: "right" } } },
+        hovertemplate: `t=%{customdata}: (%{x:.3g}, %{y:.3g})<extra>${name}</extra>` });
+    });
+    const ends = (which, symbol, name) => ({
+      x: entry.paths.map((path) => path[which(path)][0]), y: entry.paths.map((path) => path[which(path)][1]),
+      name, mode: "markers", hoverinfo: "name",
+      marker: { symbol, size: 13, color: entry.paths.map((_, i) => COLOURS[i % COLOURS.length]), line: { color: "#222", width: 2 } },
+    });
+    traces.push(ends(() => 0, "circle-open", labels.start_trace));
+    traces.push(ends((path) => path.length - 1, "x", labels.end_trace));
+    const percent = (share) => Math.round(100 * share);
+    Plotly.react(this.chart, traces, {
+      height: 440, margin: { l: 70, r: 10, t: 30, b: 50 }, paper_bgcolor: "rgba(0,0,0,0)",
+      plot_bgcolor: "#F3F6FA", legend: { orientation: "h", yanchor: "bottom", y: 1.02, x: 0 },
+      xaxis: { title: { text: fill(labels.pc_axis, { n: 1, percent: percent(entry.explained[0]) }) }, range: span(xs), zeroline: false },
+      yaxis: { title: { text: fill(labels.pc_axis, { n: 2, percent: percent(entry.explained[1]) }) }, range: span(ys), zeroline: false },
+      uirevision: `${owner.data.run_id}-trajectory-${view.layer}`,
+    }, PLOT_CONFIG);
+    this.chart.dataset.rnnlabTrajectoryStep = String(entry.step);
+    this.caption.textContent = fill(labels.trajectory_caption, {
+      reference: owner.count(view.reference_step), count: snapshots.length,
+      percent: percent(view.reference_explained[0] + view.reference_explained[1]),
+    });
+  }
+}
+
+// ---------------------------------------------------------------- Train's influence
+
+class InfluenceView extends View {
+  constructor(root, data, component) {
+    super(root, data, component);
+    this.panel = new InfluencePanel(root, this);
+  }
+
+  async poll() {
+    if (!this.polling()) return;
+    const polled = await this.once("poll", async () => {
+      try {
+        const after = this.panel.view ? this.panel.view.step : -1;
+        const view = await this.get(this.data.influence_url, `after=${after}`);
+        this.failures = 0;
+        if (view) {
+          this.panel.update(view);
+          this.panel.draw();
+        }
+      } catch (error) {
+        if (error.status === 404) this.stopped = true;
+        else this.failed(error);
+      }
+    });
+    if (polled && (this.data.active || this.retrying())) this.schedule(INSIGHTS_POLL_MS);
+  }
+
+  feed(view) {
+    if (view && (!this.panel.view || this.panel.view.step !== view.step)) this.panel.update(view);
+    this.panel.draw();
+  }
+}
+
 // ---------------------------------------------------------------- Inside the cell
 
 class InsideView extends View {
@@ -760,6 +1093,9 @@ class InsideView extends View {
     });
     this.historyChart = element("div", "rnnlab-history-chart", right);
     this.historyCaption = element("div", "rnnlab-caption", right);
+    this.trajectories = {};  // layer -> its trajectory view, merged (mergeTrajectory)
+    this.influencePanel = new InfluencePanel(this.body, this);
+    this.trajectoryPanel = new TrajectoryPanel(this.body, this);
     this.selectTab();
   }
 
@@ -778,6 +1114,22 @@ class InsideView extends View {
     return this.get(this.data.gradients_url, `after=${after}`);
   }
 
+  fetchInfluence() {
+    const seen = this.influencePanel.view;
+    return this.get(this.data.influence_url, `after=${seen ? seen.step : -1}`);
+  }
+
+  fetchTrajectory(layer) {
+    const seen = this.trajectories[layer];
+    return this.get(this.data.trajectory_url, `layer=${layer}&after=${seen ? seen.step : -1}`);
+  }
+
+  // Take in the answers of the influence and trajectory routes (null: nothing newer).
+  takeInsights(influence, trajectory, layer) {
+    if (influence) this.influencePanel.update(influence);
+    if (trajectory) this.trajectories[layer] = mergeTrajectory(this.trajectories[layer], trajectory);
+  }
+
   // Progress and the shown layer's view every poll_ms while the run trains; once it has
   // ended, one last look at both pictures, then no more.
   async poll() {
@@ -793,9 +1145,13 @@ class InsideView extends View {
       if (view) this.views[layer] = view;
       if (ENDED(progress.status) || this.data.active === false) {
         this.stopped = true;
-        const [last, gradients] = await Promise.all([this.fetchView(this.layer), this.fetchGradients()]);
-        if (last) this.views[this.layer] = last;
+        const shown = this.layer;
+        const [last, gradients, influence, trajectory] = await Promise.all([
+          this.fetchView(shown), this.fetchGradients(), this.fetchInfluence(), this.fetchTrajectory(shown),
+        ]);
+        if (last) this.views[shown] = last;
         if (gradients) this.gradients = gradients;
+        this.takeInsights(influence, trajectory, shown);
       }
       this.draw();
     }).catch((error) => {
@@ -806,14 +1162,22 @@ class InsideView extends View {
     if (polled) this.schedule(this.data.poll_ms - (performance.now() - started));
   }
 
+  // The gradient history, the influence and the shown layer's paths, which all change
+  // with the gradients (every few seconds).
   async pollGradients() {
     if (!this.polling()) return;
     const polled = await this.once("gradients", async () => {
-      const gradients = await this.fetchGradients().catch(() => null);  // the progress poll counts failures
+      const layer = this.layer, quiet = () => null;  // the progress poll counts failures
+      const [gradients, influence, trajectory] = await Promise.all([
+        this.fetchGradients().catch(quiet), this.fetchInfluence().catch(quiet),
+        this.fetchTrajectory(layer).catch(quiet),
+      ]);
       if (gradients) {
         this.gradients = gradients;
         this.drawHistory();
       }
+      this.takeInsights(influence, trajectory, layer);
+      if (influence || trajectory) this.drawInsights();
     });
     if (polled) this.schedule(GRADIENTS_POLL_MS, () => this.pollGradients(), "gradients");
   }
@@ -825,6 +1189,10 @@ class InsideView extends View {
       if (view && (!this.views[layer] || this.views[layer].step !== view.step)) this.views[layer] = view;
     }
     if (fed.gradients) this.gradients = fed.gradients;
+    if (fed.influence) this.influencePanel.update(fed.influence);
+    for (const [layer, view] of Object.entries(fed.trajectories || {})) {
+      if (view) this.trajectories[layer] = mergeTrajectory(this.trajectories[layer], view);
+    }
     this.draw();
   }
 
@@ -835,11 +1203,15 @@ class InsideView extends View {
     this.root.dataset.rnnlabLayer = String(layer);
     this.selectTab();
     this.draw();
-    if (this.views[layer] || this.fed) return;
+    if (this.fed) return;
     try {
-      const view = await this.fetchView(layer);
+      const [view, trajectory] = await Promise.all([
+        this.views[layer] ? null : this.fetchView(layer),
+        this.trajectories[layer] ? null : this.fetchTrajectory(layer),
+      ]);
       if (view) this.views[layer] = view;
-      if (this.layer === layer) this.draw();
+      this.takeInsights(null, trajectory, layer);
+      if (this.layer === layer && (view || trajectory)) this.draw();
     } catch (error) {
       this.failed(error);
     }
@@ -901,6 +1273,13 @@ class InsideView extends View {
       : "";
     this.drawGradients(view);
     this.drawHistory();
+    this.drawInsights();
+  }
+
+  drawInsights() {
+    if (this.body.style.display === "none") return;
+    this.influencePanel.draw();
+    this.trajectoryPanel.show(this.trajectories[this.layer] || null);
   }
 
   drawHeader(view) {
@@ -1600,7 +1979,8 @@ class StudyView extends View {
 // ---------------------------------------------------------------- mounting
 
 const VIEWS = {
-  loss: LossView, gates: GatesView, inside: InsideView, race: RaceView, room: RoomView, study: StudyView,
+  loss: LossView, gates: GatesView, influence: InfluenceView, inside: InsideView, race: RaceView,
+  room: RoomView, study: StudyView,
 };
 
 // Two mounts with the same identity are the same view: a remount updates it in place.

@@ -30,6 +30,7 @@ from .i18n import _, language
 from .labels import (
     gate_titles,
     gates_labels,
+    influence_labels,
     inside_labels,
     loss_labels,
     race_labels,
@@ -215,6 +216,21 @@ def gates_view(progress: Progress, *, key: str, page: str = "", layer: int = 0) 
     )
 
 
+def influence_view(progress: Progress, *, key: str, page: str = "") -> None:
+    """Which input steps the predictions use, and how that grew during training: live
+    while the run trains (the probe's characters on the axes for its owner only)."""
+    run_id = progress.run_id
+    _run_view(
+        "influence",
+        progress,
+        lambda: answers.decoded(answers.influence_bytes(manager(), run_id, -1, key=viewer_key())),
+        key=key,
+        page=page,
+        influence_url=f"api/runs/{run_id}/influence",
+        labels=influence_labels(),
+    )
+
+
 def inside_view(progress: Progress, *, key: str, page: str) -> None:
     """Every layer's gates and states, gradients through time and saturation of a run;
     the layer and unit range are chosen in the browser."""
@@ -231,6 +247,11 @@ def inside_view(progress: Progress, *, key: str, page: str) -> None:
                 for layer in range(layers)
             },
             "gradients": answers.decoded(answers.gradients_bytes(pool, run_id, -1)),
+            "influence": answers.decoded(answers.influence_bytes(pool, run_id, -1, key=key)),
+            "trajectories": {
+                str(layer): answers.decoded(answers.trajectory_bytes(pool, run_id, layer, -1))
+                for layer in range(layers)
+            },
         }
 
     _run_view(
@@ -242,6 +263,8 @@ def inside_view(progress: Progress, *, key: str, page: str) -> None:
         points_url=f"api/runs/{run_id}",
         gates_url=f"api/runs/{run_id}/gates",
         gradients_url=f"api/runs/{run_id}/gradients",
+        influence_url=f"api/runs/{run_id}/influence",
+        trajectory_url=f"api/runs/{run_id}/trajectory",
         layers=layers,
         cell=cell,
         titles=titles,
@@ -418,7 +441,8 @@ def run_panel(
     run_id: str, *, key: str, page: str = "", show_inside: bool = True
 ) -> Progress | None:
     """Stop button or ending, loss chart, progress and metrics, and (optionally) the
-    first layer's gates of one run: live while it trains, then its final pictures.
+    first layer's gates and the inputs' influence of one run: live while it trains, then
+    its final pictures.
 
     `page` is the url_path of the page it is on ("" for the default page). The views
     rerun the page once, when the run ends.
@@ -436,4 +460,5 @@ def run_panel(
     loss_view(progress, key=key, page=page)
     if show_inside:
         gates_view(progress, key=key, page=page)
+        influence_view(progress, key=key, page=page)
     return progress
