@@ -279,7 +279,9 @@ def influence_claim(runs: list[tuple[str, int, int]]) -> None:
         top_two = last.topk(2, dim=1).indices
         hits = sum(bool(marked[b, top_two[b]].all()) for b in range(len(x)))
         relative = (last / last[:, -1:]).median(0).values  # to the last step's influence
-        back = ", ".join(f"{k} back {relative[-1 - k].item():.2g}" for k in (10, 20, 40) if k < length)
+        back = ", ".join(
+            f"{k} back {relative[-1 - k].item():.2g}" for k in (10, 20, 40) if k < length
+        )
         print(
             f"   {cell} T={length}, {steps} steps: MSE {summary['metric']:.4f} (baseline "
             f"{summary['metric_baseline']:.3f}); marked steps on top {hits} of 100; median "

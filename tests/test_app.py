@@ -1013,7 +1013,7 @@ def test_the_settings_form_speaks_korean():
     assert [label.split()[0] for label in tasks] == list(TASK_NAMES)
     assert all(HANGUL.search(label) for label in tasks)
     presets = at.selectbox(key="train_preset").options
-    assert "왜 LSTM인가? 먼 과거의 기억" in presets
+    assert "왜 LSTM인가? 장기 의존성" in presets
     assert all(HANGUL.search(m.label) for m in at.metric), [m.label for m in at.metric]
 
     # A Korean page is checked on its first run only: AppTest formats the values it sends

@@ -96,7 +96,8 @@ def test_a_study_grows_live_and_the_share_link_opens_it_for_the_room(server, new
     assert re.search(r"trials|ranking|setting", message), message
     assert page.locator("tr[data-rnnlab-trial].mine").count() >= TRIALS - 1
     no_exception(page)
-    page.get_by_text("New study", exact=True).click()  # fold the form away: the study is the picture
+    # Fold the form away: the study is the picture.
+    page.get_by_text("New study", exact=True).click()
     page.set_viewport_size({"width": 1400, "height": 3600})  # the app scrolls inside itself
     page.wait_for_timeout(1000)
     page.screenshot(path=screenshots / "explore.png", full_page=True)
