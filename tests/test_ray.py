@@ -223,3 +223,33 @@ def test_an_unreachable_cluster_exits_2_with_one_line(capsys):
     assert caught.value.code == 2
     line = _one_error_line(capsys)
     assert line.startswith("rnnlab: error: cannot reach a Ray cluster at 127.0.0.1:1")
+
+
+def test_a_study_trains_its_trials_on_ray_and_records_them_here(ray_runtime, store):
+    from rnnlab.tune import tune
+
+    with RayExecutor(store=store) as executor:
+        study = tune(
+            "cell=rnn|gru",
+            tiny(task="adding", hidden_size=8, batch_size=8, seq_len=10, steps=60),
+            trials=3,
+            pruner="none",
+            manager=executor.manager,
+            study="on-ray",
+        )
+    trials = study.trials()
+    assert [t.state.name for t in trials] == ["COMPLETE"] * 3
+    runs = {run.trial: run for run in store.list_runs(study="on-ray")}
+    assert sorted(runs) == [0, 1, 2]  # recorded by this machine from the actors' updates
+    for trial in trials:
+        run = runs[trial.number]
+        assert run.config["cell"] == trial.params["cell"]
+        assert trial.value == run.summary["final_loss"]
+        assert len(store.evaluations(run.id)) == len(trial.intermediate_values)
+
+
+def test_the_cli_tunes_on_ray(ray_runtime, capsys):
+    assert main(["tune", *LONG_ARGS, "--steps", "40", "--search", "cell=rnn|gru",
+                 "--trials", "2", "--executor", "ray", "--json"]) == 0  # fmt: skip
+    summary = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert summary["counts"]["complete"] + summary["counts"]["pruned"] == 2
