@@ -85,6 +85,27 @@ def add_config_options(parser: argparse.ArgumentParser) -> None:
             parser.add_argument(_option(f.name), metavar="VALUE", help=help_text)
 
 
+def add_pool_options(parser: argparse.ArgumentParser) -> None:
+    """Where a sweep's or a study's runs train: --workers, --executor, --ray-address."""
+    parser.add_argument(
+        "--workers",
+        metavar="N",
+        help="training processes (default: RNNLAB_WORKERS, else one per core)",
+    )
+    parser.add_argument(
+        "--executor",
+        choices=("local", "ray"),
+        default="local",
+        help="train on this machine's worker pool (default), or as Ray tasks",
+    )
+    parser.add_argument(
+        "--ray-address",
+        metavar="ADDRESS",
+        help="Ray cluster to train on (HOST:PORT, ray://HOST:PORT or auto; "
+        "default: a local Ray runtime started for the command)",
+    )
+
+
 def config_from_args(args: argparse.Namespace) -> RunConfig:
     """The RunConfig the options describe (defaults for the rest); exits 2 if invalid."""
     values: dict[str, Any] = {}
@@ -711,23 +732,7 @@ def build_parser() -> argparse.ArgumentParser:
     sweep_parser.add_argument(
         "--seeds", metavar="LIST", help="seeds to repeat every grid point with, e.g. 0,1,2"
     )
-    sweep_parser.add_argument(
-        "--workers",
-        metavar="N",
-        help="training processes (default: RNNLAB_WORKERS, else one per core)",
-    )
-    sweep_parser.add_argument(
-        "--executor",
-        choices=("local", "ray"),
-        default="local",
-        help="train on this machine's worker pool (default), or as Ray tasks",
-    )
-    sweep_parser.add_argument(
-        "--ray-address",
-        metavar="ADDRESS",
-        help="Ray cluster to train on (HOST:PORT, ray://HOST:PORT or auto; "
-        "default: a local Ray runtime started for the sweep)",
-    )
+    add_pool_options(sweep_parser)
     sweep_parser.add_argument(
         "--json",
         action="store_true",
@@ -775,17 +780,7 @@ def build_parser() -> argparse.ArgumentParser:
     tune_parser.add_argument(
         "--parallel", metavar="N", help="trials training at once (default: as the pool allows)"
     )
-    tune_parser.add_argument(
-        "--workers",
-        metavar="N",
-        help="training processes (default: RNNLAB_WORKERS, else one per core)",
-    )
-    tune_parser.add_argument(
-        "--executor", choices=("local", "ray"), default="local", help="as for sweep"
-    )
-    tune_parser.add_argument(
-        "--ray-address", metavar="ADDRESS", help="Ray cluster to train on (as for sweep)"
-    )
+    add_pool_options(tune_parser)
     tune_parser.add_argument(
         "--json",
         action="store_true",

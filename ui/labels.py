@@ -301,7 +301,11 @@ def room_labels() -> dict[str, Any]:
     }
 
 
-SETTING_NAMES = {  # a searched setting as the study view names it (as the settings form)
+# The label of each control of the settings form (state.CONTROLS), by its name.
+CONTROL_LABELS = {
+    "preset": N_("Preset"),
+    "task": N_("Task"),
+    "word": N_("Word"),
     "cell": N_("Cell"),
     "activation": N_("Activation"),
     "hidden_size": N_("Hidden size"),
@@ -310,9 +314,21 @@ SETTING_NAMES = {  # a searched setting as the study view names it (as the setti
     "seq_len": N_("Sequence length"),
     "lr": N_("Learning rate"),
     "optimizer": N_("Optimizer"),
+    "steps": N_("Steps"),
     "clip": N_("Gradient clipping (0 = off)"),
     "init": N_("Initialisation"),
+    "seed": N_("Seed"),
+    "device": N_("Device"),
+    "stop_when_solved": N_("Stop when solved"),
 }
+# A searched setting as the study view names it: as the settings form does.
+SETTING_NAMES = {
+    name: CONTROL_LABELS[name]
+    for name in (
+        "cell", "activation", "hidden_size", "num_layers", "batch_size", "seq_len", "lr",
+        "optimizer", "clip", "init",
+    )
+}  # fmt: skip
 TRIAL_STATES = {  # a trial's state (rnnlab.tune.study.STATES, and the run's while it trains)
     "complete": N_("complete"),
     "pruned": N_("pruned"),

@@ -19,6 +19,7 @@ from rnnlab.store import RunStore, rnnlab_home
 from rnnlab.text import MAX_TEXT_BYTES, decode_text
 
 from .i18n import N_, _, translator
+from .labels import CONTROL_LABELS
 from .state import (
     CONTROLS,
     DEFAULTS,
@@ -45,26 +46,6 @@ INIT_LABELS = {
     "orthogonal": N_("orthogonal W_hh"),
     "identity": N_("identity W_hh (relu RNN)"),
     "forget_bias": N_("forget-gate bias 1 (LSTM)"),
-}
-# The label of each control of the settings form (state.CONTROLS), by its name.
-CONTROL_LABELS = {
-    "preset": N_("Preset"),
-    "task": N_("Task"),
-    "word": N_("Word"),
-    "cell": N_("Cell"),
-    "activation": N_("Activation"),
-    "hidden_size": N_("Hidden size"),
-    "num_layers": N_("Layers"),
-    "batch_size": N_("Batch size"),
-    "seq_len": N_("Sequence length"),
-    "lr": N_("Learning rate"),
-    "optimizer": N_("Optimizer"),
-    "steps": N_("Steps"),
-    "clip": N_("Gradient clipping (0 = off)"),
-    "init": N_("Initialisation"),
-    "seed": N_("Seed"),
-    "device": N_("Device"),
-    "stop_when_solved": N_("Stop when solved"),
 }
 NO_PRESET = N_("Custom settings")
 # The uploads folder is pruned down to this, oldest first, sparing the files runs use.
