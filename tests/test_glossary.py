@@ -67,3 +67,15 @@ def test_every_message_has_a_korean_translation():
 def test_the_english_catalogue_uses_no_korean():
     hangul = re.compile("[\uac00-\ud7a3]")
     assert [english for english, text in entries("en") if hangul.search(text)] == []
+
+
+@pytest.mark.parametrize("language", ["ko", "en"])
+def test_no_message_has_a_pair_of_tildes_markdown_would_strike_through(language):
+    # Korean writes ranges as 0~1; two of them in one Markdown string strike the text
+    # between them through. Escaped (0\~1) they show as written.
+    pairs = [
+        text
+        for _, text in entries(language, placeholders=True)
+        if len(re.findall(r"(?<!\\)~", text)) >= 2
+    ]
+    assert not pairs, f"escape ~ as \\~ in: {pairs}"
