@@ -84,3 +84,15 @@ def interrupt_when_training(
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
     return process.returncode, out, err
+
+
+def forget_engine() -> None:
+    """Shut the process's pool down and drop cached resources: the next app builds anew."""
+    import streamlit as st
+
+    from rnnlab import jobs
+
+    manager = jobs.manager._manager
+    if manager is not None and not manager.closed:
+        manager.shutdown(timeout=60)
+    st.cache_resource.clear()

@@ -31,8 +31,7 @@ from ui import answers
 
 pytest.importorskip("streamlit")
 pytest.importorskip("plotly")
-import streamlit as st  # noqa: E402
-from helpers import until
+from helpers import forget_engine, until
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -75,23 +74,15 @@ ALWAYS_SHOWN = [
 TINY = {"hidden_size": 4, "steps": 30}
 
 
-def _forget_engine() -> None:
-    """Shut the process's pool down and drop cached resources: the next app builds anew."""
-    manager = jobs.manager._manager
-    if manager is not None and not manager.closed:
-        manager.shutdown(timeout=60)
-    st.cache_resource.clear()
-
-
 @pytest.fixture(autouse=True)
 def home(tmp_path, monkeypatch):
     """A private RNNLAB_HOME, set before the app makes its job manager and store."""
     monkeypatch.setenv("RNNLAB_HOME", str(tmp_path))
     monkeypatch.syspath_prepend(str(ROOT))
     threads = torch.get_num_threads()
-    _forget_engine()
+    forget_engine()
     yield tmp_path
-    _forget_engine()
+    forget_engine()
     torch.set_num_threads(threads)
 
 

@@ -22,8 +22,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 pytest.importorskip("optuna")
-import streamlit as st  # noqa: E402
-from helpers import until  # noqa: E402
+from helpers import forget_engine, until  # noqa: E402
 from starlette.applications import Starlette  # noqa: E402
 from streamlit.testing.v1 import AppTest  # noqa: E402
 from test_routes import Client  # noqa: E402
@@ -41,21 +40,14 @@ STUDY_TIMEOUT_S = 240
 TRAIN = {"train_task": "hello", "train_cell": "rnn", "train_hidden_size": 4}
 
 
-def _forget_engine() -> None:
-    manager = jobs.manager._manager
-    if manager is not None and not manager.closed:
-        manager.shutdown(timeout=60)
-    st.cache_resource.clear()
-
-
 @pytest.fixture(autouse=True)
 def home(tmp_path, monkeypatch):
     """A private RNNLAB_HOME (the run store and the studies' journal), a fresh pool."""
     monkeypatch.setenv("RNNLAB_HOME", str(tmp_path))
     monkeypatch.delenv("RNNLAB_STUDIES", raising=False)
-    _forget_engine()
+    forget_engine()
     yield tmp_path
-    _forget_engine()
+    forget_engine()
 
 
 def assert_no_exception(at: AppTest) -> None:

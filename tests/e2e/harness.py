@@ -253,3 +253,16 @@ def set_number(page, key: str, value: float) -> None:
     box = page.locator(f".st-key-{key} input")
     box.fill(str(value))
     box.press("Enter")
+
+
+def distinct_values(page, script: str, count: int, timeout_s: float = 60.0) -> list[int]:
+    """Sample `script` until it has shown `count` distinct positive values."""
+    seen: list[int] = []
+    for _ in range(int(timeout_s * 5)):
+        value = page.evaluate(script)
+        if value > 0 and value not in seen:
+            seen.append(value)
+            if len(seen) >= count:
+                return seen
+        page.wait_for_timeout(200)
+    raise AssertionError(f"only {seen} within {timeout_s} s")

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import shutil
 
-from harness import COUNT_RERUNS_JS, ROOT, open_app, wait_idle
+from harness import COUNT_RERUNS_JS, ROOT, distinct_values, open_app, wait_idle
 
 RUN_TIMEOUT_MS = 150_000
 RERUNS_JS = "() => window.__rnnlabReruns"
@@ -25,19 +25,6 @@ MARKED_JS = """() => {
     const stars = (chart?.data || []).filter((t) => t.marker && t.marker.symbol === 'star');
     return stars.length ? stars[0].x.length : 0;
 }"""
-
-
-def distinct_values(page, script: str, count: int, timeout_s: float = 60.0) -> list[int]:
-    """Sample `script` until it has shown `count` distinct positive values."""
-    seen: list[int] = []
-    for _ in range(int(timeout_s * 5)):
-        value = page.evaluate(script)
-        if value > 0 and value not in seen:
-            seen.append(value)
-            if len(seen) >= count:
-                return seen
-        page.wait_for_timeout(200)
-    raise AssertionError(f"only {seen} within {timeout_s} s")
 
 
 def move_slider(page, index: int) -> None:

@@ -10,6 +10,7 @@ import pytest
 from harness import (
     ARTIFACTS,
     COUNT_RERUNS_JS,
+    distinct_values,
     open_app,
     set_number,
     set_slider,
@@ -34,19 +35,6 @@ RACE_POINTS_JS = """() => {
 def no_exception(page) -> None:
     shown = page.locator('[data-testid="stException"]')
     assert shown.count() == 0, f"exception on the page: {shown.all_inner_texts()}"
-
-
-def distinct_values(page, script: str, count: int, timeout_s: float = 60.0) -> list[int]:
-    """Sample `script` until it has shown `count` distinct positive values."""
-    seen: list[int] = []
-    for _ in range(int(timeout_s * 5)):
-        value = page.evaluate(script)
-        if value > 0 and value not in seen:
-            seen.append(value)
-            if len(seen) >= count:
-                return seen
-        page.wait_for_timeout(200)
-    raise AssertionError(f"only {seen} within {timeout_s} s")
 
 
 def test_inside_the_cell_follows_a_run_live_and_its_selectors_need_no_rerun(
