@@ -1,12 +1,10 @@
 """Which inputs the prediction uses, and where the hidden state travels: drawn on Train
 and on Inside the cell, updated live without rerunning the page, and the paths' slider
-moves over the run's snapshots. Also takes docs/screenshots/influence.png (an adding LSTM)."""
+moves over the run's snapshots. Its screenshot (artifacts/) is README's influence.png."""
 
 from __future__ import annotations
 
-import shutil
-
-from harness import COUNT_RERUNS_JS, ROOT, distinct_values, open_app, wait_idle
+from harness import COUNT_RERUNS_JS, distinct_values, open_app, wait_idle
 
 RUN_TIMEOUT_MS = 150_000
 RERUNS_JS = "() => window.__rnnlabReruns"
@@ -83,10 +81,7 @@ def test_influence_and_paths_draw_and_follow_an_adding_lstm_live(server, new_pag
     page.set_viewport_size({"width": 1400, "height": 2300})
     page.locator(".rnnlab-influence").evaluate("(node) => node.scrollIntoView()")
     page.wait_for_timeout(1500)  # Plotly's charts follow the new width
-    page.screenshot(path=screenshots / "influence.png")
-    target = ROOT / "docs" / "screenshots" / "influence.png"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(screenshots / "influence.png", target)
+    page.screenshot(path=screenshots / "influence.png")  # README's, when it is retaken
 
     page.get_by_role("link", name="Train").click()
     page.locator(".st-key-train_stop button").click()
