@@ -350,15 +350,12 @@ def command_tune(args: argparse.Namespace) -> int:
 
 
 def _describe_study(runner: Any) -> str:
+    from .tune.study import best_trial
+
     trials = runner.study.get_trials(deepcopy=False)
     pruned = sum(t.state.name == "PRUNED" for t in trials)
-    complete = [t.value for t in trials if t.state.name == "COMPLETE"]
-    best = (
-        "-"
-        if not complete
-        else f"{(max if runner.settings.direction == 'maximize' else min)(complete):.4g}"
-    )
-    return f"pruned {pruned}, best {best}"
+    best = best_trial(trials, runner.settings.direction)
+    return f"pruned {pruned}, best {'-' if best is None else f'{best.value:.4g}'}"
 
 
 def format_study(summary: dict[str, Any]) -> str:

@@ -326,8 +326,8 @@ def _importances(opened: _OpenStudy, complete: int, evaluator: str) -> Any:
     """What matters by `evaluator` (not the default): computed once per count of
     complete trials. KeyError for an evaluator that does not exist; a plain reason (str)
     for one that cannot run here."""
-    from rnnlab.tune import study_view
     from rnnlab.tune.importance import EVALUATORS, evaluator_available
+    from rnnlab.tune.view import study_importances
 
     if evaluator not in EVALUATORS:
         raise KeyError(f"no evaluator {evaluator!r}; known: {', '.join(EVALUATORS)}")
@@ -337,7 +337,7 @@ def _importances(opened: _OpenStudy, complete: int, evaluator: str) -> Any:
     with opened.lock:  # fANOVA takes seconds: one viewer computes, the others wait for it
         cached = opened.importances.get(evaluator)
         if cached is None or cached[0] != complete:
-            found = study_view(opened.runner, evaluator=evaluator)["importances"]
+            found = study_importances(opened.runner, evaluator)
             cached = opened.importances[evaluator] = (complete, found)
         return cached[1]
 

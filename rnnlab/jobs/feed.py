@@ -81,9 +81,14 @@ def without_inputs(view: dict[str, Any]) -> dict[str, Any]:
     return {**view, "predictions": None, "private": True}
 
 
+def _rewritten(payload: bytes, change: Callable[[dict[str, Any]], dict[str, Any]]) -> bytes:
+    """An encoded view, decoded, changed and encoded again."""
+    return json.dumps(change(json.loads(payload)), separators=(",", ":")).encode()
+
+
 def public_view(payload: bytes) -> bytes:
     """A layer view's JSON without the probe's inputs (without_inputs)."""
-    return json.dumps(without_inputs(json.loads(payload)), separators=(",", ":")).encode()
+    return _rewritten(payload, without_inputs)
 
 
 def without_symbols(view: dict[str, Any]) -> dict[str, Any]:
@@ -94,7 +99,7 @@ def without_symbols(view: dict[str, Any]) -> dict[str, Any]:
 
 def public_influence(payload: bytes) -> bytes:
     """An influence view's JSON without the probe's symbols (without_symbols)."""
-    return json.dumps(without_symbols(json.loads(payload)), separators=(",", ":")).encode()
+    return _rewritten(payload, without_symbols)
 
 
 @dataclass(frozen=True)

@@ -23,11 +23,11 @@ UNSOLVED_PENALTY = 2.0
 # The median pruner waits for this many finished trials, and for this fraction of a
 # trial's steps, before it stops anything.
 MEDIAN_STARTUP_TRIALS = 5
+MEDIAN_WARMUP = 0.1
 # Successive halving first judges a trial after steps / HALVING_FIRST_RUNG, then keeps
 # the best 1 / HALVING_KEEP of the trials at each rung.
 HALVING_FIRST_RUNG = 9
 HALVING_KEEP = 3
-MEDIAN_WARMUP = 0.1
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,17 @@ STATES = {
 }
 
 
+def best_trial(
+    trials: list[optuna.trial.FrozenTrial], direction: str
+) -> optuna.trial.FrozenTrial | None:
+    """The complete trial with the best objective in `direction`; None before any."""
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    if not complete:
+        return None
+    pick = max if direction == "maximize" else min
+    return pick(complete, key=lambda t: t.value)
+
+
 @dataclass
 class Study:
     """A study as its storage holds it: trials, best so far, importances."""
@@ -69,11 +80,7 @@ class Study:
 
     @property
     def best(self) -> optuna.trial.FrozenTrial | None:
-        complete = [t for t in self.trials() if t.state == TrialState.COMPLETE]
-        if not complete:
-            return None
-        pick = max if self.settings.direction == "maximize" else min
-        return pick(complete, key=lambda t: t.value)
+        return best_trial(self.trials(), self.settings.direction)
 
     @property
     def best_value(self) -> float | None:

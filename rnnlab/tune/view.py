@@ -19,28 +19,29 @@ from optuna.trial import TrialState
 
 from ..jobs.feed import public_config
 from ..values import finite_or_none
+from .importance import importances
 from .runner import StudyRunner
-from .study import STATES
+from .study import STATES, best_trial
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
 _cache: dict[int, tuple[int, dict[str, Any]]] = {}  # id(runner) -> (version, view)
-_importance_cache: dict[tuple[int, int, str], dict[str, Any] | None] = {}
+# id(runner) -> (complete trials, the default evaluator's importances): the latest only.
+_importance_cache: dict[int, tuple[int, dict[str, Any] | None]] = {}
 _lock = threading.Lock()
 
 
-def study_view(runner: StudyRunner, *, evaluator: str | None = None) -> dict[str, Any]:
+def study_view(runner: StudyRunner) -> dict[str, Any]:
     """The study as every viewer sees it; recomputed only when the runner has changed."""
     version = runner.version
     key = id(runner)
     with _lock:
         cached = _cache.get(key)
-        if cached is not None and cached[0] == version and evaluator is None:
+        if cached is not None and cached[0] == version:
             return cached[1]
-    view = _build(runner, evaluator)
-    if evaluator is None:
-        with _lock:
-            _cache[key] = (version, view)
+    view = _build(runner)
+    with _lock:
+        _cache[key] = (version, view)
     return view
 
 
@@ -49,7 +50,7 @@ def mine(runner: StudyRunner, owner: str) -> list[int]:
     return [f.number for f in runner.running(owner)] + runner.finished_by(owner)
 
 
-def _build(runner: StudyRunner, evaluator: str | None) -> dict[str, Any]:
+def _build(runner: StudyRunner) -> dict[str, Any]:
     settings, manager = runner.settings, runner.manager
     trials = runner.study.get_trials(deepcopy=False)
     curves = runner.curves()
@@ -112,16 +113,14 @@ def _build(runner: StudyRunner, evaluator: str | None) -> dict[str, Any]:
         "best": _best(trials, settings.direction),
         "best_so_far": best_so_far(trials, settings.direction),
         "varying": varying(trials, list(settings.space.params)),
-        "importances": _importances(runner, trials, evaluator),
+        "importances": _importances(runner, trials),
     }
 
 
 def _best(trials: list, direction: str) -> dict[str, Any] | None:
-    complete = [t for t in trials if t.state == TrialState.COMPLETE]
-    if not complete:
+    best = best_trial(trials, direction)
+    if best is None:
         return None
-    pick = max if direction == "maximize" else min
-    best = pick(complete, key=lambda t: t.value)
     return {"number": best.number, "value": finite_or_none(best.value), "params": best.params}
 
 
@@ -155,25 +154,28 @@ def varying(trials: list, names: list[str]) -> list[str]:
     return [n for n in names if len({repr(t.params.get(n)) for t in finished}) > 1]
 
 
-def _importances(runner: StudyRunner, trials: list, evaluator: str | None) -> dict | None:
-    """What matters, recomputed when a trial completes (bootstrap takes a moment)."""
+def _importances(runner: StudyRunner, trials: list) -> dict[str, Any]:
+    """What matters by the default evaluator, recomputed when a trial completes."""
     complete = sum(t.state == TrialState.COMPLETE for t in trials)
-    key = (id(runner), complete, evaluator or "")
     with _lock:
-        if key in _importance_cache:
-            return _importance_cache[key]
-    try:
-        from .importance import importances
-
-        chosen = {} if evaluator is None else {"evaluator": evaluator}
-        result = importances(
-            trials,
-            list(runner.settings.space.params),
-            direction=runner.settings.direction,
-            **chosen,
-        ).to_dict()
-    except ImportError:
-        result = None
+        cached = _importance_cache.get(id(runner))
+        if cached is not None and cached[0] == complete:
+            return cached[1]
+    result = study_importances(runner, trials=trials)
     with _lock:
-        _importance_cache[key] = result
+        _importance_cache[id(runner)] = (complete, result)
     return result
+
+
+def study_importances(
+    runner: StudyRunner, evaluator: str | None = None, *, trials: list | None = None
+) -> dict[str, Any]:
+    """What matters in the study by `evaluator` (default: importance's own), as a dict
+    (Importances.to_dict())."""
+    chosen = {} if evaluator is None else {"evaluator": evaluator}
+    return importances(
+        trials if trials is not None else runner.study.get_trials(deepcopy=False),
+        list(runner.settings.space.params),
+        direction=runner.settings.direction,
+        **chosen,
+    ).to_dict()
