@@ -131,10 +131,6 @@ class Study:
 
     def to_dict(self) -> dict[str, Any]:
         """The study in one JSON-ready object (the CLI's `--json` line)."""
-        try:
-            importances = self.importances().to_dict()
-        except Exception as error:  # too few trials to rank is said inside; this is a bug
-            importances = {"error": str(error)}
         return {
             "study": self.name,
             "storage": self.storage,
@@ -148,7 +144,7 @@ class Study:
             "best_settings": self.best_settings,
             "counts": self.counts(),
             "wall_s": round(self.wall_s, 3),
-            "importances": importances,
+            "importances": self.importances().to_dict(),
         }
 
 
