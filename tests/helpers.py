@@ -96,3 +96,20 @@ def forget_engine() -> None:
     if manager is not None and not manager.closed:
         manager.shutdown(timeout=60)
     st.cache_resource.clear()
+
+
+def small_model(cell: str, activation: str, layers: int = 1, task: str = "adding", **options):
+    """A small network of `cell` and its task (hidden 8, 12 steps unless given)."""
+    from rnnlab import build_model, make_task
+
+    config = RunConfig(
+        task=task,
+        cell=cell,
+        activation=activation,
+        num_layers=layers,
+        hidden_size=options.pop("hidden_size", 8),
+        seq_len=options.pop("seq_len", 12),
+        **options,
+    )
+    task_ = make_task(config)
+    return build_model(config, task_), task_

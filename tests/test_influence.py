@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 
+import helpers
 import numpy as np
 import pytest
 import torch
@@ -49,17 +50,9 @@ def one_thread():
 
 
 def small_model(cell, activation, layers=2, task="adding", **options):
-    config = RunConfig(
-        task=task,
-        cell=cell,
-        activation=activation,
-        num_layers=layers,
-        hidden_size=options.pop("hidden_size", 6),
-        seq_len=options.pop("seq_len", 7),
-        **options,
-    )
-    task_ = make_task(config)
-    return build_model(config, task_), task_
+    """helpers.small_model, two layers of 6 units over 7 steps unless given."""
+    options = {"hidden_size": 6, "seq_len": 7, **options}
+    return helpers.small_model(cell, activation, layers, task, **options)
 
 
 def textbook_output(model, x: torch.Tensor) -> torch.Tensor:

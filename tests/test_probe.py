@@ -16,6 +16,7 @@ import sys
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import small_model
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
@@ -25,7 +26,6 @@ from rnnlab import (
     Recurrent,
     RunConfig,
     Snapshot,
-    build_model,
     gradients_through_time,
     make_task,
     probe,
@@ -60,20 +60,6 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
-
-
-def small_model(cell: str, activation: str, layers: int = 1, task: str = "adding", **options):
-    config = RunConfig(
-        task=task,
-        cell=cell,
-        activation=activation,
-        num_layers=layers,
-        hidden_size=options.pop("hidden_size", 8),
-        seq_len=options.pop("seq_len", 12),
-        **options,
-    )
-    task_ = make_task(config)
-    return build_model(config, task_), task_
 
 
 def random_input(model, batch: int, T: int, seed: int = 0) -> torch.Tensor:
